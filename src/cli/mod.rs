@@ -1,0 +1,37 @@
+//! The command line: one subcommand per file, each parsing its flags and calling the library.
+//! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
+
+mod paths;
+mod payload;
+mod schema;
+
+use clap::{Parser, Subcommand};
+
+/// linkcal: measure, calibrate and judge the data links of a disaggregated prefill/decode rack.
+#[derive(Debug, Parser)]
+#[command(name = "linkcal", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the spec's paths for a rack shape, and which paths share a segment direction.
+    Paths(paths::Args),
+    /// Payload sizes (chunk activations, KV handoff per stage, decode activations) from a model.
+    Payload(payload::Args),
+    /// Write or check the JSON Schemas generated from the result model.
+    Schema(schema::Args),
+}
+
+/// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Paths(a) => paths::run(a),
+        Command::Payload(a) => payload::run(a),
+        Command::Schema(a) => schema::run(a),
+    }
+}

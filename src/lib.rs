@@ -1,0 +1,19 @@
+//! linkcal measures the data links of a disaggregated prefill/decode (PD) LLM inference rack
+//! and writes calibrated per-segment bandwidths that simulators and planners load.
+//!
+//! # Layout
+//! One room per concern; imports point one way (the CLI calls runner / calibrate / verdict /
+//! report; the runner uses agents, control and transports; everything may use spec, payload,
+//! model, stats and topology, which use nothing of ours above them).
+//!
+//! - [`spec`]: the rack spec as code: parameters, segments, the three paths, NIC mapping, contention.
+//! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
+//! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
+//! - [`error`]: exit codes and the bad-input error that names file and field.
+//! - [`cli`]: the command line, one file per subcommand; thin over the library.
+
+pub mod cli;
+pub mod error;
+pub mod model;
+pub mod payload;
+pub mod spec;

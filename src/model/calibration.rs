@@ -1,0 +1,157 @@
+//! `linkcal.calibration/1`: per-segment, per-direction capacities and latencies with how each
+//! was obtained, series groups, and per-path size-dependent models. What simulators load.
+#![allow(non_snake_case)]
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Provenance;
+use crate::spec::{Dir, Hop, PathRef, RackShape, SegmentId};
+
+/// Schema id of calibration files.
+pub const CALIBRATION_SCHEMA: &str = "linkcal.calibration/1";
+
+/// A calibration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Calibration {
+    /// Always `linkcal.calibration/1`.
+    pub schema: String,
+    /// Where it came from (tool, git sha, hosts, time, argv).
+    pub provenance: Provenance,
+    /// Spec parameters of the calibrated rack.
+    pub shape: RackShape,
+    /// Results files it was computed from.
+    pub sources: Vec<String>,
+    /// SHA-256 of the topology file given with --topology, if any.
+    pub topology_digest: Option<String>,
+    /// One entry per segment and direction, spec segments first.
+    pub segments: Vec<SegmentEstimate>,
+    /// Segment directions that every experiment crossed together (only their minimum is identified).
+    pub series_groups: Vec<SeriesGroup>,
+    /// Per-route size-dependent models.
+    pub paths: Vec<PathModel>,
+    /// Free-form notes (e.g. segments the spec's paths can never identify, and why).
+    pub notes: Vec<String>,
+}
+
+/// How a capacity was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A probe crossed only this segment direction (or only it and links known to be faster).
+    Isolated,
+    /// Concurrent flows through it plateaued at its capacity.
+    Saturation,
+    /// It was the limiting segment of a solo path.
+    Bottleneck,
+    /// Never the limiting segment: capacity >= `lower_bound_Bps`.
+    LowerBound,
+    /// No measurement crossed it.
+    Unobserved,
+}
+
+impl Method {
+    /// True when the value is an identified capacity (not a bound, not missing).
+    pub fn identified(self) -> bool {
+        match self {
+            Method::Isolated | Method::Saturation | Method::Bottleneck => true,
+            Method::LowerBound | Method::Unobserved => false,
+        }
+    }
+}
+
+/// One segment direction's calibrated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SegmentEstimate {
+    /// Segment name.
+    pub segment: SegmentId,
+    /// Direction.
+    pub dir: Dir,
+    /// True for links the spec does not name (switch uplink, decode NIC PCIe).
+    pub outside_spec: bool,
+    /// How the value was obtained.
+    pub method: Method,
+    /// Identified capacity (goodput), B/s; null unless `method` identifies it.
+    pub capacity_Bps: Option<f64>,
+    /// Lower end of the capacity's 95% interval, B/s.
+    pub ci95_low_Bps: Option<f64>,
+    /// Upper end of the capacity's 95% interval, B/s.
+    pub ci95_high_Bps: Option<f64>,
+    /// For `lower_bound`: the capacity is at least this, B/s.
+    pub lower_bound_Bps: Option<f64>,
+    /// One-way latency attributed to this segment, seconds (null where paths do not determine it).
+    pub latency_s: Option<f64>,
+    /// Nominal capacity from discovery (link speed), B/s per direction, when a topology was given.
+    pub nominal_Bps: Option<f64>,
+    /// Series group this belongs to, if any.
+    pub series_group: Option<String>,
+    /// Measurement ids the value rests on.
+    pub evidence: Vec<String>,
+}
+
+/// Segment directions that are always crossed together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SeriesGroup {
+    /// Group id, e.g. `G1`.
+    pub id: String,
+    /// Members.
+    pub members: Vec<Hop>,
+    /// The group's identified capacity (the minimum of its members), B/s.
+    pub capacity_Bps: Option<f64>,
+    /// Why the members cannot be told apart.
+    pub reason: String,
+}
+
+/// Size-dependent model of one route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PathModel {
+    /// The route.
+    pub path: PathRef,
+    /// Its hops.
+    pub segments: Vec<Hop>,
+    /// Largest measured goodput, B/s.
+    pub peak_Bps: Option<f64>,
+    /// Piecewise alpha-beta model: time = alpha_s + bytes / beta_Bps on each size range.
+    pub pieces: Vec<AlphaBeta>,
+    /// Efficiency curve: payload size -> achieved / peak.
+    pub efficiency: Vec<EfficiencyPoint>,
+    /// The measured percentiles the fit came from.
+    pub raw: Vec<RawPoint>,
+}
+
+/// One piece of an alpha-beta model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlphaBeta {
+    /// Smallest payload of the range, bytes (inclusive).
+    pub min_bytes: u64,
+    /// Largest payload of the range, bytes (inclusive).
+    pub max_bytes: u64,
+    /// Fixed cost per transfer, seconds.
+    pub alpha_s: f64,
+    /// Asymptotic rate, B/s.
+    pub beta_Bps: f64,
+}
+
+/// Achieved over peak at one size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EfficiencyPoint {
+    /// Payload, bytes.
+    pub payload_bytes: u64,
+    /// Achieved goodput / peak goodput (0..1].
+    pub efficiency: f64,
+}
+
+/// Measured percentiles at one size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RawPoint {
+    /// Payload, bytes.
+    pub payload_bytes: u64,
+    /// Median goodput, B/s.
+    pub p50_Bps: f64,
+    /// 95% interval of the mean goodput, low end, B/s.
+    pub ci95_low_Bps: Option<f64>,
+    /// 95% interval of the mean goodput, high end, B/s.
+    pub ci95_high_Bps: Option<f64>,
+    /// Median transfer time, seconds.
+    pub time_p50_s: f64,
+}

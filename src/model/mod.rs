@@ -1,0 +1,63 @@
+//! The one result model: measurement results (`linkcal.results/1`), calibrations
+//! (`linkcal.calibration/1`), rack files and provenance. JSON, CSV and reports all derive from
+//! these types; JSON Schemas in `schemas/` are generated from them. Units are in field names
+//! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
+
+pub mod calibration;
+pub mod provenance;
+pub mod rack;
+pub mod results;
+
+pub use calibration::{Calibration, CALIBRATION_SCHEMA};
+pub use provenance::Provenance;
+pub use rack::{GroundTruth, RackFile, RACK_SCHEMA};
+pub use results::{Results, RESULTS_SCHEMA};
+
+use std::path::Path;
+
+use crate::error::InputError;
+
+/// Checks a file's `schema` field before parsing the rest, so a file of another kind or
+/// version gets an error that says so instead of a field-level complaint.
+pub fn check_schema(path: &Path, text: &str, want: &str) -> Result<(), InputError> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
+    match v.get("schema").and_then(|s| s.as_str()) {
+        Some(s) if s == want => Ok(()),
+        Some(s) => Err(InputError::field(
+            path,
+            "schema",
+            format!("is '{s}', expected '{want}': this file is of another kind or version"),
+        )),
+        None => Err(InputError::field(path, "schema", format!("is missing; expected '{want}'"))),
+    }
+}
+
+/// Reads a schema-versioned JSON file: checks `schema`, then parses, naming file and field.
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str) -> Result<T, InputError> {
+    let text = crate::error::read_input(path)?;
+    check_schema(path, &text, want)?;
+    crate::error::read_json(path)
+}
+
+/// Writes JSON atomically (temp file, fsync, rename) so a crash never leaves half a file.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, value)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// The JSON Schemas generated from the model, by file name under `schemas/`.
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("results.schema.json", serde_json::to_value(schemars::schema_for!(Results)).expect("schema serializes")),
+        ("calibration.schema.json", serde_json::to_value(schemars::schema_for!(Calibration)).expect("schema serializes")),
+        ("rack.schema.json", serde_json::to_value(schemars::schema_for!(RackFile)).expect("schema serializes")),
+        ("ground-truth.schema.json", serde_json::to_value(schemars::schema_for!(GroundTruth)).expect("schema serializes")),
+    ]
+}

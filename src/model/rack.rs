@@ -1,0 +1,91 @@
+//! Rack files (hosts, roles, addresses: what the runner reads) and the emulated rack's ground
+//! truth (what only tests read; calibration never does).
+#![allow(non_snake_case)]
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Dir, RackShape, SegmentId};
+
+/// Schema id of rack files.
+pub const RACK_SCHEMA: &str = "linkcal.rack/1";
+/// Schema id of ground-truth files.
+pub const GROUND_TRUTH_SCHEMA: &str = "linkcal.ground-truth/1";
+
+/// The rack the runner drives: one entry per agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RackFile {
+    /// Always `linkcal.rack/1`.
+    pub schema: String,
+    /// Spec shape and NIC map.
+    pub shape: RackShape,
+    /// True for the emulated rack.
+    pub emulated: bool,
+    /// Model payloads are divided by this (about 500 on the default emulated rack, 1 on hardware).
+    pub payload_scale: f64,
+    /// MTU of the data links, bytes.
+    pub mtu_bytes: Option<u64>,
+    /// File holding the run's shared token (agents refuse connections without it).
+    pub token_file: String,
+    /// Agents.
+    pub hosts: Vec<HostEntry>,
+}
+
+/// What an agent stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostRole {
+    /// One prefill GPU endpoint (emulated rack: one namespace per GPU), `index` = i.
+    PrefillGpu,
+    /// The prefill server's host memory behind the switch uplink.
+    PrefillHost,
+    /// A decode GPU endpoint, `index` = j.
+    DecodeGpu,
+    /// Decode server j's host memory.
+    DecodeHost,
+    /// A whole prefill server on real hardware (all prefill GPUs and NICs, one agent).
+    PrefillServer,
+    /// A whole decode server j on real hardware.
+    DecodeServer,
+}
+
+/// One agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HostEntry {
+    /// Unique name, e.g. `gpu_p0`.
+    pub name: String,
+    /// What it stands for.
+    pub role: HostRole,
+    /// GPU / server index for indexed roles (0 otherwise).
+    pub index: usize,
+    /// Control-plane address, `IP:port`.
+    pub control_addr: String,
+    /// Data-plane IP address flows to this host use.
+    pub data_addr: String,
+    /// Network namespace the agent runs in (emulated rack).
+    pub netns: Option<String>,
+}
+
+/// The emulated rack's configured truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroundTruth {
+    /// Always `linkcal.ground-truth/1`.
+    pub schema: String,
+    /// MTU, bytes.
+    pub mtu_bytes: u64,
+    /// Per segment direction.
+    pub segments: Vec<TrueSegment>,
+}
+
+/// One shaped segment direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrueSegment {
+    /// Segment.
+    pub segment: SegmentId,
+    /// Direction.
+    pub dir: Dir,
+    /// tbf line rate, B/s.
+    pub rate_Bps: f64,
+    /// Expected TCP goodput = rate x (MTU-52)/(MTU+14), B/s.
+    pub goodput_Bps: f64,
+}

@@ -1,0 +1,152 @@
+//! `linkcal.results/1`: every measurement of a run, solo and contended, with summaries and the
+//! raw per-transfer times they came from.
+#![allow(non_snake_case)]
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Provenance;
+use crate::payload::Payloads;
+use crate::spec::{Hop, PathRef, RackShape};
+
+/// Schema id of results files.
+pub const RESULTS_SCHEMA: &str = "linkcal.results/1";
+
+/// A run's results: `results.json` in the output directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Results {
+    /// Always `linkcal.results/1`.
+    pub schema: String,
+    /// Where and when it was measured.
+    pub provenance: Provenance,
+    /// The rack that was measured.
+    pub rack: RackSummary,
+    /// Model payload sizes the sweep was derived from (before scaling), when a model was given.
+    pub payloads: Option<Payloads>,
+    /// Finished measurements, in the order they ran.
+    pub measurements: Vec<Measurement>,
+    /// Probes that do not apply here, each with its reason.
+    pub waivers: Vec<Waiver>,
+}
+
+/// The measured rack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RackSummary {
+    /// Spec shape and NIC map.
+    pub shape: RackShape,
+    /// True when measured on the emulated rack (namespaces + tbf).
+    pub emulated: bool,
+    /// Model payloads are divided by this on the emulated rack (1 on real hardware).
+    pub payload_scale: f64,
+    /// MTU of the data links in bytes, when known.
+    pub mtu_bytes: Option<u64>,
+}
+
+/// Solo (one flow alone) or contended (several flows started on one barrier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasurementKind {
+    /// One flow alone on the rack.
+    Solo,
+    /// Concurrent flows released together.
+    Contended,
+}
+
+/// Why repetition stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The 95% confidence half-width of goodput reached the target (1% by default).
+    Converged,
+    /// The time cap ran out first.
+    TimeCap,
+    /// The sample cap was reached first.
+    SampleCap,
+}
+
+/// One measurement: one flow (solo) or a set of concurrent flows (contended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Measurement {
+    /// Stable identifier, e.g. `solo/prefill_to_decode:0->0/1048576`.
+    pub id: String,
+    /// Solo or contended.
+    pub kind: MeasurementKind,
+    /// Contention set name for contended runs (e.g. `nic_share:IB_NIC_P[0]_PCI`, `kv_burst`).
+    pub set: Option<String>,
+    /// Transport used (e.g. `host_tcp`, `staged_tcp`, `cuda_p2p`, `gpudirect_rdma`).
+    pub transport: String,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// Wall time of the whole measurement including warmup, seconds.
+    pub duration_s: f64,
+    /// Per-flow results.
+    pub flows: Vec<FlowResult>,
+    /// Aggregate over concurrent flows (contended runs): sum of flow goodputs and round makespan.
+    pub aggregate: Option<Aggregate>,
+}
+
+/// Aggregate figures of concurrent flows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Aggregate {
+    /// Sum of the flows' goodputs while all were active, B/s (a sum over flows, per direction of each segment).
+    pub goodput_sum_Bps: Summary,
+    /// Time for every flow of a round to finish, seconds.
+    pub makespan_s: Option<Summary>,
+    /// Spread of per-flow goodput: max/min of the flows' medians (1 = perfectly even).
+    pub fairness_max_over_min: Option<f64>,
+}
+
+/// One flow's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowResult {
+    /// Route kind, source and destination.
+    pub path: PathRef,
+    /// Segment traversals this flow actually crossed (spec hops plus any outside-spec links).
+    pub segments: Vec<Hop>,
+    /// Bytes per transfer.
+    pub payload_bytes: u64,
+    /// Goodput per transfer (payload / transfer time), B/s, one direction.
+    pub goodput_Bps: Summary,
+    /// Transfer time, seconds.
+    pub transfer_time_s: Summary,
+    /// Measured transfers (after warmup).
+    pub samples: u64,
+    /// Warmup transfers discarded.
+    pub warmup: u64,
+    /// Why repetition stopped.
+    pub stop: StopReason,
+    /// Raw per-transfer times in seconds, in order.
+    pub transfer_times_s: Vec<f64>,
+}
+
+/// Summary of a sample. Quantiles come from an hdrhistogram; the interval is for the mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    /// Median.
+    pub p50: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Lower end of the 95% confidence interval of the mean (null with fewer than 2 samples).
+    pub ci95_low: Option<f64>,
+    /// Upper end of the 95% confidence interval of the mean (null with fewer than 2 samples).
+    pub ci95_high: Option<f64>,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Sample standard deviation (null with fewer than 2 samples).
+    pub stddev: Option<f64>,
+}
+
+/// A probe that does not apply here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Waiver {
+    /// Probe or transport name, e.g. `cuda_p2p`.
+    pub probe: String,
+    /// The route it would have measured, if any.
+    pub path: Option<PathRef>,
+    /// Why, e.g. `libcuda.so not found`.
+    pub reason: String,
+}
