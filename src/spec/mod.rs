@@ -2,9 +2,11 @@
 //! outside-spec isolation routes real hardware offers), the NIC mapping and the contention
 //! structure (which routes cross the same segment in the same direction).
 
+mod experiments;
 mod paths;
 mod segment;
 
+pub use experiments::Experiment;
 pub use paths::{contention, handoff_pairs, stage_ranges, Contention, HopOptions, PathRef, Route, RouteKind, RouteSet};
 pub use segment::{Dir, Hop, SegmentId, SegmentKind};
 
