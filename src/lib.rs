@@ -10,10 +10,12 @@
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
 //! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
 //! - [`error`]: exit codes and the bad-input error that names file and field.
+//! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
 pub mod cli;
 pub mod error;
+pub mod gpu;
 pub mod model;
 pub mod payload;
 pub mod spec;

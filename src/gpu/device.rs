@@ -1,0 +1,137 @@
+//! CUDA devices: enumeration with PCI bus ids (to match discovery), peer-access checks and
+//! enabling, and the per-device facts a probe needs.
+
+use std::sync::Arc;
+
+use cudarc::driver::{result, sys, CudaContext};
+
+use super::{driver_status, error_name, CallContext, GpuError, PciAddr, Unavailable};
+
+/// One CUDA device as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaDevice {
+    /// CUDA ordinal (the driver's order, not the bus order).
+    pub ordinal: usize,
+    /// Marketing name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// PCI address, used to match the device to discovery's GPUs.
+    pub pci: PciAddr,
+    /// Device memory, bytes.
+    pub total_mem_bytes: u64,
+    /// Whether the driver can export device memory as a dmabuf (for `ibv_reg_dmabuf_mr`).
+    pub dmabuf: bool,
+}
+
+/// Every CUDA device, in ordinal order. Returns [`Unavailable`] (inside [`GpuError`]) when
+/// there is no driver or no device.
+pub fn enumerate() -> Result<Vec<CudaDevice>, GpuError> {
+    let info = driver_status()?;
+    (0..info.devices).map(describe).collect()
+}
+
+/// Describes device `ordinal` (the driver must be initialised: call [`driver_status`] first).
+pub fn describe(ordinal: usize) -> Result<CudaDevice, GpuError> {
+    let dev = result::device::get(ordinal as i32).call("cuDeviceGet")?;
+    let name = result::device::get_name(dev).call("cuDeviceGetName")?;
+    let mut buf = [0 as std::ffi::c_char; 32];
+    // SAFETY: `buf` is a writable array of `buf.len()` chars; the driver writes a
+    // NUL-terminated string of at most that length.
+    unsafe { sys::cuDeviceGetPCIBusId(buf.as_mut_ptr(), buf.len() as i32, dev) }.result().call("cuDeviceGetPCIBusId")?;
+    let bytes: Vec<u8> = buf.iter().map(|&c| c as u8).collect();
+    let bus = std::ffi::CStr::from_bytes_until_nul(&bytes)
+        .map_err(|_| GpuError::Invalid(format!("device {ordinal}: PCI bus id is not NUL-terminated")))?
+        .to_string_lossy()
+        .into_owned();
+    let pci = bus.parse().map_err(|e| GpuError::Invalid(format!("device {ordinal}: {e}")))?;
+    // SAFETY: `dev` is a valid device handle returned by cuDeviceGet above.
+    let total_mem_bytes = unsafe { result::device::total_mem(dev) }.call("cuDeviceTotalMem")? as u64;
+    // SAFETY: as above; the attribute is an int the driver fills in.
+    let dmabuf = unsafe { result::device::get_attribute(dev, sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED) }
+        .map(|v| v != 0)
+        .unwrap_or(false);
+    Ok(CudaDevice { ordinal, name, pci, total_mem_bytes, dmabuf })
+}
+
+/// The CUDA ordinal of the device at `pci`, if any.
+pub fn ordinal_of(devices: &[CudaDevice], pci: PciAddr) -> Option<usize> {
+    devices.iter().find(|d| d.pci == pci).map(|d| d.ordinal)
+}
+
+/// Whether device `a` can access device `b`'s memory directly (cuDeviceCanAccessPeer).
+pub fn can_access_peer(a: usize, b: usize) -> Result<bool, GpuError> {
+    let da = result::device::get(a as i32).call("cuDeviceGet")?;
+    let db = result::device::get(b as i32).call("cuDeviceGet")?;
+    let mut can = 0;
+    // SAFETY: `can` is a writable c_int; `da`, `db` are valid device handles.
+    unsafe { sys::cuDeviceCanAccessPeer(&mut can, da, db) }.result().call("cuDeviceCanAccessPeer")?;
+    Ok(can != 0)
+}
+
+/// Checks both directions and enables peer access from each context to the other. A pair
+/// that cannot reach each other is [`Unavailable::NoPeerAccess`] (a waiver): without peer
+/// access `cuMemcpyPeer` silently stages through host memory and would measure the wrong link.
+pub fn enable_peer_pair(ca: &Arc<CudaContext>, cb: &Arc<CudaContext>) -> Result<(), GpuError> {
+    let (a, b) = (ca.ordinal(), cb.ordinal());
+    if a == b {
+        return Err(GpuError::Invalid(format!("peer copy needs two different GPUs, got {a} twice")));
+    }
+    if !can_access_peer(a, b)? || !can_access_peer(b, a)? {
+        return Err(Unavailable::NoPeerAccess { a, b }.into());
+    }
+    enable_peer(ca, cb)?;
+    enable_peer(cb, ca)
+}
+
+/// Lets `from`'s context access `to`'s memory. Already-enabled is success.
+fn enable_peer(from: &Arc<CudaContext>, to: &Arc<CudaContext>) -> Result<(), GpuError> {
+    from.bind_to_thread().call("cuCtxSetCurrent")?;
+    // SAFETY: `from` is current on this thread; `to.cu_ctx()` is a live context kept alive by
+    // the Arc for the duration of the call. Flags must be 0.
+    match unsafe { sys::cuCtxEnablePeerAccess(to.cu_ctx(), 0) } {
+        sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => Ok(()),
+        code => Err(GpuError::Driver { call: "cuCtxEnablePeerAccess", name: error_name(code) }),
+    }
+}
+
+/// The primary context of each requested ordinal, checking they exist first.
+pub fn contexts(ordinals: &[usize]) -> Result<Vec<Arc<CudaContext>>, GpuError> {
+    let info = driver_status()?;
+    let mut out = Vec::with_capacity(ordinals.len());
+    for &o in ordinals {
+        if o >= info.devices {
+            return Err(Unavailable::NoSuchGpu { index: o, have: info.devices }.into());
+        }
+        out.push(CudaContext::new(o).call("cuDevicePrimaryCtxRetain")?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_ordinals_by_bus_id_not_position() {
+        let dev = |ordinal, bus: &str| CudaDevice {
+            ordinal,
+            name: "x".into(),
+            pci: bus.parse().unwrap(),
+            total_mem_bytes: 1,
+            dmabuf: true,
+        };
+        // CUDA's default order is fastest-first, so ordinal 0 can sit on a later bus.
+        let devs = vec![dev(0, "0000:b1:00.0"), dev(1, "0000:1b:00.0")];
+        assert_eq!(ordinal_of(&devs, "1b:00.0".parse().unwrap()), Some(1));
+        assert_eq!(ordinal_of(&devs, "00000000:B1:00.0".parse().unwrap()), Some(0));
+        assert_eq!(ordinal_of(&devs, "0000:3b:00.0".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn enumerate_waives_without_a_driver() {
+        match enumerate() {
+            Ok(devs) => assert!(!devs.is_empty()),
+            Err(GpuError::Unavailable(u)) => assert!(!u.to_string().is_empty()),
+            Err(e) => panic!("a missing device must be Unavailable, got {e}"),
+        }
+    }
+}
