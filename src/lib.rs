@@ -11,6 +11,7 @@
 //! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
+//! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
 pub mod cli;
@@ -18,4 +19,5 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod payload;
+pub mod rdma;
 pub mod spec;

@@ -96,15 +96,7 @@ impl Gate {
             .result()
             .call("cuMemHostGetDevicePointer")?;
         let khz = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE).unwrap_or(0);
-        Ok(Gate {
-            ctx: ctx.clone(),
-            module,
-            func,
-            flag,
-            flag_host,
-            flag_dev,
-            timeout_clocks: timeout_clocks(khz, timeout_s),
-        })
+        Ok(Gate { ctx: ctx.clone(), module, func, flag, flag_host, flag_dev, timeout_clocks: timeout_clocks(khz, timeout_s) })
     }
 
     /// Closes the gate (flag = 0) before a new round of launches.
@@ -117,7 +109,11 @@ impl Gate {
     /// Enqueues the spin kernel on `stream`, which must belong to this gate's context.
     pub fn hold(&self, stream: &CudaStream) -> Result<(), GpuError> {
         if stream.context().cu_ctx() != self.ctx.cu_ctx() {
-            return Err(GpuError::Invalid(format!("stream of GPU {} held by the gate of GPU {}", stream.context().ordinal(), self.ctx.ordinal())));
+            return Err(GpuError::Invalid(format!(
+                "stream of GPU {} held by the gate of GPU {}",
+                stream.context().ordinal(),
+                self.ctx.ordinal()
+            )));
         }
         self.ctx.bind_to_thread().call("cuCtxSetCurrent")?;
         let mut flag = self.flag_dev;
@@ -126,7 +122,8 @@ impl Gate {
         // SAFETY: `func` is a live kernel of this context taking (u64, u64); `params` holds
         // pointers to two u64 values that the driver copies during the launch call. One
         // thread, no shared memory.
-        unsafe { result::launch_kernel(self.func, (1, 1, 1), (1, 1, 1), 0, stream.cu_stream(), &mut params) }.call("cuLaunchKernel")
+        unsafe { result::launch_kernel(self.func, (1, 1, 1), (1, 1, 1), 0, stream.cu_stream(), &mut params) }
+            .call("cuLaunchKernel")
     }
 
     /// Opens the gate: every stream held by this gate starts its queued work.

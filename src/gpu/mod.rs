@@ -160,9 +160,7 @@ pub fn driver_status() -> Result<DriverInfo, Unavailable> {
         };
         let mut version = 0;
         // SAFETY: `version` is a valid, writable c_int for the duration of the call.
-        unsafe { sys::cuDriverGetVersion(&mut version) }
-            .result()
-            .map_err(|e| Unavailable::InitFailed(error_name(e.0)))?;
+        unsafe { sys::cuDriverGetVersion(&mut version) }.result().map_err(|e| Unavailable::InitFailed(error_name(e.0)))?;
         Ok(DriverInfo { devices, version })
     })
 }
@@ -217,7 +215,10 @@ mod tests {
 
     #[test]
     fn missing_symbol_panics_become_waivers() {
-        assert_eq!(missing_symbol_name("Missing symbol cuMemGetHandleForAddressRange: undefined").as_deref(), Some("cuMemGetHandleForAddressRange"));
+        assert_eq!(
+            missing_symbol_name("Missing symbol cuMemGetHandleForAddressRange: undefined").as_deref(),
+            Some("cuMemGetHandleForAddressRange")
+        );
         assert_eq!(missing_symbol_name("index out of bounds"), None);
         let r: Result<(), _> = guard_symbols(|| panic!("Missing symbol cuFoo_v2: not found"));
         assert_eq!(r, Err(Unavailable::MissingSymbol("cuFoo_v2".into())));

@@ -1,0 +1,287 @@
+//! A connection: device, protection domain, completion queue, several RC queue pairs and one
+//! registered region. The sender posts a transfer's writes with a bounded number in flight per
+//! queue pair and times it from the first post to the last completion (an RC completion means
+//! the peer NIC acknowledged the data); the receiver awaits one immediate per queue pair.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ibverbs_sys as ffi;
+
+use super::endpoint::{check_pair, Endpoint, MemoryKind, QpInfo};
+use super::plan::{imm_from_wire, receives_needed, write_plan, WriteOptions};
+use super::verbs::{wc_status_str, Cq, Device, Mr, Pd, Qp, RemoteBuf};
+use super::{RdmaError, Unavailable};
+
+/// How to open and run a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionOptions {
+    /// RDMA device name (`mlx5_0`); the first device when `None`.
+    pub device: Option<String>,
+    /// Port number (1-based).
+    pub port: u8,
+    /// GID index for RoCE (or routed IB). `None` on IB uses the LID; on RoCE it means index 0.
+    pub gid_index: Option<u8>,
+    /// Queue pairs, write size and writes in flight.
+    pub write: WriteOptions,
+    /// Transfers a receiver keeps receives posted for.
+    pub transfers_in_flight: usize,
+    /// Longest a transfer may take, seconds.
+    pub timeout_s: f64,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            device: None,
+            port: 1,
+            gid_index: None,
+            write: WriteOptions::default(),
+            transfers_in_flight: 2,
+            timeout_s: 30.0,
+        }
+    }
+}
+
+/// The memory a connection registers.
+pub enum Region {
+    /// Host memory.
+    Host {
+        /// Start address.
+        addr: *mut u8,
+        /// Length, bytes.
+        len: usize,
+    },
+    /// GPU memory: dmabuf when given (fd, offset of the buffer in it), else `ibv_reg_mr`
+    /// through nvidia-peermem.
+    Gpu {
+        /// Device address (the iova peers write to).
+        addr: u64,
+        /// Length, bytes.
+        len: usize,
+        /// Exported dmabuf and the buffer's offset inside it.
+        dmabuf: Option<(OwnedFd, u64)>,
+    },
+}
+
+/// One side of an RDMA connection.
+pub struct Connection {
+    dev: Arc<Device>,
+    cq: Arc<Cq>,
+    qps: Vec<Qp>,
+    mr: Mr,
+    addr: u64,
+    len: u64,
+    memory: MemoryKind,
+    opts: ConnectionOptions,
+    remote: Option<Endpoint>,
+}
+
+/// A starting PSN that differs between runs (24 bits).
+fn fresh_psn(salt: usize) -> u32 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (t ^ std::process::id().rotate_left(8) ^ (salt as u32).wrapping_mul(0x9e37_79b9)) & 0xff_ffff
+}
+
+impl Connection {
+    /// Opens the device, creates the queue pairs (in INIT) and registers `region`.
+    ///
+    /// # Safety
+    /// The memory of `region` must stay allocated until the connection is dropped.
+    pub unsafe fn new(opts: ConnectionOptions, region: Region) -> Result<Connection, RdmaError> {
+        opts.write.validate()?;
+        let dev = Device::open(opts.device.as_deref(), opts.port)?;
+        let pd = Pd::new(&dev)?;
+        let q = opts.write.qps;
+        let recv_depth = receives_needed(1, opts.transfers_in_flight);
+        let cq = Cq::new(&dev, q * (opts.write.outstanding + recv_depth))?;
+        let qps =
+            (0..q).map(|i| Qp::new(&pd, &cq, opts.write.outstanding, recv_depth, fresh_psn(i))).collect::<Result<Vec<_>, _>>()?;
+        let (mr, addr, len, memory) = match region {
+            // SAFETY: the caller keeps the host range alive for the connection's life.
+            Region::Host { addr, len } => (unsafe { Mr::register(&pd, addr, len) }?, addr as u64, len as u64, MemoryKind::Host),
+            Region::Gpu { addr, len, dmabuf } => (register_gpu(&pd, addr, len, dmabuf)?, addr, len as u64, MemoryKind::Gpu),
+        };
+        Ok(Connection { dev, cq, qps, mr, addr, len, memory, opts, remote: None })
+    }
+
+    /// How the region was registered (`dmabuf` or `ibv_reg_mr`).
+    pub fn registration(&self) -> &'static str {
+        self.mr.method
+    }
+
+    /// The device name.
+    pub fn device_name(&self) -> &str {
+        &self.dev.name
+    }
+
+    /// What the peer needs to reach us.
+    pub fn local_endpoint(&self) -> Result<Endpoint, RdmaError> {
+        let gid = match (self.dev.link_layer, self.opts.gid_index) {
+            (super::LinkLayer::Ethernet, idx) => Some(self.dev.gid(idx.unwrap_or(0))?),
+            (super::LinkLayer::Infiniband, Some(idx)) => Some(self.dev.gid(idx)?),
+            (super::LinkLayer::Infiniband, None) => None,
+        };
+        let e = Endpoint {
+            device: self.dev.name.clone(),
+            port: self.dev.port,
+            link_layer: self.dev.link_layer,
+            lid: self.dev.lid,
+            gid,
+            mtu_bytes: self.dev.mtu_bytes,
+            qps: self.qps.iter().map(|q| QpInfo { qpn: q.qpn(), psn: q.psn }).collect(),
+            addr: self.addr,
+            len_bytes: self.len,
+            rkey: self.mr.rkey(),
+            memory: self.memory,
+        };
+        e.validate()?;
+        Ok(e)
+    }
+
+    /// Connects queue pair q to the peer's queue pair q (RTR, RTS) and, on a receiver, posts
+    /// the receives that absorb immediates.
+    pub fn connect(&mut self, remote: Endpoint) -> Result<(), RdmaError> {
+        remote.validate()?;
+        check_pair(&self.local_endpoint()?, &remote, 0)?;
+        let sgid = match self.dev.link_layer {
+            super::LinkLayer::Ethernet => Some(self.opts.gid_index.unwrap_or(0)),
+            super::LinkLayer::Infiniband => self.opts.gid_index,
+        };
+        for (q, r) in self.qps.iter().zip(&remote.qps) {
+            q.connect(&remote, r.qpn, r.psn, self.dev.mtu_bytes, sgid)?;
+        }
+        for (i, q) in self.qps.iter().enumerate() {
+            for _ in 0..receives_needed(1, self.opts.transfers_in_flight) {
+                q.post_recv(i as u64)?;
+            }
+        }
+        self.remote = Some(remote);
+        Ok(())
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_secs_f64(self.opts.timeout_s.max(0.001))
+    }
+
+    /// Sender: writes `total` bytes (from offset 0 of our region to offset 0 of the peer's) as
+    /// transfer `id`; returns the time from the first post to the last completion.
+    pub fn write(&mut self, total: u64, id: u32) -> Result<Duration, RdmaError> {
+        let remote = self.remote.as_ref().ok_or_else(|| RdmaError::Invalid("write before connect".into()))?;
+        if total > self.len || total > remote.len_bytes {
+            return Err(RdmaError::Invalid(format!(
+                "a {total}-byte transfer exceeds a registered buffer ({} here, {} at the peer)",
+                self.len, remote.len_bytes
+            )));
+        }
+        let plan = write_plan(total, id, &self.opts.write)?;
+        let remote = RemoteBuf { base: remote.addr, rkey: remote.rkey };
+        let window = self.opts.write.outstanding;
+        let mut next = vec![0usize; plan.len()];
+        let mut inflight = vec![0usize; plan.len()];
+        let mut wc = vec![ffi::ibv_wc::default(); 64];
+        let deadline = self.deadline();
+        let start = Instant::now();
+        loop {
+            for (q, ops) in plan.iter().enumerate() {
+                while inflight[q] < window && next[q] < ops.len() {
+                    self.qps[q].post_write(q as u64, &self.mr, self.addr, remote, &ops[next[q]])?;
+                    next[q] += 1;
+                    inflight[q] += 1;
+                }
+            }
+            if inflight.iter().all(|&n| n == 0) && next.iter().zip(&plan).all(|(n, p)| *n == p.len()) {
+                return Ok(start.elapsed());
+            }
+            let n = self.cq.poll(&mut wc)?;
+            for c in &wc[..n] {
+                check_wc(c)?;
+                let q = c.wr_id() as usize;
+                inflight[q] = inflight[q].saturating_sub(1);
+            }
+            if n == 0 && Instant::now() > deadline {
+                return Err(RdmaError::Timeout { what: "RDMA write completions", seconds: self.opts.timeout_s });
+            }
+        }
+    }
+
+    /// Receiver: waits for transfer `id`'s immediate on every queue pair (re-posting each
+    /// receive it consumes); returns when the last one arrived.
+    pub fn await_transfer(&mut self, id: u32) -> Result<Instant, RdmaError> {
+        let mut seen = vec![false; self.qps.len()];
+        let mut wc = vec![ffi::ibv_wc::default(); 64];
+        let deadline = self.deadline();
+        while seen.iter().any(|s| !s) {
+            let n = self.cq.poll(&mut wc)?;
+            for c in &wc[..n] {
+                check_wc(c)?;
+                let q = c.wr_id() as usize;
+                let got = c.imm_data().map(imm_from_wire);
+                if got != Some(id) {
+                    return Err(RdmaError::Invalid(format!(
+                        "queue pair {q} delivered immediate {got:?} while awaiting transfer {id}"
+                    )));
+                }
+                if q >= seen.len() || std::mem::replace(&mut seen[q], true) {
+                    return Err(RdmaError::Invalid(format!("queue pair {q} delivered transfer {id} twice")));
+                }
+                self.qps[q].post_recv(q as u64)?;
+            }
+            if n == 0 && Instant::now() > deadline {
+                return Err(RdmaError::Timeout { what: "the transfer's immediates", seconds: self.opts.timeout_s });
+            }
+        }
+        Ok(Instant::now())
+    }
+}
+
+fn check_wc(c: &ffi::ibv_wc) -> Result<(), RdmaError> {
+    match c.error() {
+        None => Ok(()),
+        Some((status, vendor)) => Err(RdmaError::Completion { status: wc_status_str(status), vendor, wr_id: c.wr_id() }),
+    }
+}
+
+/// Registers GPU memory: dmabuf first (upstream kernel path), then `ibv_reg_mr` (needs the
+/// nvidia-peermem module). Both failing is a waiver: GPUDirect RDMA is not set up here.
+fn register_gpu(pd: &Arc<Pd>, addr: u64, len: usize, dmabuf: Option<(OwnedFd, u64)>) -> Result<Mr, RdmaError> {
+    let dmabuf_err = match dmabuf {
+        Some((fd, offset)) => match Mr::register_dmabuf(pd, fd, offset, len, addr) {
+            Ok(mr) => return Ok(mr),
+            Err(e) => e.to_string(),
+        },
+        None => "not offered by the CUDA driver".to_string(),
+    };
+    // SAFETY: the caller of `Connection::new` keeps the GPU allocation alive; registering a
+    // device address only succeeds when nvidia-peermem recognises it.
+    match unsafe { Mr::register(pd, addr as *mut u8, len) } {
+        Ok(mr) => Ok(mr),
+        Err(e) => Err(Unavailable::NoGpuDirect { dmabuf: dmabuf_err, peermem: e.to_string() }.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psns_fit_24_bits_and_vary_by_queue_pair() {
+        let a: Vec<u32> = (0..8).map(fresh_psn).collect();
+        assert!(a.iter().all(|&p| p < 1 << 24));
+        let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+        assert!(distinct.len() > 1);
+    }
+
+    #[test]
+    fn opening_without_a_device_is_a_waiver() {
+        let mut buf = vec![0u8; 4096];
+        let region = Region::Host { addr: buf.as_mut_ptr(), len: buf.len() };
+        // SAFETY: `buf` outlives the (failed or dropped) connection.
+        match unsafe { Connection::new(ConnectionOptions::default(), region) } {
+            Err(RdmaError::Unavailable(u)) => assert!(u.to_string().contains("RDMA")),
+            Err(e) => panic!("no device must be a waiver, got {e}"),
+            Ok(c) => assert!(c.local_endpoint().is_ok(), "a machine with RDMA must describe itself"),
+        }
+    }
+}
