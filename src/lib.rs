@@ -8,6 +8,7 @@
 //!
 //! - [`spec`]: the rack spec as code: parameters, segments, the three paths, NIC mapping, contention.
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
+//! - [`topology`]: hwloc (live or XML) -> PCI tree, GPUs, NICs, switches, locality classes, spec-role conformance.
 //! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
@@ -21,3 +22,4 @@ pub mod model;
 pub mod payload;
 pub mod rdma;
 pub mod spec;
+pub mod topology;

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per file, each parsing its flags and calling the library.
 //! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
 
+mod discover;
 mod paths;
 mod payload;
 mod schema;
@@ -19,6 +20,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Discover the PCIe/NIC topology (hwloc, live or XML) and check it against a spec role.
+    Discover(discover::Args),
     /// List the spec's paths for a rack shape, and which paths share a segment direction.
     Paths(paths::Args),
     /// Payload sizes (chunk activations, KV handoff per stage, decode activations) from a model.
@@ -30,6 +33,7 @@ pub enum Command {
 /// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Discover(a) => discover::run(a),
         Command::Paths(a) => paths::run(a),
         Command::Payload(a) => payload::run(a),
         Command::Schema(a) => schema::run(a),

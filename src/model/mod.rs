@@ -59,5 +59,9 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("calibration.schema.json", serde_json::to_value(schemars::schema_for!(Calibration)).expect("schema serializes")),
         ("rack.schema.json", serde_json::to_value(schemars::schema_for!(RackFile)).expect("schema serializes")),
         ("ground-truth.schema.json", serde_json::to_value(schemars::schema_for!(GroundTruth)).expect("schema serializes")),
+        (
+            "topology.schema.json",
+            serde_json::to_value(schemars::schema_for!(crate::topology::TopologyReport)).expect("schema serializes"),
+        ),
     ]
 }

@@ -1,0 +1,94 @@
+//! `linkcal discover`: the server's PCIe/NIC topology from hwloc, mapped onto a spec role.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::spec::SpecError;
+use crate::topology::{self, Input, Role, RoleRequest};
+
+/// Role to check the server against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// The prefill server (PP_prefill GPUs, Num_IB_Cards RDMA NICs behind one PCIe switch).
+    Prefill,
+    /// A decode server (one GPU, one RDMA NIC, one Ethernet NIC).
+    Decode,
+}
+
+/// Flags of `linkcal discover`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Read an hwloc XML export (v1 or v2; `lstopo-no-graphics --whole-io --of xml FILE`) instead of this machine.
+    #[arg(long, value_name = "FILE")]
+    pub xml: Option<PathBuf>,
+    /// Map the server onto a spec role and check the spec's assumptions.
+    #[arg(long = "as", value_enum, value_name = "ROLE")]
+    pub role: Option<RoleArg>,
+    /// PP_prefill: prefill GPUs (default: every GPU found).
+    #[arg(long, requires = "role")]
+    pub pp_prefill: Option<usize>,
+    /// Num_IB_Cards: prefill RDMA NICs (default: every RDMA NIC found).
+    #[arg(long, requires = "role")]
+    pub ib_cards: Option<usize>,
+    /// GPUs in spec order, by PCI bus id, comma-separated (default: by bus id).
+    #[arg(long, value_delimiter = ',', requires = "role")]
+    pub gpus: Option<Vec<String>>,
+    /// NICs in spec order, by name (mlx5_0) or PCI bus id, comma-separated (default: by bus id).
+    #[arg(long, value_delimiter = ',', requires = "role")]
+    pub nics: Option<Vec<String>>,
+    /// Decode server index j, for segment names (with --as decode).
+    #[arg(long, default_value_t = 0)]
+    pub decode_index: usize,
+    /// Print the result as JSON (`linkcal.topology/1`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a Graphviz drawing with spec segment names on the edges.
+    #[arg(long, value_name = "FILE")]
+    pub dot: Option<PathBuf>,
+    /// Exit 1 when the server does not conform to the role (with --as).
+    #[arg(long, requires = "role")]
+    pub check: bool,
+}
+
+/// Runs `linkcal discover`.
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    for (v, flag) in [(a.pp_prefill, "--pp-prefill"), (a.ib_cards, "--ib-cards")] {
+        if v == Some(0) {
+            return Err(SpecError::Zero { flag }.into());
+        }
+    }
+    let input = match &a.xml {
+        Some(p) => Input::Xml(p.clone()),
+        None => Input::Live,
+    };
+    let req = RoleRequest {
+        pp_prefill: a.pp_prefill,
+        ib_cards: a.ib_cards,
+        gpus: a.gpus.clone(),
+        nics: a.nics.clone(),
+        decode_index: a.decode_index,
+    };
+    let role = a.role.map(|r| match r {
+        RoleArg::Prefill => Role::Prefill,
+        RoleArg::Decode => Role::Decode,
+    });
+    let what = match &a.xml {
+        Some(p) => format!("reading the hwloc export {}", p.display()),
+        None => "discovering this machine with hwloc".into(),
+    };
+    let report = topology::discover(&input, role.map(|r| (r, &req))).context(what)?;
+    if let Some(path) = &a.dot {
+        std::fs::write(path, topology::dot::render(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", topology::text::render(&report));
+        if let Some(path) = &a.dot {
+            println!("\nwrote Graphviz drawing {}", path.display());
+        }
+    }
+    let fails = report.conformance.as_ref().is_some_and(|c| !c.conforms);
+    Ok(if a.check && fails { crate::error::EXIT_FAIL } else { crate::error::EXIT_OK })
+}

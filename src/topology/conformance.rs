@@ -1,0 +1,415 @@
+//! Maps a discovered server onto the spec's roles (prefill server, decode server j), checks the
+//! spec's assumptions, reports each deviation with its consequence, proposes the NIC map, and
+//! derives nominal per-direction capacities of the spec's PCIe segments from link speeds.
+#![allow(non_snake_case)]
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::assign;
+use super::inventory::{ancestors, link_above};
+use super::locality::{between, LocalityClass};
+use super::model::{NicKind, NodeKind, PciNode};
+use super::{Inventory, TopologyError};
+use crate::spec::{SegmentId, SegmentKind};
+
+/// The spec role a server is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The prefill server: PP_prefill GPUs and Num_IB_Cards RDMA NICs behind one PCIe switch.
+    Prefill,
+    /// A decode server: one GPU, one RDMA NIC, one Ethernet NIC.
+    Decode,
+}
+
+/// What to map, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleRequest {
+    /// PP_prefill (default: every GPU found).
+    pub pp_prefill: Option<usize>,
+    /// Num_IB_Cards (default: every RDMA NIC found).
+    pub ib_cards: Option<usize>,
+    /// GPUs to use, in spec order, by PCI bus id (default: ordered by bus id).
+    pub gpus: Option<Vec<String>>,
+    /// NICs to use, in spec order, by name or PCI bus id (default: ordered by bus id).
+    pub nics: Option<Vec<String>>,
+    /// Decode server index j (segment names `GPU_D[j]_PCI`, ...).
+    pub decode_index: usize,
+}
+
+/// One checked assumption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Check {
+    /// Short id, e.g. `one_switch_fabric`, `gdr_locality[2]`.
+    pub check: String,
+    /// True when the server matches the spec's assumption.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What it means for the spec's paths and measurements (deviations only).
+    pub consequence: Option<String>,
+}
+
+/// A GPU and the NIC it uses, with their locality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Pairing {
+    /// Prefill GPU index i.
+    pub gpu: usize,
+    /// NIC index k into the ordered RDMA NIC list.
+    pub nic: usize,
+    /// Their locality class.
+    pub class: LocalityClass,
+}
+
+/// Nominal per-direction capacity of one PCIe segment, from hwloc's link speeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SegmentCapacity {
+    /// The segment, by its spec name.
+    pub segment: SegmentId,
+    /// True for links the spec does not name (switch uplink, decode IB NIC).
+    pub outside_spec: bool,
+    /// Nominal capacity per direction (slower end of the link), bytes/s SI; `null` when unknown.
+    pub nominal_Bps: Option<f64>,
+    /// The link it was read from: device and the port it hangs off.
+    pub link: String,
+}
+
+/// The result of mapping a server onto a spec role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Conformance {
+    /// Role checked.
+    pub role: Role,
+    /// PP_prefill used (prefill).
+    pub pp_prefill: Option<usize>,
+    /// Num_IB_Cards used (prefill).
+    pub ib_cards: Option<usize>,
+    /// Decode server index j (decode).
+    pub decode_index: Option<usize>,
+    /// GPU i of the role, by PCI bus id.
+    pub gpus: Vec<String>,
+    /// RDMA NIC k of the role, by name.
+    pub rdma_nics: Vec<String>,
+    /// The Ethernet NIC (decode).
+    pub ethernet_nic: Option<String>,
+    /// True when every check passed.
+    pub conforms: bool,
+    /// Every check, passed or not.
+    pub checks: Vec<Check>,
+    /// The spec's NIC map k = i mod Num_IB_Cards and the locality of each pair (prefill).
+    pub spec_pairs: Vec<Pairing>,
+    /// Proposed NIC map: per GPU i the index k into `rdma_nics`, minimising distance with GPUs
+    /// spread evenly over NICs (`null` without RDMA NICs).
+    pub proposed_nic_map: Option<Vec<usize>>,
+    /// The proposed map as `linkcal paths --nic-map` takes it, e.g. `0,1,0,1`.
+    pub proposed_nic_map_arg: Option<String>,
+    /// Locality of each proposed pair.
+    pub proposed_pairs: Vec<Pairing>,
+    /// Nominal per-direction capacities of the role's PCIe segments.
+    pub capacities: Vec<SegmentCapacity>,
+    /// Plain notes (which devices were picked, what is unknown).
+    pub notes: Vec<String>,
+}
+
+impl Conformance {
+    /// The checks that failed.
+    pub fn deviations(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+fn check(checks: &mut Vec<Check>, id: String, ok: bool, detail: String, consequence: impl FnOnce() -> String) {
+    let consequence = (!ok).then(consequence);
+    checks.push(Check { check: id, ok, detail, consequence });
+}
+
+/// Picks devices from `avail` (ordered) by the user's selection, naming unknown ones.
+fn select(avail: &[(String, String, usize)], want: &Option<Vec<String>>, what: &str) -> Result<Vec<usize>, TopologyError> {
+    let Some(want) = want else {
+        return Ok((0..avail.len()).collect());
+    };
+    want.iter()
+        .map(|w| {
+            avail.iter().position(|(name, pci, _)| name == w || pci == w || pci.trim_start_matches("0000:") == w).ok_or_else(
+                || {
+                    let known: Vec<&str> = avail.iter().map(|(n, _, _)| n.as_str()).collect();
+                    TopologyError::Selection(format!("{what} '{w}' is not on this server; found: {}", known.join(", ")))
+                },
+            )
+        })
+        .collect()
+}
+
+/// Distance used to rank NICs for a GPU: class first, then tree hops.
+fn distance(nodes: &[PciNode], a: usize, b: usize) -> (LocalityClass, i64) {
+    let (class, _, hops) = between(nodes, a, b).unwrap_or((LocalityClass::PIX, 0, 0));
+    (class, class as i64 * 100 + hops as i64)
+}
+
+/// The lowest switch (upstream port) above every node in `members`.
+pub fn common_switch(nodes: &[PciNode], members: &[usize]) -> Option<usize> {
+    let first = *members.first()?;
+    ancestors(nodes, first)
+        .into_iter()
+        .filter(|&a| nodes[a].kind == NodeKind::SwitchUpstream)
+        .find(|a| members.iter().all(|&m| ancestors(nodes, m).contains(a)))
+}
+
+fn capacity(nodes: &[PciNode], segment: SegmentId, node: Option<usize>, missing: &str) -> SegmentCapacity {
+    let (nominal, link) = match node {
+        Some(i) => {
+            let port = match nodes[i].parent.map(|p| &nodes[p]) {
+                Some(p) if p.kind == NodeKind::HostBridge => format!("host bridge {}", p.pci),
+                Some(p) => format!("port {}", p.pci),
+                None => "?".into(),
+            };
+            (link_above(nodes, i).map(|g| (g * 1e9).round()), format!("{} <-> {port}", nodes[i].pci))
+        }
+        None => (None, missing.to_string()),
+    };
+    SegmentCapacity { segment, outside_spec: segment.outside_spec(), nominal_Bps: nominal, link }
+}
+
+/// Checks the two ends of each link the role uses; a disagreement means a degraded link.
+fn check_links(nodes: &[PciNode], checks: &mut Vec<Check>, links: &[(String, usize)]) {
+    let mut bad = Vec::new();
+    for (what, i) in links {
+        let own = nodes[*i].link_GBps;
+        let port = nodes[*i].parent.and_then(|p| (nodes[p].kind != NodeKind::HostBridge).then_some(nodes[p].link_GBps)).flatten();
+        if let (Some(a), Some(b)) = (own, port) {
+            if (a - b).abs() > 0.01 * a.max(b) {
+                bad.push(format!("{what} {}: device {a} GB/s, port {b} GB/s", nodes[*i].pci));
+            }
+        }
+    }
+    let detail = if bad.is_empty() { "both ends of every link report the same speed".into() } else { bad.join("; ") };
+    check(checks, "link_speeds".into(), bad.is_empty(), detail, || {
+        "those links run at the slower end's speed (lanes or generation lost): their nominal capacity is the lower figure".into()
+    });
+}
+
+/// Checks that no two selected NICs are ports of one card (one PCIe link shared by both).
+fn check_shared_nic_links(nodes: &[PciNode], checks: &mut Vec<Check>, nics: &[usize], names: &[String]) {
+    let slot = |i: usize| nodes[i].pci.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or_default();
+    let mut shared = Vec::new();
+    for a in 0..nics.len() {
+        for b in a + 1..nics.len() {
+            if nics[a] != nics[b] && slot(nics[a]) == slot(nics[b]) && nodes[nics[a]].parent == nodes[nics[b]].parent {
+                shared.push(format!("NIC {a} ({}) and NIC {b} ({}) are functions of card {}", names[a], names[b], slot(nics[a])));
+            }
+        }
+    }
+    let detail = if shared.is_empty() { "every NIC has its own PCIe link".into() } else { shared.join("; ") };
+    check(checks, "nic_own_pcie_link".into(), shared.is_empty(), detail, || {
+        "those IB_NIC_P[k]_PCI segments are one physical PCIe link: concurrent Path 2 transfers through both ports share its capacity".into()
+    });
+}
+
+/// Maps the server onto the prefill role.
+pub fn prefill(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
+    let nodes = &inv.tree;
+    let gpu_avail: Vec<(String, String, usize)> = inv.gpus.iter().map(|g| (g.pci.clone(), g.pci.clone(), g.node)).collect();
+    let rdma: Vec<(String, String, usize)> =
+        inv.nics.iter().filter(|n| n.kind == NicKind::Rdma).map(|n| (n.name.clone(), n.pci.clone(), n.node)).collect();
+    let gsel = select(&gpu_avail, &req.gpus, "GPU")?;
+    let nsel = select(&rdma, &req.nics, "RDMA NIC")?;
+    let p = req.pp_prefill.unwrap_or(gsel.len().max(1));
+    let k = req.ib_cards.unwrap_or(nsel.len().max(1));
+    let (mut checks, mut notes) = (Vec::new(), Vec::new());
+    check(&mut checks, "gpu_count".into(), gsel.len() >= p, format!("{} GPUs selected, PP_prefill = {p}", gsel.len()), || {
+        format!("stages {}..{p} have no GPU on this server: the spec's prefill server does not fit", gsel.len())
+    });
+    check(
+        &mut checks,
+        "rdma_nic_count".into(),
+        nsel.len() >= k,
+        format!("{} RDMA NICs selected, Num_IB_Cards = {k}", nsel.len()),
+        || {
+            let missing: Vec<String> = (nsel.len()..k).map(|i| format!("IB_NIC_P[{i}]_PCI")).collect();
+            format!(
+                "{} do not exist here: Path 2 (GPUDirect RDMA to decode) has no NIC for the GPUs mapped to them",
+                missing.join(", ")
+            )
+        },
+    );
+    if gsel.len() > p {
+        notes.push(format!("{} GPUs found; GPU i = the first {p} by PCI bus id (choose with --gpus)", gsel.len()));
+    }
+    if nsel.len() > k {
+        notes.push(format!("{} RDMA NICs found; NIC k = the first {k} by PCI bus id (choose with --nics)", nsel.len()));
+    }
+    let g: Vec<usize> = gsel.iter().take(p).map(|&i| gpu_avail[i].2).collect();
+    let n: Vec<usize> = nsel.iter().take(k).map(|&i| rdma[i].2).collect();
+    let members: Vec<usize> = g.iter().chain(&n).copied().collect();
+    let fabric = common_switch(nodes, &members);
+    let fabric_detail = match fabric {
+        Some(s) => format!("all behind switch {} ({})", nodes[s].pci, nodes[s].vendor_device.as_deref().unwrap_or("?")),
+        None => "no single PCIe switch has every selected GPU and NIC below it".into(),
+    };
+    check(&mut checks, "one_switch_fabric".into(), fabric.is_some() && !members.is_empty(), fabric_detail, || {
+        "the spec's single PLX switch does not exist here: some Path 1 / Path 2 traffic leaves the switch fabric through the CPU root complex, \
+         and Uplink_P_PCI is not one link"
+            .into()
+    });
+    for i in 0..g.len().saturating_sub(1) {
+        let (class, _) = distance(nodes, g[i], g[i + 1]);
+        check(
+            &mut checks,
+            format!("p2p_locality[{i}]"),
+            class.in_switch_fabric(),
+            format!("GPU {i} -> GPU {}: {class}", i + 1),
+            || {
+                format!("Path 1 P2P from GPU {i} to GPU {} crosses the CPU ({class}): it runs through the root complex (slower, or no P2P at all), not only GPU_P[{i}]_PCI and GPU_P[{}]_PCI", i + 1, i + 1)
+            },
+        );
+    }
+    let cost: Vec<Vec<i64>> = g.iter().map(|&a| n.iter().map(|&b| distance(nodes, a, b).1).collect()).collect();
+    let pair = |gi: usize, ni: usize| Pairing { gpu: gi, nic: ni, class: distance(nodes, g[gi], n[ni]).0 };
+    let spec_pairs: Vec<Pairing> = if n.is_empty() { Vec::new() } else { (0..g.len()).map(|i| pair(i, i % n.len())).collect() };
+    for sp in &spec_pairs {
+        let name = &rdma[nsel[sp.nic]].0;
+        check(
+            &mut checks,
+            format!("gdr_locality[{}]", sp.gpu),
+            sp.class.in_switch_fabric(),
+            format!("GPU {} -> NIC {} ({name}): {}", sp.gpu, sp.nic, sp.class),
+            || {
+                format!("GPUDirect RDMA from GPU {} through NIC {} ({name}) would cross the CPU root complex ({}): lower bandwidth, and NCCL's default GDR level (PXB) would stage it through host memory", sp.gpu, sp.nic, sp.class)
+            },
+        );
+    }
+    let proposed = assign::balanced_map(&cost, n.len()).filter(|_| !n.is_empty());
+    if let Some(map) = &proposed {
+        let spec_map: Vec<usize> = spec_pairs.iter().map(|s| s.nic).collect();
+        let (sc, pc) = (assign::map_cost(&cost, &spec_map), assign::map_cost(&cost, map));
+        let arg = join(map);
+        check(
+            &mut checks,
+            "spec_nic_map_closest".into(),
+            sc <= pc,
+            format!("spec map {} vs proposed {arg}", join(&spec_map)),
+            || {
+                format!(
+                    "k = i mod Num_IB_Cards pairs some GPUs with farther NICs than needed: run `linkcal paths --nic-map {arg}`"
+                )
+            },
+        );
+    }
+    check_shared_nic_links(nodes, &mut checks, &n, &nsel.iter().take(k).map(|&i| rdma[i].0.clone()).collect::<Vec<_>>());
+    let mut links: Vec<(String, usize)> = g.iter().enumerate().map(|(i, &x)| (format!("GPU {i}"), x)).collect();
+    links.extend(n.iter().enumerate().map(|(k, &x)| (format!("NIC {k}"), x)));
+    check_links(nodes, &mut checks, &links);
+    let mut capacities: Vec<SegmentCapacity> =
+        g.iter().enumerate().map(|(i, &x)| capacity(nodes, SegmentId::new(SegmentKind::GpuP, i), Some(x), "")).collect();
+    capacities.extend(n.iter().enumerate().map(|(k, &x)| capacity(nodes, SegmentId::new(SegmentKind::IbNicP, k), Some(x), "")));
+    capacities.push(capacity(nodes, SegmentId::new(SegmentKind::UplinkP, 0), fabric, "no common switch: no single uplink"));
+    Ok(Conformance {
+        role: Role::Prefill,
+        pp_prefill: Some(p),
+        ib_cards: Some(k),
+        decode_index: None,
+        gpus: gsel.iter().take(p).map(|&i| gpu_avail[i].0.clone()).collect(),
+        rdma_nics: nsel.iter().take(k).map(|&i| rdma[i].0.clone()).collect(),
+        ethernet_nic: None,
+        conforms: checks.iter().all(|c| c.ok),
+        checks,
+        spec_pairs,
+        proposed_pairs: proposed.as_ref().map(|m| m.iter().enumerate().map(|(i, &k)| pair(i, k)).collect()).unwrap_or_default(),
+        proposed_nic_map_arg: proposed.as_deref().map(join),
+        proposed_nic_map: proposed,
+        capacities,
+        notes,
+    })
+}
+
+fn join(map: &[usize]) -> String {
+    map.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Maps the server onto decode server `req.decode_index`.
+pub fn decode(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
+    let nodes = &inv.tree;
+    let j = req.decode_index;
+    let gpu_avail: Vec<(String, String, usize)> = inv.gpus.iter().map(|g| (g.pci.clone(), g.pci.clone(), g.node)).collect();
+    let by_kind = |kind: NicKind| -> Vec<(String, String, usize)> {
+        inv.nics.iter().filter(|n| n.kind == kind).map(|n| (n.name.clone(), n.pci.clone(), n.node)).collect()
+    };
+    let (rdma, eth) = (by_kind(NicKind::Rdma), by_kind(NicKind::Ethernet));
+    let gsel = select(&gpu_avail, &req.gpus, "GPU")?;
+    let (mut rsel, mut esel) = (Vec::new(), Vec::new());
+    match &req.nics {
+        None => {
+            rsel = (0..rdma.len()).collect();
+            esel = (0..eth.len()).collect();
+        }
+        Some(names) => {
+            for w in names {
+                let one = Some(vec![w.clone()]);
+                match (select(&rdma, &one, "NIC"), select(&eth, &one, "NIC")) {
+                    (Ok(r), _) => rsel.extend(r),
+                    (_, Ok(e)) => esel.extend(e),
+                    (Err(e), _) => return Err(e),
+                }
+            }
+        }
+    }
+    let (mut checks, mut notes) = (Vec::new(), Vec::new());
+    check(&mut checks, "gpu_count".into(), !gsel.is_empty(), format!("{} GPUs", gsel.len()), || {
+        "no GPU: this server cannot be decode server j (Path 2 ends and Path 3 starts at a GPU)".into()
+    });
+    check(&mut checks, "rdma_nic_count".into(), !rsel.is_empty(), format!("{} RDMA NICs", rsel.len()), || {
+        "no RDMA NIC: Path 2 (KV handoff over IB) cannot reach this server".into()
+    });
+    check(&mut checks, "ethernet_nic_count".into(), !esel.is_empty(), format!("{} Ethernet NICs", esel.len()), || {
+        "no Ethernet NIC: Path 3 (decode activations over TCP) has no link".into()
+    });
+    for (count, what) in [(gsel.len(), "GPUs"), (rsel.len(), "RDMA NICs"), (esel.len(), "Ethernet NICs")] {
+        if count > 1 {
+            notes.push(format!("{count} {what} found; the spec's decode server has one: using the first by PCI bus id"));
+        }
+    }
+    let g = gsel.first().map(|&i| gpu_avail[i].2);
+    let r = rsel.first().map(|&i| rdma[i].2);
+    let e = esel.first().map(|&i| eth[i].2);
+    if let (Some(g), Some(r)) = (g, r) {
+        let (class, _) = distance(nodes, g, r);
+        check(&mut checks, "gdr_locality".into(), class.in_switch_fabric(), format!("GPU -> RDMA NIC: {class}"), || {
+            format!("GPUDirect RDMA into this GPU crosses the CPU root complex ({class}): Path 2's last hops are slower than GPU_D[{j}]_PCI alone")
+        });
+    }
+    let mut links = Vec::new();
+    links.extend(g.map(|x| ("GPU".to_string(), x)));
+    links.extend(r.map(|x| ("RDMA NIC".to_string(), x)));
+    links.extend(e.map(|x| ("Ethernet NIC".to_string(), x)));
+    check_links(nodes, &mut checks, &links);
+    let local: Vec<usize> = g.iter().chain(e.iter()).copied().collect();
+    let switch = if local.len() == 2 { common_switch(nodes, &local) } else { None };
+    let capacities = vec![
+        capacity(nodes, SegmentId::new(SegmentKind::GpuD, j), g, "no GPU"),
+        capacity(nodes, SegmentId::new(SegmentKind::EthNicD, j), e, "no Ethernet NIC"),
+        capacity(nodes, SegmentId::new(SegmentKind::IbNicD, j), r, "no RDMA NIC"),
+        capacity(
+            nodes,
+            SegmentId::new(SegmentKind::UplinkD, j),
+            switch,
+            "GPU and Ethernet NIC share no PCIe switch: no single uplink",
+        ),
+    ];
+    Ok(Conformance {
+        role: Role::Decode,
+        pp_prefill: None,
+        ib_cards: None,
+        decode_index: Some(j),
+        gpus: g.map(|_| gpu_avail[gsel[0]].0.clone()).into_iter().collect(),
+        rdma_nics: r.map(|_| rdma[rsel[0]].0.clone()).into_iter().collect(),
+        ethernet_nic: e.map(|_| eth[esel[0]].0.clone()),
+        conforms: checks.iter().all(|c| c.ok),
+        checks,
+        spec_pairs: Vec::new(),
+        proposed_nic_map: None,
+        proposed_nic_map_arg: None,
+        proposed_pairs: Vec::new(),
+        capacities,
+        notes,
+    })
+}
