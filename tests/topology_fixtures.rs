@@ -212,3 +212,29 @@ fn hwloc_v1_xml_reads_the_same() {
         check_mapping(name, &b, &e);
     }
 }
+
+/// `--as decode` on real exports: cts1-pascal's GPU reaches mlx5_0 inside its PLX (PIX) but its
+/// Ethernet NIC hangs off another root port; lassen's GPU reaches its NIC only through the CPU.
+#[test]
+fn decode_role_on_fixtures() {
+    let req = RoleRequest { decode_index: 1, ..Default::default() };
+    let r = topology::discover(&Input::Xml(fixture("LLNL_mpibind_cts1-pascal")), Some((Role::Decode, &req))).unwrap();
+    let c = r.conformance.unwrap();
+    assert_eq!((c.gpus[0].as_str(), c.rdma_nics[0].as_str()), ("0000:04:00.0", "mlx5_0"));
+    assert_eq!(c.ethernet_nic.as_deref(), Some("enp12s0f0"));
+    assert!(c.conforms, "{:?}", c.deviations().collect::<Vec<_>>());
+    assert!(c.notes.iter().any(|n| n.contains("2 GPUs found")));
+    let cap = |c: &topology::Conformance, s: &str| c.capacities.iter().find(|x| x.segment.to_string() == s).unwrap().nominal_Bps;
+    close(cap(&c, "GPU_D[1]_PCI").unwrap(), 1.575e10, "GPU_D[1]_PCI");
+    close(cap(&c, "Eth_NIC_D[1]_PCI").unwrap(), 2.0e9, "Eth_NIC_D[1]_PCI");
+    close(cap(&c, "IB_NIC_D[1]_PCI").unwrap(), 1.575e10, "IB_NIC_D[1]_PCI");
+    assert_eq!(cap(&c, "Uplink_D[1]_PCI"), None);
+
+    let req = RoleRequest { nics: Some(vec!["mlx5_2".into(), "enP5p1s0f1".into()]), ..Default::default() };
+    let r = topology::discover(&Input::Xml(fixture("LLNL_mpibind_coral-lassen")), Some((Role::Decode, &req))).unwrap();
+    let c = r.conformance.unwrap();
+    assert_eq!((c.rdma_nics[0].as_str(), c.ethernet_nic.as_deref()), ("mlx5_2", Some("enP5p1s0f1")));
+    let failed: Vec<&str> = c.deviations().map(|d| d.check.as_str()).collect();
+    assert_eq!(failed, vec!["gdr_locality", "link_speeds"]);
+    assert!(c.deviations().next().unwrap().detail.contains("SYS"));
+}

@@ -205,22 +205,48 @@ fn check_shared_nic_links(nodes: &[PciNode], checks: &mut Vec<Check>, nics: &[us
     });
 }
 
-/// Maps the server onto the prefill role.
-pub fn prefill(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
-    let nodes = &inv.tree;
-    let gpu_avail: Vec<(String, String, usize)> = inv.gpus.iter().map(|g| (g.pci.clone(), g.pci.clone(), g.node)).collect();
-    let rdma: Vec<(String, String, usize)> =
-        inv.nics.iter().filter(|n| n.kind == NicKind::Rdma).map(|n| (n.name.clone(), n.pci.clone(), n.node)).collect();
-    let gsel = select(&gpu_avail, &req.gpus, "GPU")?;
+/// Devices available for a role: (name, PCI bus id, tree node), ordered by bus id.
+type Avail = Vec<(String, String, usize)>;
+
+fn gpu_list(inv: &Inventory) -> Avail {
+    inv.gpus.iter().map(|g| (g.pci.clone(), g.pci.clone(), g.node)).collect()
+}
+
+fn nic_list(inv: &Inventory, kind: NicKind) -> Avail {
+    inv.nics.iter().filter(|n| n.kind == kind).map(|n| (n.name.clone(), n.pci.clone(), n.node)).collect()
+}
+
+/// The devices a role uses: names (GPUs by bus id, NICs by OS name) and tree nodes, in spec order.
+struct Picked {
+    names: Vec<String>,
+    nodes: Vec<usize>,
+}
+
+impl Picked {
+    fn new(avail: &Avail, sel: &[usize], take: usize) -> Self {
+        let chosen = sel.iter().take(take).map(|&i| &avail[i]);
+        let (names, nodes) = chosen.map(|(n, _, node)| (n.clone(), *node)).unzip();
+        Picked { names, nodes }
+    }
+}
+
+/// Counts checks and notes of the prefill role; returns the picked GPUs and NICs and P, K.
+fn pick_prefill(
+    inv: &Inventory,
+    req: &RoleRequest,
+    checks: &mut Vec<Check>,
+    notes: &mut Vec<String>,
+) -> Result<(Picked, Picked, usize, usize), TopologyError> {
+    let (gpus, rdma) = (gpu_list(inv), nic_list(inv, NicKind::Rdma));
+    let gsel = select(&gpus, &req.gpus, "GPU")?;
     let nsel = select(&rdma, &req.nics, "RDMA NIC")?;
     let p = req.pp_prefill.unwrap_or(gsel.len().max(1));
     let k = req.ib_cards.unwrap_or(nsel.len().max(1));
-    let (mut checks, mut notes) = (Vec::new(), Vec::new());
-    check(&mut checks, "gpu_count".into(), gsel.len() >= p, format!("{} GPUs selected, PP_prefill = {p}", gsel.len()), || {
+    check(checks, "gpu_count".into(), gsel.len() >= p, format!("{} GPUs selected, PP_prefill = {p}", gsel.len()), || {
         format!("stages {}..{p} have no GPU on this server: the spec's prefill server does not fit", gsel.len())
     });
     check(
-        &mut checks,
+        checks,
         "rdma_nic_count".into(),
         nsel.len() >= k,
         format!("{} RDMA NICs selected, Num_IB_Cards = {k}", nsel.len()),
@@ -238,85 +264,111 @@ pub fn prefill(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, Topolo
     if nsel.len() > k {
         notes.push(format!("{} RDMA NICs found; NIC k = the first {k} by PCI bus id (choose with --nics)", nsel.len()));
     }
-    let g: Vec<usize> = gsel.iter().take(p).map(|&i| gpu_avail[i].2).collect();
-    let n: Vec<usize> = nsel.iter().take(k).map(|&i| rdma[i].2).collect();
-    let members: Vec<usize> = g.iter().chain(&n).copied().collect();
+    Ok((Picked::new(&gpus, &gsel, p), Picked::new(&rdma, &nsel, k), p, k))
+}
+
+/// One switch above everything, and Path 1 pairs inside the fabric; returns that switch.
+fn fabric_checks(nodes: &[PciNode], g: &[usize], n: &[usize], checks: &mut Vec<Check>) -> Option<usize> {
+    let members: Vec<usize> = g.iter().chain(n).copied().collect();
     let fabric = common_switch(nodes, &members);
-    let fabric_detail = match fabric {
+    let detail = match fabric {
         Some(s) => format!("all behind switch {} ({})", nodes[s].pci, nodes[s].vendor_device.as_deref().unwrap_or("?")),
         None => "no single PCIe switch has every selected GPU and NIC below it".into(),
     };
-    check(&mut checks, "one_switch_fabric".into(), fabric.is_some() && !members.is_empty(), fabric_detail, || {
-        "the spec's single PLX switch does not exist here: some Path 1 / Path 2 traffic leaves the switch fabric through the CPU root complex, \
-         and Uplink_P_PCI is not one link"
+    check(checks, "one_switch_fabric".into(), fabric.is_some(), detail, || {
+        "the spec's single PLX switch does not exist here: some Path 1 / Path 2 traffic leaves the switch fabric \
+         through the CPU root complex, and Uplink_P_PCI is not one link"
             .into()
     });
     for i in 0..g.len().saturating_sub(1) {
         let (class, _) = distance(nodes, g[i], g[i + 1]);
         check(
-            &mut checks,
+            checks,
             format!("p2p_locality[{i}]"),
             class.in_switch_fabric(),
             format!("GPU {i} -> GPU {}: {class}", i + 1),
             || {
-                format!("Path 1 P2P from GPU {i} to GPU {} crosses the CPU ({class}): it runs through the root complex (slower, or no P2P at all), not only GPU_P[{i}]_PCI and GPU_P[{}]_PCI", i + 1, i + 1)
-            },
-        );
-    }
-    let cost: Vec<Vec<i64>> = g.iter().map(|&a| n.iter().map(|&b| distance(nodes, a, b).1).collect()).collect();
-    let pair = |gi: usize, ni: usize| Pairing { gpu: gi, nic: ni, class: distance(nodes, g[gi], n[ni]).0 };
-    let spec_pairs: Vec<Pairing> = if n.is_empty() { Vec::new() } else { (0..g.len()).map(|i| pair(i, i % n.len())).collect() };
-    for sp in &spec_pairs {
-        let name = &rdma[nsel[sp.nic]].0;
-        check(
-            &mut checks,
-            format!("gdr_locality[{}]", sp.gpu),
-            sp.class.in_switch_fabric(),
-            format!("GPU {} -> NIC {} ({name}): {}", sp.gpu, sp.nic, sp.class),
-            || {
-                format!("GPUDirect RDMA from GPU {} through NIC {} ({name}) would cross the CPU root complex ({}): lower bandwidth, and NCCL's default GDR level (PXB) would stage it through host memory", sp.gpu, sp.nic, sp.class)
-            },
-        );
-    }
-    let proposed = assign::balanced_map(&cost, n.len()).filter(|_| !n.is_empty());
-    if let Some(map) = &proposed {
-        let spec_map: Vec<usize> = spec_pairs.iter().map(|s| s.nic).collect();
-        let (sc, pc) = (assign::map_cost(&cost, &spec_map), assign::map_cost(&cost, map));
-        let arg = join(map);
-        check(
-            &mut checks,
-            "spec_nic_map_closest".into(),
-            sc <= pc,
-            format!("spec map {} vs proposed {arg}", join(&spec_map)),
-            || {
                 format!(
-                    "k = i mod Num_IB_Cards pairs some GPUs with farther NICs than needed: run `linkcal paths --nic-map {arg}`"
+                    "Path 1 P2P from GPU {i} to GPU {} crosses the CPU ({class}): it runs through the root complex \
+                 (slower, or no P2P at all), not only GPU_P[{i}]_PCI and GPU_P[{}]_PCI",
+                    i + 1,
+                    i + 1
                 )
             },
         );
     }
-    check_shared_nic_links(nodes, &mut checks, &n, &nsel.iter().take(k).map(|&i| rdma[i].0.clone()).collect::<Vec<_>>());
+    fabric
+}
+
+/// The spec's pairs (GPUDirect checks), the proposed balanced map and its pairs.
+fn nic_map_checks(
+    nodes: &[PciNode],
+    g: &[usize],
+    nics: &Picked,
+    checks: &mut Vec<Check>,
+) -> (Vec<Pairing>, Option<Vec<usize>>, Vec<Pairing>) {
+    let n = &nics.nodes;
+    if n.is_empty() {
+        return (Vec::new(), None, Vec::new());
+    }
+    let cost: Vec<Vec<i64>> = g.iter().map(|&a| n.iter().map(|&b| distance(nodes, a, b).1).collect()).collect();
+    let pair = |gi: usize, ni: usize| Pairing { gpu: gi, nic: ni, class: distance(nodes, g[gi], n[ni]).0 };
+    let spec_pairs: Vec<Pairing> = (0..g.len()).map(|i| pair(i, i % n.len())).collect();
+    for sp in &spec_pairs {
+        let name = &nics.names[sp.nic];
+        let detail = format!("GPU {} -> NIC {} ({name}): {}", sp.gpu, sp.nic, sp.class);
+        check(checks, format!("gdr_locality[{}]", sp.gpu), sp.class.in_switch_fabric(), detail, || {
+            format!(
+                "GPUDirect RDMA from GPU {} through NIC {} ({name}) would cross the CPU root complex ({}): lower bandwidth, \
+                 and NCCL's default GDR level (PXB) would stage it through host memory",
+                sp.gpu, sp.nic, sp.class
+            )
+        });
+    }
+    let Some(map) = assign::balanced_map(&cost, n.len()) else {
+        return (spec_pairs, None, Vec::new());
+    };
+    let spec_map: Vec<usize> = spec_pairs.iter().map(|s| s.nic).collect();
+    let (sc, pc) = (assign::map_cost(&cost, &spec_map), assign::map_cost(&cost, &map));
+    let arg = join(&map);
+    check(checks, "spec_nic_map_closest".into(), sc <= pc, format!("spec map {} vs proposed {arg}", join(&spec_map)), || {
+        format!("k = i mod Num_IB_Cards pairs some GPUs with farther NICs than needed: run `linkcal paths --nic-map {arg}`")
+    });
+    let proposed_pairs = map.iter().enumerate().map(|(i, &k)| pair(i, k)).collect();
+    (spec_pairs, Some(map), proposed_pairs)
+}
+
+/// Maps the server onto the prefill role.
+pub fn prefill(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
+    let nodes = &inv.tree;
+    let (mut checks, mut notes) = (Vec::new(), Vec::new());
+    let (gpus, nics, p, k) = pick_prefill(inv, req, &mut checks, &mut notes)?;
+    let (g, n) = (&gpus.nodes, &nics.nodes);
+    let fabric = fabric_checks(nodes, g, n, &mut checks);
+    let (spec_pairs, proposed, proposed_pairs) = nic_map_checks(nodes, g, &nics, &mut checks);
+    check_shared_nic_links(nodes, &mut checks, n, &nics.names);
     let mut links: Vec<(String, usize)> = g.iter().enumerate().map(|(i, &x)| (format!("GPU {i}"), x)).collect();
     links.extend(n.iter().enumerate().map(|(k, &x)| (format!("NIC {k}"), x)));
     check_links(nodes, &mut checks, &links);
+    let seg = |kind: SegmentKind, i: usize| SegmentId::new(kind, i);
     let mut capacities: Vec<SegmentCapacity> =
-        g.iter().enumerate().map(|(i, &x)| capacity(nodes, SegmentId::new(SegmentKind::GpuP, i), Some(x), "")).collect();
-    capacities.extend(n.iter().enumerate().map(|(k, &x)| capacity(nodes, SegmentId::new(SegmentKind::IbNicP, k), Some(x), "")));
-    capacities.push(capacity(nodes, SegmentId::new(SegmentKind::UplinkP, 0), fabric, "no common switch: no single uplink"));
+        g.iter().enumerate().map(|(i, &x)| capacity(nodes, seg(SegmentKind::GpuP, i), Some(x), "")).collect();
+    capacities.extend(n.iter().enumerate().map(|(k, &x)| capacity(nodes, seg(SegmentKind::IbNicP, k), Some(x), "")));
+    capacities.push(capacity(nodes, seg(SegmentKind::UplinkP, 0), fabric, "no common switch: no single uplink"));
     Ok(Conformance {
         role: Role::Prefill,
         pp_prefill: Some(p),
         ib_cards: Some(k),
         decode_index: None,
-        gpus: gsel.iter().take(p).map(|&i| gpu_avail[i].0.clone()).collect(),
-        rdma_nics: nsel.iter().take(k).map(|&i| rdma[i].0.clone()).collect(),
+        gpus: gpus.names,
+        rdma_nics: nics.names,
         ethernet_nic: None,
         conforms: checks.iter().all(|c| c.ok),
         checks,
         spec_pairs,
-        proposed_pairs: proposed.as_ref().map(|m| m.iter().enumerate().map(|(i, &k)| pair(i, k)).collect()).unwrap_or_default(),
         proposed_nic_map_arg: proposed.as_deref().map(join),
         proposed_nic_map: proposed,
+        proposed_pairs,
         capacities,
         notes,
     })
@@ -326,16 +378,15 @@ fn join(map: &[usize]) -> String {
     map.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Maps the server onto decode server `req.decode_index`.
-pub fn decode(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
-    let nodes = &inv.tree;
-    let j = req.decode_index;
-    let gpu_avail: Vec<(String, String, usize)> = inv.gpus.iter().map(|g| (g.pci.clone(), g.pci.clone(), g.node)).collect();
-    let by_kind = |kind: NicKind| -> Vec<(String, String, usize)> {
-        inv.nics.iter().filter(|n| n.kind == kind).map(|n| (n.name.clone(), n.pci.clone(), n.node)).collect()
-    };
-    let (rdma, eth) = (by_kind(NicKind::Rdma), by_kind(NicKind::Ethernet));
-    let gsel = select(&gpu_avail, &req.gpus, "GPU")?;
+/// The decode server's GPU, RDMA NIC and Ethernet NIC (first of each), with count checks.
+fn pick_decode(
+    inv: &Inventory,
+    req: &RoleRequest,
+    checks: &mut Vec<Check>,
+    notes: &mut Vec<String>,
+) -> Result<[Picked; 3], TopologyError> {
+    let (gpus, rdma, eth) = (gpu_list(inv), nic_list(inv, NicKind::Rdma), nic_list(inv, NicKind::Ethernet));
+    let gsel = select(&gpus, &req.gpus, "GPU")?;
     let (mut rsel, mut esel) = (Vec::new(), Vec::new());
     match &req.nics {
         None => {
@@ -343,66 +394,73 @@ pub fn decode(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, Topolog
             esel = (0..eth.len()).collect();
         }
         Some(names) => {
+            let all: Avail = rdma.iter().chain(&eth).cloned().collect();
             for w in names {
-                let one = Some(vec![w.clone()]);
-                match (select(&rdma, &one, "NIC"), select(&eth, &one, "NIC")) {
-                    (Ok(r), _) => rsel.extend(r),
-                    (_, Ok(e)) => esel.extend(e),
-                    (Err(e), _) => return Err(e),
+                let i = select(&all, &Some(vec![w.clone()]), "NIC")?[0];
+                if i < rdma.len() {
+                    rsel.push(i)
+                } else {
+                    esel.push(i - rdma.len())
                 }
             }
         }
     }
-    let (mut checks, mut notes) = (Vec::new(), Vec::new());
-    check(&mut checks, "gpu_count".into(), !gsel.is_empty(), format!("{} GPUs", gsel.len()), || {
-        "no GPU: this server cannot be decode server j (Path 2 ends and Path 3 starts at a GPU)".into()
-    });
-    check(&mut checks, "rdma_nic_count".into(), !rsel.is_empty(), format!("{} RDMA NICs", rsel.len()), || {
-        "no RDMA NIC: Path 2 (KV handoff over IB) cannot reach this server".into()
-    });
-    check(&mut checks, "ethernet_nic_count".into(), !esel.is_empty(), format!("{} Ethernet NICs", esel.len()), || {
-        "no Ethernet NIC: Path 3 (decode activations over TCP) has no link".into()
-    });
-    for (count, what) in [(gsel.len(), "GPUs"), (rsel.len(), "RDMA NICs"), (esel.len(), "Ethernet NICs")] {
+    let counts = [
+        (
+            "gpu_count",
+            gsel.len(),
+            "GPUs",
+            "no GPU: this server cannot be decode server j (Path 2 ends and Path 3 starts at a GPU)",
+        ),
+        ("rdma_nic_count", rsel.len(), "RDMA NICs", "no RDMA NIC: Path 2 (KV handoff over IB) cannot reach this server"),
+        ("ethernet_nic_count", esel.len(), "Ethernet NICs", "no Ethernet NIC: Path 3 (decode activations over TCP) has no link"),
+    ];
+    for (id, count, what, consequence) in counts {
+        check(checks, id.into(), count > 0, format!("{count} {what}"), || consequence.into());
         if count > 1 {
             notes.push(format!("{count} {what} found; the spec's decode server has one: using the first by PCI bus id"));
         }
     }
-    let g = gsel.first().map(|&i| gpu_avail[i].2);
-    let r = rsel.first().map(|&i| rdma[i].2);
-    let e = esel.first().map(|&i| eth[i].2);
+    Ok([Picked::new(&gpus, &gsel, 1), Picked::new(&rdma, &rsel, 1), Picked::new(&eth, &esel, 1)])
+}
+
+/// Maps the server onto decode server `req.decode_index`.
+pub fn decode(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, TopologyError> {
+    let nodes = &inv.tree;
+    let j = req.decode_index;
+    let (mut checks, mut notes) = (Vec::new(), Vec::new());
+    let [gpu, rdma, eth] = pick_decode(inv, req, &mut checks, &mut notes)?;
+    let (g, r, e) = (gpu.nodes.first().copied(), rdma.nodes.first().copied(), eth.nodes.first().copied());
     if let (Some(g), Some(r)) = (g, r) {
         let (class, _) = distance(nodes, g, r);
         check(&mut checks, "gdr_locality".into(), class.in_switch_fabric(), format!("GPU -> RDMA NIC: {class}"), || {
             format!("GPUDirect RDMA into this GPU crosses the CPU root complex ({class}): Path 2's last hops are slower than GPU_D[{j}]_PCI alone")
         });
     }
-    let mut links = Vec::new();
-    links.extend(g.map(|x| ("GPU".to_string(), x)));
-    links.extend(r.map(|x| ("RDMA NIC".to_string(), x)));
-    links.extend(e.map(|x| ("Ethernet NIC".to_string(), x)));
+    let links: Vec<(String, usize)> = [("GPU", g), ("RDMA NIC", r), ("Ethernet NIC", e)]
+        .into_iter()
+        .filter_map(|(w, x)| x.map(|x| (w.to_string(), x)))
+        .collect();
     check_links(nodes, &mut checks, &links);
-    let local: Vec<usize> = g.iter().chain(e.iter()).copied().collect();
-    let switch = if local.len() == 2 { common_switch(nodes, &local) } else { None };
+    let switch = match (g, e) {
+        (Some(g), Some(e)) => common_switch(nodes, &[g, e]),
+        _ => None,
+    };
+    let seg = |kind: SegmentKind| SegmentId::new(kind, j);
     let capacities = vec![
-        capacity(nodes, SegmentId::new(SegmentKind::GpuD, j), g, "no GPU"),
-        capacity(nodes, SegmentId::new(SegmentKind::EthNicD, j), e, "no Ethernet NIC"),
-        capacity(nodes, SegmentId::new(SegmentKind::IbNicD, j), r, "no RDMA NIC"),
-        capacity(
-            nodes,
-            SegmentId::new(SegmentKind::UplinkD, j),
-            switch,
-            "GPU and Ethernet NIC share no PCIe switch: no single uplink",
-        ),
+        capacity(nodes, seg(SegmentKind::GpuD), g, "no GPU"),
+        capacity(nodes, seg(SegmentKind::EthNicD), e, "no Ethernet NIC"),
+        capacity(nodes, seg(SegmentKind::IbNicD), r, "no RDMA NIC"),
+        capacity(nodes, seg(SegmentKind::UplinkD), switch, "GPU and Ethernet NIC share no PCIe switch: no single uplink"),
     ];
     Ok(Conformance {
         role: Role::Decode,
         pp_prefill: None,
         ib_cards: None,
         decode_index: Some(j),
-        gpus: g.map(|_| gpu_avail[gsel[0]].0.clone()).into_iter().collect(),
-        rdma_nics: r.map(|_| rdma[rsel[0]].0.clone()).into_iter().collect(),
-        ethernet_nic: e.map(|_| eth[esel[0]].0.clone()),
+        gpus: gpu.names,
+        rdma_nics: rdma.names,
+        ethernet_nic: eth.names.into_iter().next(),
         conforms: checks.iter().all(|c| c.ok),
         checks,
         spec_pairs: Vec::new(),
