@@ -10,16 +10,22 @@
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
 //! - [`topology`]: hwloc (live or XML) -> PCI tree, GPUs, NICs, switches, locality classes, spec-role conformance.
 //! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
+//! - [`calibrate`]: segment solver: per-segment capacities, latencies and path models from results; experiment plan.
+//! - [`sim`]: flow-level max-min simulator that loads a calibration; synthetic results for tests.
+//! - [`export`]: calibration files for SimGrid, ASTRA-sim, AIConfigurator and Vidur.
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
+pub mod calibrate;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod gpu;
 pub mod model;
 pub mod payload;
 pub mod rdma;
+pub mod sim;
 pub mod spec;
 pub mod topology;

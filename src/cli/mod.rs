@@ -1,10 +1,13 @@
 //! The command line: one subcommand per file, each parsing its flags and calling the library.
 //! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
 
+mod calibrate;
 mod discover;
+mod export;
 mod paths;
 mod payload;
 mod schema;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +31,12 @@ pub enum Command {
     Payload(payload::Args),
     /// Write or check the JSON Schemas generated from the result model.
     Schema(schema::Args),
+    /// Per-segment, per-direction capacities and latencies from results (JSON + CSV).
+    Calibrate(calibrate::Args),
+    /// Flow-level simulation (max-min sharing) of flows or a spec scenario on a calibration.
+    Sim(sim::Args),
+    /// Write a calibration for SimGrid, ASTRA-sim, AIConfigurator or Vidur.
+    Export(export::Args),
 }
 
 /// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
@@ -37,5 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Paths(a) => paths::run(a),
         Command::Payload(a) => payload::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Sim(a) => sim::run(a),
+        Command::Export(a) => export::run(a),
     }
 }

@@ -1,0 +1,242 @@
+//! Segment solver: from path measurements (a results directory) to per-segment, per-direction
+//! capacities with how each was obtained, series groups, per-segment latency, and per-path
+//! size-dependent models. Works on files only.
+#![allow(non_snake_case)]
+
+mod fit;
+mod nominal;
+mod observe;
+pub mod plan;
+mod solve;
+
+pub use fit::{alpha_beta, segment_latency, theil_sen};
+pub use nominal::read_nominal;
+pub use solve::{SAT_MARGIN, TOL};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::InputError;
+use crate::model::calibration::{Method, PathModel, SegmentEstimate, SeriesGroup};
+use crate::model::results::Measurement;
+use crate::model::{Calibration, Provenance, Results, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
+use crate::spec::{Dir, Hop};
+
+/// Reads a results directory: `results.json`, plus `journal.jsonl` (one measurement per line)
+/// whose measurements are merged in by id (the journal is written as each one finishes, so it
+/// may hold measurements a crashed run never put in `results.json`).
+pub fn load_results_dir(dir: &Path) -> Result<Results, InputError> {
+    let main = dir.join("results.json");
+    if !main.exists() {
+        return Err(InputError::file(
+            &main,
+            "not found: give a directory written by `linkcal run` (results.json + journal.jsonl)",
+        ));
+    }
+    let mut res: Results = crate::model::load(&main, RESULTS_SCHEMA)?;
+    let journal = dir.join("journal.jsonl");
+    if journal.exists() {
+        let text = crate::error::read_input(&journal)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            let line = text.lines().count();
+            return Err(InputError::field(
+                &journal,
+                format!("line {line}"),
+                "is cut off mid-line (the run stopped while writing it): remove that line or re-run the measurement",
+            ));
+        }
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let m: Measurement = serde_json::from_str(line).map_err(|e| {
+                let field = e.to_string().split('`').nth(1).map(str::to_string).unwrap_or_default();
+                InputError::field(
+                    &journal,
+                    format!("line {}{}", n + 1, if field.is_empty() { String::new() } else { format!(": {field}") }),
+                    format!("not a measurement: {e}"),
+                )
+            })?;
+            if !res.measurements.iter().any(|x| x.id == m.id) {
+                res.measurements.push(m);
+            }
+        }
+    }
+    if res.measurements.is_empty() {
+        return Err(InputError::field(
+            &main,
+            "measurements",
+            "is empty (and no journal.jsonl adds any): nothing to calibrate; run `linkcal run` first",
+        ));
+    }
+    for (n, m) in res.measurements.iter().enumerate() {
+        if m.flows.is_empty() {
+            return Err(InputError::field(
+                &main,
+                format!("measurements[{n}].flows"),
+                format!("measurement {} has no flows", m.id),
+            ));
+        }
+        for (k, f) in m.flows.iter().enumerate() {
+            if f.segments.is_empty() {
+                return Err(InputError::field(
+                    &main,
+                    format!("measurements[{n}].flows[{k}].segments"),
+                    "is empty: every flow must record the hops it crossed",
+                ));
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// Inputs of one calibration.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Results, with the directory each came from.
+    pub results: Vec<(PathBuf, Results)>,
+    /// Nominal capacities per hop from discovery, B/s.
+    pub nominal: BTreeMap<Hop, f64>,
+    /// SHA-256 of the topology file, if given.
+    pub topology_digest: Option<String>,
+}
+
+/// Computes the calibration. All results must be of one rack shape.
+pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
+    let (first_dir, first) = inp.results.first().ok_or_else(|| InputError::file("<none>", "no results directory given"))?;
+    let shape = first.rack.shape.clone();
+    for (dir, r) in &inp.results {
+        if r.rack.shape != shape {
+            return Err(InputError::field(
+                dir.join("results.json"),
+                "rack.shape",
+                format!("differs from {}: calibrate one rack at a time", first_dir.display()),
+            ));
+        }
+    }
+    let measurements: Vec<Measurement> = inp.results.iter().flat_map(|(_, r)| r.measurements.iter().cloned()).collect();
+    let obs = observe::observe(&measurements);
+    let mut universe = Vec::new();
+    for id in shape.segments() {
+        for dir in [Dir::Up, Dir::Down] {
+            universe.push(Hop { id, dir });
+        }
+    }
+    let sol = solve::solve(&obs, &universe);
+    // Per-path models and path latencies (the fixed cost of the smallest-size piece).
+    let mut paths = Vec::new();
+    let mut lat_rows = Vec::new();
+    for s in obs.solo.values() {
+        let pts: Vec<(u64, f64)> = s.flows.iter().map(|(b, f)| (*b, f.transfer_time_s.p50)).collect();
+        let pieces = fit::alpha_beta(&pts);
+        let (raw, efficiency, peak) = fit::curve(&s.flows);
+        if let Some(p) = pieces.first().filter(|_| pts.len() >= 2) {
+            lat_rows.push((s.hops.clone(), p.alpha_s));
+        }
+        paths.push(PathModel { path: s.path, segments: s.hops.clone(), peak_Bps: peak, pieces, efficiency, raw });
+    }
+    let latency = fit::segment_latency(&lat_rows);
+    let groups: Vec<SeriesGroup> = sol
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, grp)| SeriesGroup {
+            id: format!("G{}", g + 1),
+            members: grp.members.clone(),
+            capacity_Bps: grp.rate.as_ref().map(|r| r.value),
+            reason: "every measurement crossed these segment directions with the same flows: only their minimum is identified"
+                .into(),
+        })
+        .collect();
+    let mut segments = Vec::new();
+    for (h, e) in &sol.hops {
+        let ident = e.method.identified();
+        let group_rate = e.group.and_then(|g| sol.groups[g].rate.as_ref());
+        // A member of an identified series group is bounded below by the group's minimum.
+        let bound = match (&e.rate, group_rate) {
+            (Some(r), Some(g)) => Some(r.value.max(g.value)),
+            (r, g) => r.as_ref().or(g).map(|r| r.value),
+        };
+        segments.push(SegmentEstimate {
+            segment: h.id,
+            dir: h.dir,
+            outside_spec: h.id.outside_spec(),
+            method: e.method,
+            capacity_Bps: e.rate.as_ref().filter(|_| ident).map(|r| r.value),
+            ci95_low_Bps: e.rate.as_ref().filter(|_| ident).map(|r| r.low),
+            ci95_high_Bps: e.rate.as_ref().filter(|_| ident).map(|r| r.high),
+            lower_bound_Bps: if ident { None } else { bound },
+            latency_s: latency.get(h).copied(),
+            nominal_Bps: inp.nominal.get(h).copied(),
+            series_group: e.group.map(|g| format!("G{}", g + 1)),
+            evidence: e
+                .rate
+                .iter()
+                .map(|r| r.evidence.clone())
+                .chain(group_rate.filter(|_| !ident).map(|r| r.evidence.clone()))
+                .collect(),
+        });
+    }
+    segments.sort_by_key(|s| (s.segment.outside_spec(), s.segment, s.dir));
+    let mut notes = plan::never_identifiable(&shape).into_iter().map(|(h, why)| format!("{h}: {why}")).collect::<Vec<_>>();
+    let lb = segments.iter().filter(|s| s.method == Method::LowerBound).count();
+    if lb > 0 {
+        notes.push(format!("{lb} segment directions are lower bounds only (capacity >= value): `linkcal run --plan calibrate` adds the contention experiments that identify them"));
+    }
+    let hosts = first.provenance.hosts.clone();
+    let mut provenance = Provenance::now(hosts);
+    provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
+    Ok(Calibration {
+        schema: CALIBRATION_SCHEMA.into(),
+        provenance,
+        shape,
+        sources: inp.results.iter().map(|(d, _)| d.display().to_string()).collect(),
+        topology_digest: inp.topology_digest.clone(),
+        segments,
+        series_groups: groups,
+        paths,
+        notes,
+    })
+}
+
+/// Writes the per-segment table as CSV (same values as the JSON; empty cell = null).
+pub fn write_csv(cal: &Calibration, path: &Path) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record([
+        "segment",
+        "dir",
+        "outside_spec",
+        "method",
+        "capacity_Bps",
+        "ci95_low_Bps",
+        "ci95_high_Bps",
+        "lower_bound_Bps",
+        "latency_s",
+        "nominal_Bps",
+        "series_group",
+    ])?;
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6e}")).unwrap_or_default();
+    for s in &cal.segments {
+        let method = serde_json::to_value(s.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        w.write_record([
+            s.segment.to_string(),
+            s.dir.to_string(),
+            s.outside_spec.to_string(),
+            method,
+            opt(s.capacity_Bps),
+            opt(s.ci95_low_Bps),
+            opt(s.ci95_high_Bps),
+            opt(s.lower_bound_Bps),
+            opt(s.latency_s),
+            opt(s.nominal_Bps),
+            s.series_group.clone().unwrap_or_default(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Loads a calibration file, naming file and field on error.
+pub fn load_calibration(path: &Path) -> Result<Calibration, InputError> {
+    crate::model::load(path, CALIBRATION_SCHEMA)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Synthetic results from a ground truth: runs experiments through the max-min simulator and
+//! writes what a runner would have measured (with seeded multiplicative noise). Used to test
+//! the calibration solver against known capacities, and by the demo when no rack is present.
+#![allow(non_snake_case)]
+
+use super::{maxmin_rates, simulate, Capacities, SimFlow};
+use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, StopReason, Summary};
+use crate::model::{Provenance, Results, RESULTS_SCHEMA};
+use crate::spec::{Dir, Experiment, Hop, HopOptions, RackShape, RouteSet};
+
+/// A small deterministic generator (SplitMix64), so synthetic runs repeat exactly per seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
+/// How to synthesize a run.
+#[derive(Debug, Clone)]
+pub struct SynthConfig {
+    /// Rack shape.
+    pub shape: RackShape,
+    /// True goodput of every segment direction, B/s.
+    pub truth: Capacities,
+    /// Outside-spec hops the routes cross.
+    pub hops: HopOptions,
+    /// Payload sizes measured, bytes.
+    pub sizes: Vec<u64>,
+    /// Fixed cost per transfer, seconds.
+    pub alpha_s: f64,
+    /// Relative noise on each transfer time (slower by a uniform fraction in [0, noise)).
+    pub noise: f64,
+    /// Transfers per flow and size.
+    pub samples: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Random true capacities for every segment direction of `shape`: each uniform in
+/// [lo, hi) B/s, so the bottleneck differs from seed to seed.
+pub fn random_truth(shape: &RackShape, seed: u64, lo: f64, hi: f64) -> Capacities {
+    let mut rng = Rng::new(seed);
+    let mut out = Capacities::new();
+    for id in shape.segments() {
+        for dir in [Dir::Up, Dir::Down] {
+            out.insert(Hop { id, dir }, rng.range(lo, hi));
+        }
+    }
+    out
+}
+
+/// Summary of a sample (median, mean with a normal 95% interval, extremes, p99, stddev).
+pub fn summarize(xs: &[f64]) -> Summary {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let q = |p: f64| v[((p * (n - 1) as f64).round() as usize).min(n - 1)];
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let sd = (n > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+    let half = sd.map(|s| 1.96 * s / (n as f64).sqrt());
+    Summary {
+        p50: if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) },
+        mean,
+        ci95_low: half.map(|h| mean - h),
+        ci95_high: half.map(|h| mean + h),
+        min: v[0],
+        max: v[n - 1],
+        p99: Some(q(0.99)),
+        stddev: sd,
+    }
+}
+
+/// Runs every experiment at every size and returns the results a runner would have written.
+pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Results, String> {
+    let set = RouteSet::build(&cfg.shape, None, cfg.hops, true).map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(cfg.seed);
+    let mut measurements = Vec::new();
+    for e in experiments {
+        let routes = e
+            .flows
+            .iter()
+            .map(|p| set.find(p).ok_or_else(|| format!("experiment {}: route {p} is not in this rack", e.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for &size in &cfg.sizes {
+            let flows: Vec<SimFlow> = routes
+                .iter()
+                .map(|r| SimFlow {
+                    name: r.path.to_string(),
+                    hops: r.segments.clone(),
+                    bytes: size,
+                    start_s: 0.0,
+                    alpha_s: cfg.alpha_s,
+                    cap_Bps: None,
+                })
+                .collect();
+            let out = simulate(&flows, &cfg.truth);
+            let mut results = Vec::new();
+            let mut rounds = vec![0.0f64; cfg.samples];
+            for (r, o) in routes.iter().zip(&out) {
+                let t0 = o.finish_s - o.start_s;
+                let times: Vec<f64> = (0..cfg.samples).map(|_| t0 * (1.0 + cfg.noise * rng.unit())).collect();
+                for (m, t) in rounds.iter_mut().zip(&times) {
+                    *m = m.max(*t);
+                }
+                let goodputs: Vec<f64> = times.iter().map(|t| size as f64 / t).collect();
+                results.push(FlowResult {
+                    path: r.path,
+                    segments: r.segments.clone(),
+                    payload_bytes: size,
+                    goodput_Bps: summarize(&goodputs),
+                    transfer_time_s: summarize(&times),
+                    samples: cfg.samples as u64,
+                    warmup: 0,
+                    stop: StopReason::SampleCap,
+                    transfer_times_s: times,
+                });
+            }
+            let contended = !e.is_solo();
+            let aggregate = contended.then(|| {
+                // The runner's sum is taken while every flow moves: the first max-min phase.
+                let hops: Vec<&[Hop]> = flows.iter().map(|f| f.hops.as_slice()).collect();
+                let sum0: f64 = maxmin_rates(&hops, &vec![None; flows.len()], &cfg.truth).iter().sum();
+                let sums: Vec<f64> = rounds.iter().map(|_| sum0 / (1.0 + cfg.noise * rng.unit())).collect();
+                let meds: Vec<f64> = results.iter().map(|f| f.goodput_Bps.p50).collect();
+                let (lo, hi) = meds.iter().fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
+                Aggregate {
+                    goodput_sum_Bps: summarize(&sums),
+                    makespan_s: Some(summarize(&rounds)),
+                    fairness_max_over_min: Some(hi / lo),
+                }
+            });
+            measurements.push(Measurement {
+                id: format!("{}/{size}", e.name),
+                kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
+                set: contended.then(|| e.name.clone()),
+                transport: "synthetic".into(),
+                started_at: crate::model::provenance::rfc3339_now(),
+                duration_s: rounds.iter().sum(),
+                flows: results,
+                aggregate,
+            });
+        }
+    }
+    Ok(Results {
+        schema: RESULTS_SCHEMA.into(),
+        provenance: Provenance::now(vec!["synthetic".into()]),
+        rack: RackSummary { shape: cfg.shape.clone(), emulated: true, payload_scale: 1.0, mtu_bytes: None },
+        payloads: None,
+        measurements,
+        waivers: Vec::new(),
+    })
+}
+
+/// One solo experiment per route of the set (spec paths and isolation routes).
+pub fn solo_experiments(set: &RouteSet) -> Vec<Experiment> {
+    set.routes
+        .iter()
+        .map(|r| Experiment { name: format!("solo/{}", r.path), flows: vec![r.path], purpose: "solo".into() })
+        .collect()
+}
