@@ -16,6 +16,7 @@
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
+//! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
 pub mod calibrate;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod error;
 pub mod export;
 pub mod gpu;
+pub mod hwprobe;
 pub mod model;
 pub mod payload;
 pub mod rdma;

@@ -1,0 +1,120 @@
+use super::*;
+
+fn dev(ordinal: usize, bus: &str, dmabuf: bool) -> CudaDevice {
+    CudaDevice { ordinal, name: "NVIDIA H100".into(), pci: bus.parse().unwrap(), total_mem_bytes: 80 << 30, dmabuf }
+}
+
+fn bare() -> Inventory {
+    Inventory {
+        cuda: Err(gpu::Unavailable::NoLibrary),
+        peers: vec![],
+        amd: vec![],
+        rdma: Err(rdma::Unavailable::NoDevice(None)),
+        peermem: false,
+    }
+}
+
+fn reasons(c: &[Probe]) -> Vec<String> {
+    c.iter().filter_map(|p| p.waiver()).map(|w| format!("{}: {}", w.probe, w.reason)).collect()
+}
+
+#[test]
+fn a_machine_without_devices_waives_everything_with_reasons() {
+    let c = catalogue(&bare(), Role::Prefill, None, None);
+    assert!(c.iter().all(|p| p.status != Status::Applies));
+    let r = reasons(&c);
+    assert!(r.contains(&"cuda_p2p all GPUs: libcuda.so not found".to_string()), "{r:?}");
+    assert!(r.contains(&"host_rdma all NICs: no RDMA device".to_string()), "{r:?}");
+    // GPUDirect is waived once, for the first missing piece (CUDA), not twice.
+    assert_eq!(c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).count(), 1);
+}
+
+#[test]
+fn amd_gpus_are_waived_until_a_hip_backend_exists() {
+    let inv = Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], ..bare() };
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let hip: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HipGpu).collect();
+    assert_eq!(hip.len(), 1);
+    assert_eq!(hip[0].status, Status::Waived { reason: "AMD GPU at 0000:c1:00.0: no HIP backend yet".into() });
+}
+
+#[test]
+fn peer_pairs_and_single_gpus() {
+    let inv = Inventory {
+        cuda: Ok(vec![dev(0, "0000:1b:00.0", true), dev(1, "0000:3b:00.0", true), dev(2, "0000:5b:00.0", true)]),
+        peers: vec![(0, 1, true), (0, 2, true), (1, 2, false)],
+        ..bare()
+    };
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let p2p: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::CudaP2p).collect();
+    assert_eq!(p2p.len(), 2);
+    assert_eq!(p2p[0].status, Status::Applies);
+    assert_eq!(p2p[0].path, Some(PathRef { kind: RouteKind::PrefillInterRank, src: 0, dst: 1 }));
+    assert_eq!(p2p[1].status, Status::Waived { reason: "GPU 1 and 2 cannot access each other as peers".into() });
+    assert_eq!(c.iter().filter(|p| p.kind == ProbeKind::CudaD2h && p.status == Status::Applies).count(), 3);
+    let h2d = c.iter().find(|p| p.kind == ProbeKind::CudaH2d && p.gpus == [2]).unwrap();
+    assert_eq!(h2d.path, Some(PathRef { kind: RouteKind::PrefillHostToGpu, src: 0, dst: 2 }));
+    assert!(h2d.target.contains("0000:5b:00.0"));
+
+    let one = Inventory { cuda: Ok(vec![dev(0, "0000:1b:00.0", true)]), ..bare() };
+    let c = catalogue(&one, Role::Decode, None, None);
+    let r = reasons(&c);
+    assert!(r.iter().any(|s| s == "cuda_p2p gpu0 -> gpu1: needs 2 CUDA GPUs, found 1"), "{r:?}");
+    assert_eq!(c.iter().find(|p| p.kind == ProbeKind::CudaD2h).unwrap().target, "gpu0 (cuda0, 0000:1b:00.0) -> host");
+    let d2h = c.iter().find(|p| p.kind == ProbeKind::CudaD2h).unwrap();
+    assert_eq!(d2h.path.unwrap().kind, RouteKind::DecodeGpuToHost);
+}
+
+#[test]
+fn gpudirect_follows_the_nic_mapping_and_registration_support() {
+    let nics = vec![Nic { name: "mlx5_0".into(), numa_node: Some(0) }, Nic { name: "mlx5_1".into(), numa_node: Some(1) }];
+    let inv = Inventory {
+        cuda: Ok(vec![dev(0, "1b:00.0", true), dev(1, "3b:00.0", false), dev(2, "5b:00.0", true)]),
+        peers: vec![(0, 1, true), (0, 2, true), (1, 2, true)],
+        rdma: Ok(nics),
+        ..bare()
+    };
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let gd: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).collect();
+    assert_eq!(gd.iter().map(|p| p.nic.clone().unwrap()).collect::<Vec<_>>(), ["mlx5_0", "mlx5_1", "mlx5_0"], "k = i mod 2");
+    assert_eq!(gd[0].status, Status::Applies);
+    assert!(matches!(&gd[1].status, Status::Waived { reason } if reason.contains("nvidia-peermem")));
+    assert_eq!(gd[2].path, Some(PathRef { kind: RouteKind::PrefillToDecode, src: 2, dst: 0 }));
+    // With peermem loaded the dmabuf-less GPU applies too.
+    let c = catalogue(&Inventory { peermem: true, ..inv.clone() }, Role::Prefill, None, None);
+    assert!(c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).all(|p| p.status == Status::Applies));
+    // An explicit NIC map overrides the default; one naming a missing NIC is waived, not a crash.
+    let c = catalogue(&inv, Role::Prefill, None, Some(&[1, 1, 5]));
+    let gd: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).collect();
+    assert_eq!(gd[0].nic.as_deref(), Some("mlx5_1"));
+    assert!(matches!(&gd[2].status, Status::Waived { reason } if reason.contains("NIC 5")));
+    assert_eq!(c.iter().filter(|p| p.kind == ProbeKind::HostRdma && p.status == Status::Applies).count(), 2);
+}
+
+#[test]
+fn this_host_inventory_never_panics() {
+    let inv = inventory();
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    assert!(!c.is_empty());
+    if let Err(why) = &inv.cuda {
+        assert!(c.iter().any(|p| p.kind == ProbeKind::CudaP2p && p.status == Status::Waived { reason: why.to_string() }));
+    }
+}
+
+#[test]
+fn spec_order_follows_the_bus_not_cuda_ordinals() {
+    // CUDA enumerates fastest-first; the spec numbers GPUs by bus (or an explicit order).
+    let devs = vec![dev(0, "0000:b1:00.0", true), dev(1, "0000:1b:00.0", true)];
+    let inv = Inventory { cuda: Ok(devs.clone()), peers: vec![(0, 1, true)], ..bare() };
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let p2p = c.iter().find(|p| p.kind == ProbeKind::CudaP2p).unwrap();
+    assert_eq!(p2p.gpus, vec![1, 0], "spec GPU 0 is the one on bus 1b, CUDA ordinal 1");
+    assert_eq!(p2p.target, "gpu0 (cuda1, 0000:1b:00.0) -> gpu1 (cuda0, 0000:b1:00.0)");
+    let order: Vec<PciAddr> = vec!["b1:00.0".parse().unwrap(), "1b:00.0".parse().unwrap()];
+    assert_eq!(spec_order(&devs, Some(&order)).unwrap()[0].ordinal, 0);
+    let missing: Vec<PciAddr> = vec!["3b:00.0".parse().unwrap()];
+    let e = spec_order(&devs, Some(&missing)).unwrap_err();
+    assert!(e.contains("no CUDA GPU at 0000:3b:00.0"), "{e}");
+    let c = catalogue(&inv, Role::Prefill, Some(&missing), None);
+    assert!(c.iter().filter(|p| p.kind != ProbeKind::HostRdma).all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA"))));
+}
