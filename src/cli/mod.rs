@@ -6,6 +6,7 @@ mod discover;
 mod export;
 mod paths;
 mod payload;
+mod probe;
 mod schema;
 mod sim;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Paths(paths::Args),
     /// Payload sizes (chunk activations, KV handoff per stage, decode activations) from a model.
     Payload(payload::Args),
+    /// The hardware probes of this host (CUDA, RDMA): which apply and which are waived, and why.
+    Probe(probe::Args),
     /// Write or check the JSON Schemas generated from the result model.
     Schema(schema::Args),
     /// Per-segment, per-direction capacities and latencies from results (JSON + CSV).
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Discover(a) => discover::run(a),
         Command::Paths(a) => paths::run(a),
         Command::Payload(a) => payload::run(a),
+        Command::Probe(a) => probe::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Sim(a) => sim::run(a),

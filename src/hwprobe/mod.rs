@@ -151,7 +151,9 @@ impl Probe {
     pub fn waiver(&self) -> Option<Waiver> {
         match &self.status {
             Status::Applies => None,
-            Status::Waived { reason } => Some(Waiver { probe: format!("{} {}", self.kind.as_str(), self.target), path: self.path, reason: reason.clone() }),
+            Status::Waived { reason } => {
+                Some(Waiver { probe: format!("{} {}", self.kind.as_str(), self.target), path: self.path, reason: reason.clone() })
+            }
         }
     }
 }
@@ -180,7 +182,12 @@ pub fn spec_order(devs: &[CudaDevice], order: Option<&[PciAddr]>) -> Result<Vec<
         }
         Some(addrs) => addrs
             .iter()
-            .map(|a| devs.iter().find(|d| d.pci == *a).cloned().ok_or_else(|| format!("no CUDA GPU at {a} (CUDA sees: {})", list_pci(devs))))
+            .map(|a| {
+                devs.iter()
+                    .find(|d| d.pci == *a)
+                    .cloned()
+                    .ok_or_else(|| format!("no CUDA GPU at {a} (CUDA sees: {})", list_pci(devs)))
+            })
             .collect(),
     }
 }
@@ -197,8 +204,10 @@ pub fn catalogue(inv: &Inventory, role: Role, order: Option<&[PciAddr]>, nic_map
     let devs = match inv.cuda.as_ref().map_err(|e| e.to_string()).and_then(|d| spec_order(d, order)) {
         Ok(d) => d,
         Err(why) => {
-            for kind in [ProbeKind::CudaP2p, ProbeKind::CudaD2h, ProbeKind::CudaH2d, ProbeKind::GpuStagedTcp, ProbeKind::GpudirectRdma] {
-                out.push(probe(kind, "all GPUs".into(), None, vec![], None, waived(why)));
+            for kind in
+                [ProbeKind::CudaP2p, ProbeKind::CudaD2h, ProbeKind::CudaH2d, ProbeKind::GpuStagedTcp, ProbeKind::GpudirectRdma]
+            {
+                out.push(probe(kind, "all GPUs".into(), None, vec![], None, waived(&why)));
             }
             Vec::new()
         }
@@ -208,7 +217,14 @@ pub fn catalogue(inv: &Inventory, role: Role, order: Option<&[PciAddr]>, nic_map
     }
     rdma_probes(&mut out, inv, &devs, role, nic_map);
     for addr in &inv.amd {
-        out.push(probe(ProbeKind::HipGpu, format!("AMD GPU {addr}"), None, vec![], None, waived(gpu::Unavailable::AmdGpu { bus_id: addr.to_string() })));
+        out.push(probe(
+            ProbeKind::HipGpu,
+            format!("AMD GPU {addr}"),
+            None,
+            vec![],
+            None,
+            waived(gpu::Unavailable::AmdGpu { bus_id: addr.to_string() }),
+        ));
     }
     out
 }
@@ -224,23 +240,59 @@ fn gpu_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role: 
         Role::Decode => (RouteKind::DecodeGpuToHost, RouteKind::DecodeHostToGpu),
     };
     if devs.len() < 2 {
-        out.push(probe(ProbeKind::CudaP2p, "gpu0 -> gpu1".into(), path(RouteKind::PrefillInterRank, 0, 1), vec![], None, waived(gpu::Unavailable::TooFewGpus { need: 2, have: devs.len() })));
+        out.push(probe(
+            ProbeKind::CudaP2p,
+            "gpu0 -> gpu1".into(),
+            path(RouteKind::PrefillInterRank, 0, 1),
+            vec![],
+            None,
+            waived(gpu::Unavailable::TooFewGpus { need: 2, have: devs.len() }),
+        ));
     }
     for (i, w) in devs.windows(2).enumerate() {
         let (a, b) = (w[0].ordinal.min(w[1].ordinal), w[0].ordinal.max(w[1].ordinal));
         let ok = inv.peers.iter().any(|&(x, y, ok)| x == a && y == b && ok);
-        let status = if ok { Status::Applies } else { waived(gpu::Unavailable::NoPeerAccess { a: w[0].ordinal, b: w[1].ordinal }) };
+        let status =
+            if ok { Status::Applies } else { waived(gpu::Unavailable::NoPeerAccess { a: w[0].ordinal, b: w[1].ordinal }) };
         let target = format!("{} -> {}", label(i, &w[0]), label(i + 1, &w[1]));
-        out.push(probe(ProbeKind::CudaP2p, target, path(RouteKind::PrefillInterRank, i, i + 1), vec![w[0].ordinal, w[1].ordinal], None, status));
+        out.push(probe(
+            ProbeKind::CudaP2p,
+            target,
+            path(RouteKind::PrefillInterRank, i, i + 1),
+            vec![w[0].ordinal, w[1].ordinal],
+            None,
+            status,
+        ));
     }
     for (i, d) in devs.iter().enumerate() {
-        out.push(probe(ProbeKind::CudaD2h, format!("{} -> host", label(i, d)), path(d2h, i, 0), vec![d.ordinal], None, Status::Applies));
-        out.push(probe(ProbeKind::CudaH2d, format!("host -> {}", label(i, d)), path(h2d, 0, i), vec![d.ordinal], None, Status::Applies));
+        out.push(probe(
+            ProbeKind::CudaD2h,
+            format!("{} -> host", label(i, d)),
+            path(d2h, i, 0),
+            vec![d.ordinal],
+            None,
+            Status::Applies,
+        ));
+        out.push(probe(
+            ProbeKind::CudaH2d,
+            format!("host -> {}", label(i, d)),
+            path(h2d, 0, i),
+            vec![d.ordinal],
+            None,
+            Status::Applies,
+        ));
     }
     // Path 3 runs between decode servers; on one host it stages GPU i -> GPU i+1 through a
     // local socket, which exercises both staging ends but not an Ethernet link.
     if devs.len() < 2 {
-        out.push(probe(ProbeKind::GpuStagedTcp, "gpu0 -> gpu1".into(), None, vec![], None, waived("a local staged run needs 2 CUDA GPUs; across hosts it runs through the agents")));
+        out.push(probe(
+            ProbeKind::GpuStagedTcp,
+            "gpu0 -> gpu1".into(),
+            None,
+            vec![],
+            None,
+            waived("a local staged run needs 2 CUDA GPUs; across hosts it runs through the agents"),
+        ));
     }
     for (i, w) in devs.windows(2).enumerate() {
         let target = format!("{} -> {} (local socket)", label(i, &w[0]), label(i + 1, &w[1]));
@@ -260,12 +312,26 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
         }
     };
     for (k, nic) in nics.iter().enumerate() {
-        out.push(probe(ProbeKind::HostRdma, nic.name.clone(), path(RouteKind::HostRdma, k, 0), vec![], Some(nic.name.clone()), Status::Applies));
+        out.push(probe(
+            ProbeKind::HostRdma,
+            nic.name.clone(),
+            path(RouteKind::HostRdma, k, 0),
+            vec![],
+            Some(nic.name.clone()),
+            Status::Applies,
+        ));
     }
     for (i, d) in devs.iter().enumerate() {
         let k = nic_map.and_then(|m| m.get(i).copied()).unwrap_or(i % nics.len());
         let Some(nic) = nics.get(k) else {
-            out.push(probe(ProbeKind::GpudirectRdma, label(i, d), None, vec![d.ordinal], None, waived(format!("NIC map names NIC {k}, but only {} RDMA NICs exist", nics.len()))));
+            out.push(probe(
+                ProbeKind::GpudirectRdma,
+                label(i, d),
+                None,
+                vec![d.ordinal],
+                None,
+                waived(format!("NIC map names NIC {k}, but only {} RDMA NICs exist", nics.len())),
+            ));
             continue;
         };
         let status = if d.dmabuf || inv.peermem {
@@ -277,7 +343,14 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
             Role::Prefill => path(RouteKind::PrefillToDecode, i, 0),
             Role::Decode => None,
         };
-        out.push(probe(ProbeKind::GpudirectRdma, format!("{} via {}", label(i, d), nic.name), p, vec![d.ordinal], Some(nic.name.clone()), status));
+        out.push(probe(
+            ProbeKind::GpudirectRdma,
+            format!("{} via {}", label(i, d), nic.name),
+            p,
+            vec![d.ordinal],
+            Some(nic.name.clone()),
+            status,
+        ));
     }
 }
 

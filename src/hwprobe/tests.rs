@@ -116,5 +116,8 @@ fn spec_order_follows_the_bus_not_cuda_ordinals() {
     let e = spec_order(&devs, Some(&missing)).unwrap_err();
     assert!(e.contains("no CUDA GPU at 0000:3b:00.0"), "{e}");
     let c = catalogue(&inv, Role::Prefill, Some(&missing), None);
-    assert!(c.iter().filter(|p| p.kind != ProbeKind::HostRdma).all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA"))));
+    assert!(c
+        .iter()
+        .filter(|p| p.kind != ProbeKind::HostRdma)
+        .all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA"))));
 }

@@ -145,7 +145,7 @@ pub fn list_devices() -> Result<Vec<String>, Unavailable> {
 /// The detail shown with "no RDMA device" for the errno `ibv_get_device_list` left.
 pub fn no_device_detail(err: &std::io::Error) -> String {
     match err.raw_os_error() {
-        Some(libc::ENOSYS) => "the kernel has no RDMA support (ibv_get_device_list: ENOSYS)".into(),
+        Some(libc::ENOSYS) => "kernel without RDMA support: ibv_get_device_list returned ENOSYS".into(),
         Some(libc::ENODEV) | Some(libc::ENOENT) | None | Some(0) => "no RDMA devices present".into(),
         Some(_) => format!("ibv_get_device_list: {err}"),
     }
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(Unavailable::NoDevice(None).to_string(), "no RDMA device");
         let enosys = std::io::Error::from_raw_os_error(libc::ENOSYS);
         let u = Unavailable::NoDevice(Some(no_device_detail(&enosys)));
-        assert!(u.to_string().starts_with("no RDMA device (the kernel has no RDMA support"), "{u}");
+        assert!(u.to_string().starts_with("no RDMA device (kernel without RDMA support"), "{u}");
         let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
         assert!(no_device_detail(&eperm).contains("ibv_get_device_list"));
         let e = RdmaError::from_ret("ibv_modify_qp", libc::EINVAL);

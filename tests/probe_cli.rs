@@ -1,0 +1,62 @@
+//! `linkcal probe --list` on whatever machine runs the tests: every probe is listed as
+//! "applies" or "waived: <reason>"; on a machine without CUDA or RDMA the reasons say so.
+
+use assert_cmd::Command;
+
+fn linkcal() -> Command {
+    Command::cargo_bin("linkcal").unwrap()
+}
+
+#[test]
+fn list_prints_every_probe_with_applies_or_a_waiver() {
+    let out = linkcal().args(["probe", "--list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l.ends_with("  applies") || l.contains("  waived: "), "line without a status: {l}");
+    }
+    for kind in ["cuda_p2p", "cuda_d2h", "cuda_h2d", "gpu_staged_tcp", "gpudirect_rdma", "host_rdma"] {
+        assert!(lines.iter().any(|l| l.starts_with(kind)), "{kind} missing from:\n{text}");
+    }
+    match linkcal::gpu::driver_status() {
+        Err(linkcal::gpu::Unavailable::NoLibrary) => {
+            let l = lines.iter().find(|l| l.starts_with("cuda_p2p")).unwrap();
+            assert!(l.ends_with("waived: libcuda.so not found"), "{l}");
+        }
+        Err(other) => assert!(text.contains(&other.to_string()), "{text}"),
+        Ok(_) => {}
+    }
+    if linkcal::rdma::list_devices().is_err() {
+        let l = lines.iter().find(|l| l.starts_with("host_rdma")).unwrap();
+        assert!(l.contains("waived: no RDMA device"), "{l}");
+    }
+}
+
+#[test]
+fn list_as_json_carries_status_and_reason() {
+    let out = linkcal().args(["probe", "--list", "--json", "--as", "decode"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    assert!(!items.is_empty());
+    for p in items {
+        match p["status"]["status"].as_str().unwrap() {
+            "applies" => {}
+            "waived" => assert!(!p["status"]["reason"].as_str().unwrap().is_empty()),
+            other => panic!("unknown status {other}"),
+        }
+    }
+}
+
+#[test]
+fn bad_flags_are_bad_input() {
+    let out = linkcal().args(["probe", "--list", "--gpus", "zz:00"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gpus"));
+    let out = linkcal().args(["probe", "--list", "--nic-map", "0,x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = linkcal().arg("probe").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
