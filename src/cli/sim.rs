@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use crate::calibrate::load_calibration;
-use crate::sim::{capacities, load_flows, makespan, scenario_flows, simulate, Scenario};
+use crate::sim::{capacities, load_flows, makespan, scenario_flows, simulate, validate, Scenario};
 
 /// Flags of `linkcal sim`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["flows", "scenario"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["flows", "scenario", "against"])))]
 pub struct Args {
     /// Calibration file (`linkcal calibrate --out`).
     #[arg(long)]
@@ -18,6 +18,13 @@ pub struct Args {
     /// A scenario derived from the spec.
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
+    /// Replay every contended measurement of this results directory and compare predicted with
+    /// measured makespan and aggregate rate.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// With --against: exit 1 when any makespan or aggregate error exceeds this fraction.
+    #[arg(long)]
+    pub tolerance: Option<f64>,
     /// Per-flow payload in bytes for a scenario (Path 2: the whole stage's KV, split by share); default: the largest measured.
     #[arg(long)]
     pub bytes: Option<u64>,
@@ -32,6 +39,9 @@ pub struct Args {
 /// Runs `linkcal sim`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cal = load_calibration(&a.calibration)?;
+    if let Some(dir) = &a.against {
+        return against(&cal, dir, &a);
+    }
     let flows = match (&a.flows, a.scenario) {
         (Some(f), _) => load_flows(f, &cal, a.ideal)?,
         (None, Some(sc)) => {
@@ -53,4 +63,51 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     println!("makespan {span:.6} s; aggregate {:.4} GB/s (sum of bytes / makespan)", total / span / 1e9);
     Ok(0)
+}
+
+fn against(cal: &crate::model::Calibration, dir: &std::path::Path, a: &Args) -> anyhow::Result<u8> {
+    let res = crate::calibrate::load_results_dir(dir)?;
+    let checks = validate(cal, &res.measurements, a.ideal);
+    if checks.is_empty() {
+        return Err(crate::error::InputError::field(
+            dir.join("results.json"),
+            "measurements",
+            "has no contended measurement to compare with",
+        )
+        .into());
+    }
+    let worst = checks.iter().map(|c| c.makespan_error.abs().max(c.aggregate_error.unwrap_or(0.0).abs())).fold(0.0, f64::max);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"checks": checks, "worst_error": worst}))?);
+    } else {
+        println!(
+            "{:<48} {:>5} {:>11} {:>11} {:>8} {:>10} {:>10} {:>8} {:>7}",
+            "measurement", "flows", "meas. s", "pred. s", "err", "meas GB/s", "pred GB/s", "err", "max/min"
+        );
+        for c in &checks {
+            let pct = |v: Option<f64>| v.map(|x| format!("{:+.2}%", x * 100.0)).unwrap_or_else(|| "-".into());
+            let gb = |v: Option<f64>| v.map(|x| format!("{:.4}", x / 1e9)).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<48} {:>5} {:>11.6} {:>11.6} {:>8} {:>10} {:>10} {:>8} {:>7}",
+                c.id,
+                c.flows,
+                c.measured_makespan_s,
+                c.predicted_makespan_s,
+                pct(Some(c.makespan_error)),
+                gb(c.measured_aggregate_Bps),
+                gb(Some(c.predicted_aggregate_Bps)),
+                pct(c.aggregate_error),
+                c.fairness_max_over_min.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into())
+            );
+        }
+        println!(
+            "worst error {:.2}% over {} contended measurements (makespan of a round; aggregate = sum of goodputs while all move)",
+            worst * 100.0,
+            checks.len()
+        );
+    }
+    Ok(match a.tolerance {
+        Some(t) if worst > t => crate::error::EXIT_FAIL,
+        _ => crate::error::EXIT_OK,
+    })
 }

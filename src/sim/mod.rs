@@ -9,8 +9,10 @@
 
 mod scenario;
 pub mod synth;
+mod validate;
 
 pub use scenario::{capacities, flows_for, load_flows, scenario_flows, FlowFile, FlowSpec, Scenario};
+pub use validate::{check, validate, Check};
 
 use std::collections::BTreeMap;
 
