@@ -170,3 +170,45 @@ fn bad_inputs_exit_2_naming_file_and_field() {
         .code(2)
         .stderr(predicate::str::contains("flows.json").and(predicate::str::contains("flows[0].path")));
 }
+
+#[test]
+fn topology_nominal_values_sit_beside_calibrated_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    synthetic_run(&run);
+    let fixture = Path::new("../shared/topo-fixtures/open-mpi_hwloc_nvidiaDGX2.xml");
+    assert!(fixture.exists(), "the shared topology fixtures must sit beside the repository");
+    let out = linkcal()
+        .args(["discover", "--as", "prefill", "--pp-prefill", "4", "--ib-cards", "2", "--json", "--xml"])
+        .arg(fixture)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let topo = d.path().join("topology.json");
+    std::fs::write(&topo, &out.stdout).unwrap();
+    let cal = d.path().join("cal.json");
+    linkcal().args(["calibrate", "--results"]).arg(&run).arg("--topology").arg(&topo).arg("--out").arg(&cal).assert().success();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();
+    assert_eq!(v["topology_digest"].as_str().unwrap().len(), 64);
+    let seg = |name: &str, dir: &str| {
+        v["segments"].as_array().unwrap().iter().find(|s| s["segment"] == name && s["dir"] == dir).unwrap().clone()
+    };
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = t["conformance"]["capacities"].as_array().unwrap().iter().find(|c| c["segment"] == "GPU_P[0]_PCI").unwrap()
+        ["nominal_Bps"]
+        .clone();
+    assert!(want.as_f64().unwrap() > 1e9);
+    assert_eq!(seg("GPU_P[0]_PCI", "up")["nominal_Bps"], want);
+    assert_eq!(seg("GPU_P[0]_PCI", "down")["nominal_Bps"], want);
+    assert!(seg("IB_Cable_D[0]", "down")["nominal_Bps"].is_null(), "no link speed known: null");
+    linkcal()
+        .args(["calibrate", "--results"])
+        .arg(&run)
+        .arg("--topology")
+        .arg(&cal)
+        .arg("--out")
+        .arg(d.path().join("x.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("linkcal.topology/1"));
+}

@@ -46,14 +46,7 @@ pub struct Shared {
     pub flows: Vec<usize>,
     /// Rate carried through the hop while they ran together, B/s.
     pub carried: Rate,
-    /// True when `carried` was measured while all these flows were moving: the runner's
-    /// aggregate of the whole measurement, or flows that finished within [`EVEN`] of each other.
-    pub together: bool,
 }
-
-/// Largest relative spread of completion times for bytes-over-makespan to count as a rate
-/// measured with every flow moving.
-pub const EVEN: f64 = 0.02;
 
 /// One flow of a contended measurement.
 #[derive(Debug, Clone)]
@@ -88,8 +81,9 @@ fn interval(s: &crate::model::results::Summary) -> (f64, f64, f64) {
     (s.p50, s.ci95_low.unwrap_or(s.p50).min(s.p50), s.ci95_high.unwrap_or(s.p50).max(s.p50))
 }
 
-/// Bytes over time through the flows `idx` of `m`: the aggregate the runner measured when
-/// they are all of its flows, else bytes over the slowest flow's median time.
+/// Rate carried through the flows `idx` of `m` while they moved together: the runner's
+/// aggregate when they are all of its flows, else the sum of their median goodputs (the runner
+/// streams every flow of a contended measurement back to back through the same window).
 fn carried(m: &Measurement, idx: &[usize]) -> Rate {
     let evidence = m.id.clone();
     if idx.len() == m.flows.len() {
@@ -98,10 +92,14 @@ fn carried(m: &Measurement, idx: &[usize]) -> Rate {
             return Rate { value, low, high, evidence };
         }
     }
-    let bytes: f64 = idx.iter().map(|&i| m.flows[i].payload_bytes as f64).sum();
-    let slow = idx.iter().map(|&i| &m.flows[i]).max_by(|a, b| a.transfer_time_s.p50.total_cmp(&b.transfer_time_s.p50));
-    let (t, tlo, thi) = slow.map(|f| interval(&f.transfer_time_s)).unwrap_or((f64::INFINITY, f64::INFINITY, f64::INFINITY));
-    Rate { value: bytes / t, low: bytes / thi, high: bytes / tlo.max(f64::MIN_POSITIVE), evidence }
+    let (mut value, mut low, mut high) = (0.0, 0.0, 0.0);
+    for &i in idx {
+        let (v, l, h) = interval(&m.flows[i].goodput_Bps);
+        value += v;
+        low += l;
+        high += h;
+    }
+    Rate { value, low, high, evidence }
 }
 
 /// Reads the observations out of measurements (in order; a later solo measurement of the
@@ -163,12 +161,7 @@ pub fn observe(measurements: &[Measurement]) -> Observations {
                 }
                 for (hop, flows) in by_hop {
                     let carried = carried(m, &flows);
-                    let together = (flows.len() == m.flows.len() && m.aggregate.is_some()) || {
-                        let t = flows.iter().map(|&i| m.flows[i].transfer_time_s.p50);
-                        let (lo, hi) = t.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
-                        hi <= lo * (1.0 + EVEN)
-                    };
-                    o.shared.push(Shared { hop, measurement: m.id.clone(), flows, carried, together });
+                    o.shared.push(Shared { hop, measurement: m.id.clone(), flows, carried });
                 }
             }
         }

@@ -91,7 +91,7 @@ fn lower_bounds(o: &Observations) -> BTreeMap<Hop, Rate> {
 fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
     let mut claims = Vec::new();
     let mut done: BTreeSet<(&str, &Vec<usize>)> = BTreeSet::new();
-    for s in o.shared.iter().filter(|s| s.flows.len() >= 2 && s.together && o.largest.contains(&s.measurement)) {
+    for s in o.shared.iter().filter(|s| s.flows.len() >= 2 && o.largest.contains(&s.measurement)) {
         if !done.insert((&s.measurement, &s.flows)) {
             continue;
         }
@@ -196,8 +196,11 @@ pub fn solve(o: &Observations, universe: &[Hop]) -> Solution {
             // An identification contradicted by a larger carried rate is withdrawn.
             (Some((r, m)), b) if b.as_ref().is_none_or(|b| b.value <= r.value * (1.0 + TOL)) => {
                 let mut r = r.clone();
+                // A larger carried rate (within TOL) is the better estimate of the same capacity.
                 if let Some(b) = b.filter(|b| b.value > r.value) {
                     r.value = b.value;
+                    r.high = r.high.max(b.high);
+                    r.evidence = b.evidence;
                 }
                 Estimate { method: *m, rate: Some(r), group }
             }

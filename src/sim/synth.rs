@@ -116,15 +116,18 @@ pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Resul
                     cap_Bps: None,
                 })
                 .collect();
+            // As the runner measures: every flow streams transfers back to back for a window,
+            // so each transfer runs at the rate all flows share (the first max-min phase); the
+            // makespan is that of one released round (a burst).
             let out = simulate(&flows, &cfg.truth);
+            let span = super::makespan(&out);
+            let hops: Vec<&[Hop]> = flows.iter().map(|f| f.hops.as_slice()).collect();
+            let shared = maxmin_rates(&hops, &vec![None; flows.len()], &cfg.truth);
+            let rounds: Vec<f64> = (0..cfg.samples).map(|_| span * (1.0 + cfg.noise * rng.unit())).collect();
             let mut results = Vec::new();
-            let mut rounds = vec![0.0f64; cfg.samples];
-            for (r, o) in routes.iter().zip(&out) {
-                let t0 = o.finish_s - o.start_s;
+            for (r, rate) in routes.iter().zip(&shared) {
+                let t0 = cfg.alpha_s + size as f64 / rate;
                 let times: Vec<f64> = (0..cfg.samples).map(|_| t0 * (1.0 + cfg.noise * rng.unit())).collect();
-                for (m, t) in rounds.iter_mut().zip(&times) {
-                    *m = m.max(*t);
-                }
                 let goodputs: Vec<f64> = times.iter().map(|t| size as f64 / t).collect();
                 results.push(FlowResult {
                     path: r.path,
