@@ -20,7 +20,7 @@ pub const MAX_LOOPS: u32 = 64;
 /// How a copy probe repeats.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CopyOptions {
-    /// Bytes per copy.
+    /// Bytes per copy (0 is allowed: the gated interval then holds only the events).
     pub bytes: usize,
     /// Copies per timed sample (behind one gate); the sample's time is divided by this.
     pub loops: u32,
@@ -41,9 +41,6 @@ impl Default for CopyOptions {
 impl CopyOptions {
     /// Checks the options; the message names the option to fix.
     pub fn validate(&self) -> Result<(), GpuError> {
-        if self.bytes == 0 {
-            return Err(GpuError::Invalid("copy size must be at least 1 byte".into()));
-        }
         if self.loops == 0 || self.loops > MAX_LOOPS {
             return Err(GpuError::Invalid(format!(
                 "loops per sample must be 1..={MAX_LOOPS} (got {}): more would overflow the stream queue behind the start gate",
@@ -202,7 +199,7 @@ mod tests {
     fn options_are_checked_with_the_reason() {
         assert!(CopyOptions::default().validate().is_ok());
         let bad = |o: CopyOptions| o.validate().unwrap_err().to_string();
-        assert!(bad(CopyOptions { bytes: 0, ..Default::default() }).contains("1 byte"));
+        assert!(CopyOptions { bytes: 0, ..Default::default() }.validate().is_ok());
         assert!(bad(CopyOptions { loops: 0, ..Default::default() }).contains("loops"));
         assert!(bad(CopyOptions { loops: MAX_LOOPS + 1, ..Default::default() }).contains("stream queue"));
         assert!(bad(CopyOptions { samples: 0, ..Default::default() }).contains("samples"));

@@ -135,3 +135,60 @@ mod tests {
         }
     }
 }
+
+/// A GPU named in flow options: a CUDA ordinal (`0`) or a PCI bus id (`"0000:1b:00.0"`, the
+/// safe form, since CUDA's ordinal order differs from the bus order discovery uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum GpuSelector {
+    /// CUDA ordinal.
+    Ordinal(usize),
+    /// PCI address.
+    Bus(PciAddr),
+}
+
+impl GpuSelector {
+    /// Reads `key` from a JSON options object: absent or null is `None`.
+    pub fn from_options(options: &serde_json::Value, key: &str) -> Result<Option<GpuSelector>, GpuError> {
+        match options.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|_| {
+                GpuError::Invalid(format!(
+                    "option '{key}' is {v}: expected a CUDA ordinal or a PCI bus id such as \"0000:1b:00.0\""
+                ))
+            }),
+        }
+    }
+
+    /// The CUDA ordinal among `devices`.
+    pub fn resolve(&self, devices: &[CudaDevice]) -> Result<usize, GpuError> {
+        match *self {
+            GpuSelector::Ordinal(o) if o < devices.len() => Ok(o),
+            GpuSelector::Ordinal(o) => Err(Unavailable::NoSuchGpu { index: o, have: devices.len() }.into()),
+            GpuSelector::Bus(a) => ordinal_of(devices, a).ok_or_else(|| GpuError::Invalid(format!("no CUDA GPU at {a}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    #[test]
+    fn selectors_from_options() {
+        let o = serde_json::json!({"src_gpu": 1, "dst_gpu": "0000:1B:00.0", "none": null, "bad": [1]});
+        assert_eq!(GpuSelector::from_options(&o, "src_gpu").unwrap(), Some(GpuSelector::Ordinal(1)));
+        assert_eq!(GpuSelector::from_options(&o, "dst_gpu").unwrap(), Some(GpuSelector::Bus("1b:00.0".parse().unwrap())));
+        assert_eq!(GpuSelector::from_options(&o, "none").unwrap(), None);
+        assert_eq!(GpuSelector::from_options(&o, "missing").unwrap(), None);
+        assert!(GpuSelector::from_options(&o, "bad").unwrap_err().to_string().contains("option 'bad'"));
+        let devs =
+            vec![CudaDevice { ordinal: 0, name: "x".into(), pci: "b1:00.0".parse().unwrap(), total_mem_bytes: 1, dmabuf: false }];
+        assert_eq!(GpuSelector::Bus("b1:00.0".parse().unwrap()).resolve(&devs).unwrap(), 0);
+        assert!(GpuSelector::Bus("1b:00.0".parse().unwrap()).resolve(&devs).is_err());
+        assert!(matches!(
+            GpuSelector::Ordinal(3).resolve(&devs),
+            Err(GpuError::Unavailable(Unavailable::NoSuchGpu { index: 3, have: 1 }))
+        ));
+    }
+}

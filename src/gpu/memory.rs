@@ -166,6 +166,10 @@ pub struct PinnedBuffer {
 // SAFETY: the pinned allocation is plain host memory owned by `slice`; the raw pointer is only
 // an alias of it, used for DMA sources/destinations and for slices handed out under `&`/`&mut`.
 unsafe impl Send for PinnedBuffer {}
+// SAFETY: `&self` only hands out the address and read-only views; ordering CPU reads after the
+// copies that write the memory is the caller's duty (stream/event synchronisation), as for any
+// DMA target.
+unsafe impl Sync for PinnedBuffer {}
 
 impl PinnedBuffer {
     /// Allocates `len` bytes of pinned host memory (flags: `CU_MEMHOSTALLOC_PORTABLE`).

@@ -76,6 +76,8 @@ pub struct Connection {
     memory: MemoryKind,
     opts: ConnectionOptions,
     remote: Option<Endpoint>,
+    /// Receiver: which queue pairs have delivered the awaited transfer's immediate.
+    seen: Vec<bool>,
 }
 
 /// A starting PSN that differs between runs (24 bits).
@@ -103,7 +105,8 @@ impl Connection {
             Region::Host { addr, len } => (unsafe { Mr::register(&pd, addr, len) }?, addr as u64, len as u64, MemoryKind::Host),
             Region::Gpu { addr, len, dmabuf } => (register_gpu(&pd, addr, len, dmabuf)?, addr, len as u64, MemoryKind::Gpu),
         };
-        Ok(Connection { dev, cq, qps, mr, addr, len, memory, opts, remote: None })
+        let seen = vec![false; q];
+        Ok(Connection { dev, cq, qps, mr, addr, len, memory, opts, remote: None, seen })
     }
 
     /// How the region was registered (`dmabuf` or `ibv_reg_mr`).
@@ -209,30 +212,44 @@ impl Connection {
     /// Receiver: waits for transfer `id`'s immediate on every queue pair (re-posting each
     /// receive it consumes); returns when the last one arrived.
     pub fn await_transfer(&mut self, id: u32) -> Result<Instant, RdmaError> {
-        let mut seen = vec![false; self.qps.len()];
-        let mut wc = vec![ffi::ibv_wc::default(); 64];
         let deadline = self.deadline();
-        while seen.iter().any(|s| !s) {
-            let n = self.cq.poll(&mut wc)?;
-            for c in &wc[..n] {
-                check_wc(c)?;
-                let q = c.wr_id() as usize;
-                let got = c.imm_data().map(imm_from_wire);
-                if got != Some(id) {
-                    return Err(RdmaError::Invalid(format!(
-                        "queue pair {q} delivered immediate {got:?} while awaiting transfer {id}"
-                    )));
-                }
-                if q >= seen.len() || std::mem::replace(&mut seen[q], true) {
-                    return Err(RdmaError::Invalid(format!("queue pair {q} delivered transfer {id} twice")));
-                }
-                self.qps[q].post_recv(q as u64)?;
+        loop {
+            if self.progress(id)? {
+                return Ok(Instant::now());
             }
-            if n == 0 && Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(RdmaError::Timeout { what: "the transfer's immediates", seconds: self.opts.timeout_s });
             }
         }
-        Ok(Instant::now())
+    }
+
+    /// Receiver: polls the completion queue once for transfer `id`; true when every queue pair
+    /// has delivered its immediate (the state then resets for the next transfer). Lets a
+    /// caller interleave other waits (e.g. a control socket) with the completion queue.
+    pub fn progress(&mut self, id: u32) -> Result<bool, RdmaError> {
+        // One completion at a time: a short next transfer's immediate may already sit behind
+        // this one's last, and must stay queued for the next call.
+        let mut wc = [ffi::ibv_wc::default(); 1];
+        let n = self.cq.poll(&mut wc)?;
+        for c in &wc[..n] {
+            check_wc(c)?;
+            let q = c.wr_id() as usize;
+            let got = c.imm_data().map(imm_from_wire);
+            if got != Some(id) {
+                return Err(RdmaError::Invalid(format!(
+                    "queue pair {q} delivered immediate {got:?} while awaiting transfer {id}"
+                )));
+            }
+            if q >= self.seen.len() || std::mem::replace(&mut self.seen[q], true) {
+                return Err(RdmaError::Invalid(format!("queue pair {q} delivered transfer {id} twice")));
+            }
+            self.qps[q].post_recv(q as u64)?;
+        }
+        if self.seen.iter().all(|&s| s) {
+            self.seen.iter_mut().for_each(|s| *s = false);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
