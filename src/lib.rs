@@ -13,6 +13,8 @@
 //! - [`calibrate`]: segment solver: per-segment capacities, latencies and path models from results; experiment plan.
 //! - [`sim`]: flow-level max-min simulator that loads a calibration; synthetic results for tests.
 //! - [`export`]: calibration files for SimGrid, ASTRA-sim, AIConfigurator and Vidur.
+//! - [`verdict`]: acceptance against rules (floors, fractions of nominal, fleet baselines) and regression between runs.
+//! - [`report`]: reports derived from the result model: CSV, markdown, JUnit XML, HTML with SVG plots.
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
@@ -28,6 +30,8 @@ pub mod hwprobe;
 pub mod model;
 pub mod payload;
 pub mod rdma;
+pub mod report;
 pub mod sim;
 pub mod spec;
 pub mod topology;
+pub mod verdict;

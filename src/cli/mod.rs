@@ -1,12 +1,15 @@
 //! The command line: one subcommand per file, each parsing its flags and calling the library.
 //! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
 
+mod accept;
 mod calibrate;
+mod compare;
 mod discover;
 mod export;
 mod paths;
 mod payload;
 mod probe;
+mod report;
 mod schema;
 mod sim;
 
@@ -40,6 +43,12 @@ pub enum Command {
     Sim(sim::Args),
     /// Write a calibration for SimGrid, ASTRA-sim, AIConfigurator or Vidur.
     Export(export::Args),
+    /// Judge a calibration and/or results against acceptance rules (exit 1 on fail).
+    Accept(accept::Args),
+    /// Compare a new run with a baseline: regressions beyond noise and --min-effect (exit 1 on regression).
+    Compare(compare::Args),
+    /// Write one self-contained HTML report with verdicts and SVG plots.
+    Report(report::Args),
 }
 
 /// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
@@ -53,5 +62,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Calibrate(a) => calibrate::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Export(a) => export::run(a),
+        Command::Accept(a) => accept::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

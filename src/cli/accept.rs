@@ -1,0 +1,94 @@
+//! `linkcal accept`: judge a calibration and/or results against acceptance rules; prints a
+//! markdown table, writes JSON / JUnit / markdown on request; exit 1 on any fail.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::model::{Calibration, Results, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
+use crate::verdict::{AcceptInputs, AcceptReport, Baseline, Rules};
+
+/// Flags of `linkcal accept`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rules file (TOML, `linkcal.rules/1`), e.g. rules/emulated-default.toml; repeat to judge
+    /// several together (e.g. rules/pcie-gen5-x16.toml, rules/ib-ndr.toml, rules/eth-100g.toml).
+    #[arg(long, required = true)]
+    pub rules: Vec<PathBuf>,
+    /// Calibration file (`linkcal.calibration/1`): judges segments and series groups.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Results directory (or its results.json): judges paths.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Fleet baseline (calibration or results) for deviation rules; overrides the rules' `baseline`.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Write the verdicts as JSON (`linkcal.acceptance/1`) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML here (one test case per segment direction, group and path).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the markdown table here too (it is always printed).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Treat items that are not measured (or not identified) as failures.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Loads results from a run directory or a results.json file.
+pub(crate) fn load_results(path: &Path) -> anyhow::Result<(PathBuf, Results)> {
+    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
+    let r = crate::model::load(&file, RESULTS_SCHEMA).with_context(|| format!("loading results {}", path.display()))?;
+    Ok((file, r))
+}
+
+/// Loads a calibration file.
+pub(crate) fn load_calibration(path: &Path) -> anyhow::Result<Calibration> {
+    crate::model::load(path, CALIBRATION_SCHEMA).with_context(|| format!("loading calibration {}", path.display()))
+}
+
+/// Judges the inputs against the rules (shared with `linkcal report`).
+pub(crate) fn judge(
+    rules: &[PathBuf],
+    calibration: Option<&Path>,
+    results: Option<&Path>,
+    baseline: Option<&Path>,
+) -> anyhow::Result<AcceptReport> {
+    let all = rules.iter().map(|p| Rules::load(p)).collect::<Result<Vec<_>, _>>().context("loading rules")?;
+    let rules = Rules::merge(all).context("no rules file given")?;
+    let cal = calibration.map(|p| load_calibration(p).map(|c| (p.to_path_buf(), c))).transpose()?;
+    let res = results.map(load_results).transpose()?;
+    let base_path = baseline.map(Path::to_path_buf).or_else(|| rules.baseline.clone());
+    let base = base_path.as_deref().map(Baseline::load).transpose().context("loading the baseline")?;
+    let inputs = AcceptInputs {
+        calibration: cal.as_ref().map(|(p, c)| (p.as_path(), c)),
+        results: res.as_ref().map(|(p, r)| (p.as_path(), r)),
+        baseline: base.as_ref(),
+    };
+    Ok(crate::verdict::accept(&rules, inputs)?)
+}
+
+/// Writes `text` to `path`, naming the file on failure.
+pub(crate) fn write_out(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `linkcal accept`.
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let report = judge(&a.rules, a.calibration.as_deref(), a.results.as_deref(), a.baseline.as_deref())?;
+    let md = crate::report::markdown::acceptance(&report);
+    print!("{md}");
+    if let Some(p) = &a.markdown {
+        write_out(p, &md)?;
+    }
+    if let Some(p) = &a.json {
+        crate::model::write_json(p, &report).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.junit {
+        write_out(p, &crate::report::junit::junit(Some(&report), None))?;
+    }
+    Ok(report.exit_code(a.strict))
+}

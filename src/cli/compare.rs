@@ -1,0 +1,70 @@
+//! `linkcal compare BASELINE NEW`: regression per route and size (results) or per segment
+//! (calibrations); prints markdown, writes JSON / JUnit on request; exit 1 on a regression.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::verdict::{Baseline, CompareOptions};
+
+/// Parses a fraction in [0, 1).
+fn fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: use a fraction in [0, 1), e.g. 0.03 for 3%"))
+    }
+}
+
+/// Flags of `linkcal compare`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Baseline: a results directory / results.json, or a calibration file.
+    pub baseline: PathBuf,
+    /// New run, of the same kind and rack shape as the baseline.
+    pub new: PathBuf,
+    /// Smallest relative change that counts as a regression or improvement (0.03 = 3%).
+    #[arg(long, default_value = "0.03", value_parser = fraction)]
+    pub min_effect: f64,
+    /// Family-wise two-sided confidence of the change intervals (Bonferroni over the items).
+    #[arg(long, default_value = "0.95", value_parser = fraction)]
+    pub confidence: f64,
+    /// Bootstrap replicates.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Write the comparison as JSON (`linkcal.compare/1`) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML here (one test case per compared item).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the markdown here too (it is always printed).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+/// Runs `linkcal compare`.
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let base = Baseline::load(&a.baseline).context("loading the baseline")?;
+    let new = Baseline::load(&a.new).context("loading the new run")?;
+    let opt = CompareOptions {
+        min_effect: a.min_effect,
+        confidence: a.confidence,
+        resamples: a.resamples,
+        ..CompareOptions::default()
+    };
+    let report = crate::verdict::compare(&base, &new, &opt)?;
+    let md = crate::report::markdown::comparison(&report);
+    print!("{md}");
+    if let Some(p) = &a.markdown {
+        super::accept::write_out(p, &md)?;
+    }
+    if let Some(p) = &a.json {
+        crate::model::write_json(p, &report).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &a.junit {
+        super::accept::write_out(p, &crate::report::junit::junit(None, Some(&report)))?;
+    }
+    Ok(if report.regression { crate::error::EXIT_FAIL } else { crate::error::EXIT_OK })
+}

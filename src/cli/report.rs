@@ -1,0 +1,73 @@
+//! `linkcal report --results DIR [--calibration FILE] [--rules FILE] [--baseline B] --out report.html`:
+//! one self-contained HTML file with the verdicts at the top and inline SVG plots.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::report::html::{render, ReportInput};
+use crate::verdict::{Baseline, CompareOptions};
+
+/// Flags of `linkcal report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Results directory (or its results.json).
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Calibration computed from the results (capacities, models).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Acceptance rules (repeatable): verdicts go at the top of the report.
+    #[arg(long)]
+    pub rules: Vec<PathBuf>,
+    /// Baseline results (directory or file) to compare against; also the fleet baseline for deviation rules.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Minimum effect for the comparison.
+    #[arg(long, default_value = "0.03")]
+    pub min_effect: f64,
+    /// Output HTML file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write JUnit XML of the verdicts (and comparison) here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+/// Runs `linkcal report`. Exit 0: the report is written whatever the verdicts say (use
+/// `linkcal accept` / `compare` for a gating exit code).
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let (rfile, results) = super::accept::load_results(&a.results)?;
+    let cal = a.calibration.as_ref().map(|p| super::accept::load_calibration(p).map(|c| (p.clone(), c))).transpose()?;
+    let acceptance = if a.rules.is_empty() {
+        None
+    } else {
+        Some(super::accept::judge(&a.rules, a.calibration.as_deref(), Some(&a.results), a.baseline.as_deref())?)
+    };
+    let comparison = match &a.baseline {
+        Some(b) => {
+            let base = Baseline::load(b).context("loading the baseline")?;
+            match base {
+                Baseline::Results(..) => {
+                    let new = Baseline::Results(rfile.clone(), Box::new(results.clone()));
+                    let opt = CompareOptions { min_effect: a.min_effect, ..CompareOptions::default() };
+                    Some(crate::verdict::compare(&base, &new, &opt)?)
+                }
+                Baseline::Calibration(..) => None,
+            }
+        }
+        None => None,
+    };
+    let html = render(&ReportInput {
+        results: (&rfile, &results),
+        calibration: cal.as_ref().map(|(p, c)| (p.as_path(), c)),
+        acceptance: acceptance.as_ref(),
+        comparison: comparison.as_ref(),
+    });
+    super::accept::write_out(&a.out, &html)?;
+    if let Some(j) = &a.junit {
+        super::accept::write_out(j, &crate::report::junit::junit(acceptance.as_ref(), comparison.as_ref()))?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    Ok(crate::error::EXIT_OK)
+}

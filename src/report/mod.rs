@@ -1,0 +1,8 @@
+//! Reports derived from the result model: CSV, markdown, JUnit XML and the self-contained HTML
+//! report with inline SVG plots.
+
+pub mod html;
+pub mod junit;
+pub mod markdown;
+mod plots;
+mod topo_svg;
