@@ -136,8 +136,9 @@ mod tests {
     }
 }
 
-/// A GPU named in flow options: a CUDA ordinal (`0`) or a PCI bus id (`"0000:1b:00.0"`, the
-/// safe form, since CUDA's ordinal order differs from the bus order discovery uses).
+/// A GPU named in flow options: a CUDA ordinal (`0`), a PCI bus id (`"0000:1b:00.0"`), or
+/// the n-th GPU in PCI order (`{"by_bus": n}`: spec GPU n as discovery numbers them). CUDA's
+/// own ordinal order differs from the bus order, so the last two are the safe forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum GpuSelector {
@@ -145,6 +146,11 @@ pub enum GpuSelector {
     Ordinal(usize),
     /// PCI address.
     Bus(PciAddr),
+    /// Position in PCI address order.
+    BusOrder {
+        /// Index among the GPUs sorted by PCI address.
+        by_bus: usize,
+    },
 }
 
 impl GpuSelector {
@@ -166,6 +172,13 @@ impl GpuSelector {
             GpuSelector::Ordinal(o) if o < devices.len() => Ok(o),
             GpuSelector::Ordinal(o) => Err(Unavailable::NoSuchGpu { index: o, have: devices.len() }.into()),
             GpuSelector::Bus(a) => ordinal_of(devices, a).ok_or_else(|| GpuError::Invalid(format!("no CUDA GPU at {a}"))),
+            GpuSelector::BusOrder { by_bus } => {
+                let mut by: Vec<&CudaDevice> = devices.iter().collect();
+                by.sort_by_key(|d| d.pci);
+                by.get(by_bus)
+                    .map(|d| d.ordinal)
+                    .ok_or_else(|| Unavailable::NoSuchGpu { index: by_bus, have: devices.len() }.into())
+            }
         }
     }
 }

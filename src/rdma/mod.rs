@@ -14,11 +14,13 @@ pub mod engine;
 pub mod memory;
 pub mod numa;
 pub mod plan;
+pub mod select;
 pub mod verbs;
 
 pub use endpoint::{Endpoint, Gid, LinkLayer, MemoryKind, QpInfo};
 pub use engine::{Connection, ConnectionOptions};
 pub use plan::{write_plan, WriteOp, WriteOptions};
+pub use select::NicSelector;
 
 use ibverbs_sys as ffi;
 
