@@ -4,6 +4,8 @@
 //! applies or is waived with a reason. Probing the host never panics: a machine with no
 //! `libcuda.so` and no RDMA device yields a catalogue of waivers.
 
+pub mod routes;
+
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{self, pci, CudaDevice, PciAddr};

@@ -1,0 +1,119 @@
+//! Which hardware probe measures each spec route on a real rack, and the flow options that
+//! name its GPUs and NICs. GPUs and NICs are named by PCI bus order (`{"by_bus": n}`), the
+//! numbering discovery uses, so every agent resolves them on its own host: prefill GPU i is
+//! the i-th GPU by bus id on the prefill server, its NIC k the k-th RDMA NIC by bus id, and a
+//! decode server's GPU and NIC are its first.
+
+use serde_json::{json, Value};
+
+use super::{Probe, ProbeKind};
+use crate::spec::{PathRef, RackShape, RouteKind};
+
+fn bus(n: usize) -> Value {
+    json!({ "by_bus": n })
+}
+
+/// The probe kind (its `as_str` is the transport name) and flow options for `path`.
+pub fn hardware_flow(path: &PathRef, shape: &RackShape) -> (ProbeKind, Value) {
+    let (s, d) = (path.src, path.dst);
+    match path.kind {
+        RouteKind::PrefillInterRank => (ProbeKind::CudaP2p, json!({ "src_gpu": bus(s), "dst_gpu": bus(d) })),
+        RouteKind::PrefillToDecode => {
+            let k = shape.nic_map.get(s).copied().unwrap_or(s % shape.ib_cards.max(1));
+            (ProbeKind::GpudirectRdma, json!({ "src_gpu": bus(s), "src_nic": bus(k), "dst_gpu": bus(0), "dst_nic": bus(0) }))
+        }
+        RouteKind::DecodeInterRank => (ProbeKind::GpuStagedTcp, json!({ "src_gpu": bus(0), "dst_gpu": bus(0) })),
+        RouteKind::PrefillGpuToHost => (ProbeKind::CudaD2h, json!({ "src_gpu": bus(s) })),
+        RouteKind::PrefillHostToGpu => (ProbeKind::CudaH2d, json!({ "dst_gpu": bus(d) })),
+        RouteKind::DecodeGpuToHost => (ProbeKind::CudaD2h, json!({ "src_gpu": bus(0) })),
+        RouteKind::DecodeHostToGpu => (ProbeKind::CudaH2d, json!({ "dst_gpu": bus(0) })),
+        RouteKind::HostRdma => (ProbeKind::HostRdma, json!({ "src_nic": bus(s), "dst_nic": bus(0) })),
+    }
+}
+
+/// Flow options for running a catalogue probe inside one host: GPUs by CUDA ordinal, NICs by
+/// name; an RDMA probe writes from its NIC to the next NIC of the host (or to itself when
+/// there is only one), so both NICs and the cable or loopback between them are crossed.
+pub fn local_flow(p: &Probe, nics: &[String]) -> Option<Value> {
+    let gpu = |i: usize| p.gpus.get(i).copied();
+    let next_nic = |n: &str| {
+        let k = nics.iter().position(|x| x == n)?;
+        nics.get((k + 1) % nics.len()).cloned()
+    };
+    Some(match p.kind {
+        ProbeKind::CudaP2p | ProbeKind::GpuStagedTcp => json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(1)? }),
+        ProbeKind::CudaD2h => json!({ "src_gpu": gpu(0)? }),
+        ProbeKind::CudaH2d => json!({ "dst_gpu": gpu(0)? }),
+        ProbeKind::GpudirectRdma => {
+            let nic = p.nic.clone()?;
+            json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(0)?, "src_nic": nic, "dst_nic": next_nic(&nic)? })
+        }
+        ProbeKind::HostRdma => {
+            let nic = p.nic.clone()?;
+            json!({ "src_nic": nic, "dst_nic": next_nic(&nic)? })
+        }
+        ProbeKind::HipGpu => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hwprobe::Status;
+    use crate::spec::{HopOptions, RouteSet};
+
+    #[test]
+    fn every_route_of_a_rack_has_a_hardware_probe() {
+        let shape = RackShape::with_nic_map(4, 2, 2, Some(vec![0, 1, 1, 0])).unwrap();
+        let set = RouteSet::build(&shape, None, HopOptions::default(), true).unwrap();
+        for r in &set.routes {
+            let (kind, opt) = hardware_flow(&r.path, &shape);
+            let want = match r.path.kind {
+                RouteKind::PrefillInterRank => "cuda_p2p",
+                RouteKind::PrefillToDecode => "gpudirect_rdma",
+                RouteKind::DecodeInterRank => "gpu_staged_tcp",
+                RouteKind::PrefillGpuToHost | RouteKind::DecodeGpuToHost => "cuda_d2h",
+                RouteKind::PrefillHostToGpu | RouteKind::DecodeHostToGpu => "cuda_h2d",
+                RouteKind::HostRdma => "host_rdma",
+            };
+            assert_eq!(kind.as_str(), want, "{}", r.path);
+            assert!(opt.is_object());
+        }
+        // Path 2 from prefill GPU 2 uses NIC 1 (the explicit map), by bus order.
+        let (_, o) = hardware_flow(&PathRef { kind: RouteKind::PrefillToDecode, src: 2, dst: 1 }, &shape);
+        assert_eq!(
+            o,
+            json!({"src_gpu": {"by_bus": 2}, "src_nic": {"by_bus": 1}, "dst_gpu": {"by_bus": 0}, "dst_nic": {"by_bus": 0}})
+        );
+        let (_, o) = hardware_flow(&PathRef { kind: RouteKind::PrefillHostToGpu, src: 0, dst: 3 }, &shape);
+        assert_eq!(o, json!({"dst_gpu": {"by_bus": 3}}));
+        // The options parse back into the selectors the transports read.
+        let sel = crate::gpu::device::GpuSelector::from_options(&o, "dst_gpu").unwrap();
+        assert_eq!(sel, Some(crate::gpu::device::GpuSelector::BusOrder { by_bus: 3 }));
+    }
+
+    fn probe(kind: ProbeKind, gpus: Vec<usize>, nic: Option<&str>) -> Probe {
+        Probe { kind, target: String::new(), path: None, gpus, nic: nic.map(str::to_string), status: Status::Applies }
+    }
+
+    #[test]
+    fn local_runs_pair_a_nic_with_the_next() {
+        let nics = vec!["mlx5_0".to_string(), "mlx5_1".to_string()];
+        assert_eq!(
+            local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_1")), &nics),
+            Some(json!({"src_nic": "mlx5_1", "dst_nic": "mlx5_0"}))
+        );
+        let one = vec!["mlx5_0".to_string()];
+        assert_eq!(
+            local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_0")), &one),
+            Some(json!({"src_nic": "mlx5_0", "dst_nic": "mlx5_0"}))
+        );
+        let g = local_flow(&probe(ProbeKind::GpudirectRdma, vec![3], Some("mlx5_0")), &nics).unwrap();
+        assert_eq!(g["src_gpu"], 3);
+        assert_eq!(g["dst_nic"], "mlx5_1");
+        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1, 0], None), &nics), Some(json!({"src_gpu": 1, "dst_gpu": 0})));
+        assert_eq!(local_flow(&probe(ProbeKind::CudaH2d, vec![2], None), &nics), Some(json!({"dst_gpu": 2})));
+        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1], None), &nics), None, "a pair needs two GPUs");
+        assert_eq!(local_flow(&probe(ProbeKind::HipGpu, vec![], None), &nics), None);
+    }
+}
