@@ -55,16 +55,29 @@ pub fn export_v1(input: &Path, output: &Path) -> Result<(), TopologyError> {
 }
 
 /// The builder every discovery uses: all I/O objects kept, no OpenCL / GL components (they
-/// would start GPU drivers).
+/// would start GPU drivers). A component whose plugin is not installed (Debian ships them in
+/// libhwloc-plugins) cannot be blacklisted (EINVAL) and has nothing to disable: skip it.
 fn builder() -> Result<hwlocality::topology::builder::TopologyBuilder, TopologyError> {
     let hw = |e: &dyn std::fmt::Display| TopologyError::Hwloc(format!("configuring hwloc: {e}"));
-    Topology::builder()
-        .with_io_type_filter(TypeFilter::KeepAll)
-        .map_err(|e| hw(&e))?
-        .without_component("opencl")
-        .map_err(|e| hw(&e))?
-        .without_component("gl")
-        .map_err(|e| hw(&e))
+    let base = || Topology::builder().with_io_type_filter(TypeFilter::KeepAll).map_err(|e| hw(&e));
+    let mut disabled: Vec<&str> = Vec::new();
+    let mut builder = base()?;
+    for component in ["opencl", "gl"] {
+        builder = match builder.without_component(component) {
+            Ok(b) => {
+                disabled.push(component);
+                b
+            }
+            Err(_) => {
+                let mut b = base()?;
+                for done in &disabled {
+                    b = b.without_component(done).map_err(|e| hw(&e))?;
+                }
+                b
+            }
+        };
+    }
+    Ok(builder)
 }
 
 fn hostname(topo: &Topology) -> Option<String> {
