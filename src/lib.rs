@@ -19,10 +19,19 @@
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
+//! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers.
+//! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, ...).
+//! - [`control`]: the control plane: typed, versioned, size-bounded messages with token auth.
+//! - [`agent`]: the per-host agent that runs flows for the coordinator.
+//! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents.
+//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, journal.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
+pub mod agent;
 pub mod calibrate;
 pub mod cli;
+pub mod control;
+pub mod emulate;
 pub mod error;
 pub mod export;
 pub mod gpu;
@@ -31,7 +40,10 @@ pub mod model;
 pub mod payload;
 pub mod rdma;
 pub mod report;
+pub mod runner;
 pub mod sim;
 pub mod spec;
+pub mod stats;
 pub mod topology;
+pub mod transport;
 pub mod verdict;

@@ -2,14 +2,17 @@
 //! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
 
 mod accept;
+mod agent;
 mod calibrate;
 mod compare;
 mod discover;
+mod emulate;
 mod export;
 mod paths;
 mod payload;
 mod probe;
 mod report;
+mod run;
 mod schema;
 mod sim;
 
@@ -49,6 +52,12 @@ pub enum Command {
     Compare(compare::Args),
     /// Write one self-contained HTML report with verdicts and SVG plots.
     Report(report::Args),
+    /// The emulated rack: network namespaces, veth + tbf per segment, agents (needs root).
+    Emulate(emulate::Args),
+    /// Run an agent (on every host of a rack; `emulate up` starts them on the emulated rack).
+    Agent(agent::Args),
+    /// Measure a rack's paths solo and under contention; writes journal.jsonl, results.json, results.csv.
+    Run(run::Args),
 }
 
 /// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
@@ -65,5 +74,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Accept(a) => accept::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Report(a) => report::run(a),
+        Command::Emulate(a) => emulate::run(a),
+        Command::Agent(a) => agent::run(a),
+        Command::Run(a) => run::run(a),
     }
 }

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Dir, RackShape, SegmentId};
+use crate::spec::{Dir, Hop, PathRef, RackShape, SegmentId};
 
 /// Schema id of rack files.
 pub const RACK_SCHEMA: &str = "linkcal.rack/1";
@@ -29,6 +29,31 @@ pub struct RackFile {
     pub token_file: String,
     /// Agents.
     pub hosts: Vec<HostEntry>,
+    /// Network namespace the coordinator joins to reach the control addresses (the emulated
+    /// rack's management network); null on hardware.
+    #[serde(default)]
+    pub control_netns: Option<String>,
+    /// Per-route data endpoints and the hops each route actually crosses. Empty: routes are
+    /// resolved from host roles and `data_addr`, with the spec's hop lists.
+    #[serde(default)]
+    pub routes: Vec<RouteEndpoints>,
+}
+
+/// Where one route's flows start and end, and what they cross.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RouteEndpoints {
+    /// The route.
+    pub path: PathRef,
+    /// Sending host (a `hosts[].name`).
+    pub src_host: String,
+    /// Receiving host (a `hosts[].name`).
+    pub dst_host: String,
+    /// Source address the sender binds, if any.
+    pub src_addr: Option<String>,
+    /// Address the receiver listens on.
+    pub dst_addr: String,
+    /// Segment traversals the route crosses, spec hops plus outside-spec links, in order.
+    pub segments: Vec<Hop>,
 }
 
 /// What an agent stands for.

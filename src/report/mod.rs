@@ -1,6 +1,7 @@
 //! Reports derived from the result model: CSV, markdown, JUnit XML and the self-contained HTML
 //! report with inline SVG plots.
 
+pub mod csv;
 pub mod html;
 pub mod junit;
 pub mod markdown;

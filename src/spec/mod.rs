@@ -6,7 +6,7 @@ mod experiments;
 mod paths;
 mod segment;
 
-pub use experiments::Experiment;
+pub use experiments::{spec_experiments, Experiment};
 pub use paths::{contention, handoff_pairs, stage_ranges, Contention, HopOptions, PathRef, Route, RouteKind, RouteSet};
 pub use segment::{Dir, Hop, SegmentId, SegmentKind};
 

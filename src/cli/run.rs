@@ -1,0 +1,264 @@
+//! `linkcal run`: measure a rack's paths (solo sweep + contention sets) through its agents.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::error::InputError;
+use crate::model::{RackFile, RACK_SCHEMA};
+use crate::payload::{payloads, preset, ModelConfig};
+use crate::runner::{self, RunOptions};
+use crate::spec::{spec_experiments, Experiment, HopOptions, PathRef, RouteKind, RouteSet, Workload};
+use crate::transport::TransportKind;
+
+/// Which experiments to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Plan {
+    /// The spec's paths solo, plus the contention sets (see --contention).
+    Spec,
+}
+
+/// Contention sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentionArg {
+    /// Solo runs only.
+    None,
+    /// The spec's contention sets: NIC sharing, GPU sharing, KV burst, all Path-3 flows.
+    Spec,
+}
+
+/// Flags of `linkcal run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rack file (linkcal.rack/1), e.g. from `linkcal emulate up`.
+    #[arg(long)]
+    pub rack: PathBuf,
+    /// Output directory: journal.jsonl, results.json, results.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Payload sweep, e.g. 4KiB,1MiB,64MiB (default 4 KiB..64 MiB in steps of 4x; --quick: 64KiB,1MiB,16MiB).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<String>>,
+    /// Payloads of the contention sets (default: the largest sweep size).
+    #[arg(long, value_delimiter = ',')]
+    pub contended_sizes: Option<Vec<String>>,
+    /// Contention sets to run after the solo sweep.
+    #[arg(long, value_enum, default_value = "spec")]
+    pub contention: ContentionArg,
+    /// Experiments to run.
+    #[arg(long, value_enum, default_value = "spec")]
+    pub plan: Plan,
+    /// Only these routes (and sets made only of them), e.g. prefill_to_decode:0->0.
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Option<Vec<String>>,
+    /// Short run: three sizes, shorter caps (for CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// Transport: host_tcp or staged_tcp.
+    #[arg(long, default_value = "host_tcp")]
+    pub transport: String,
+    /// Model preset whose chunk / KV / decode payloads (divided by the rack's payload_scale) join the sweep.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// HuggingFace config.json instead of --model.
+    #[arg(long, conflicts_with = "model")]
+    pub model_config: Option<PathBuf>,
+    /// N: batch size (with --model).
+    #[arg(long, default_value_t = 8)]
+    pub n: u64,
+    /// T: context length (with --model).
+    #[arg(long, default_value_t = 8192)]
+    pub t: u64,
+    /// M: prefill chunk (with --model).
+    #[arg(long, default_value_t = 2048)]
+    pub m: u64,
+    /// Stop a measurement when the 95% CI half-width of goodput is at most this fraction.
+    #[arg(long, default_value_t = 0.01)]
+    pub ci_target: f64,
+    /// Time cap per measurement, seconds (default 8; --quick 3).
+    #[arg(long)]
+    pub time_cap: Option<f64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a size such as `4096`, `4KiB`, `16MiB`, `1GiB`, `10MB` (KiB/MiB/GiB binary, kB/MB/GB SI).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mul).filter(|v| *v > 0)
+}
+
+fn sizes(list: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
+    list.iter()
+        .map(|s| {
+            parse_size(s).ok_or_else(|| {
+                anyhow::Error::new(InputError::field(
+                    flag,
+                    "value",
+                    format!("'{s}' is not a positive size (e.g. 4096, 64KiB, 16MiB)"),
+                ))
+            })
+        })
+        .collect()
+}
+
+fn parse_path(s: &str) -> Option<PathRef> {
+    let (kind, rest) = s.trim().split_once(':')?;
+    let (a, b) = rest.split_once("->")?;
+    let kind = RouteKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    Some(PathRef { kind, src: a.parse().ok()?, dst: b.parse().ok()? })
+}
+
+/// Runs `linkcal run`.
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let rack: RackFile = crate::model::load(&a.rack, RACK_SCHEMA)?;
+    let transport = TransportKind::parse(&a.transport).ok_or_else(|| {
+        let known: Vec<&str> = TransportKind::ALL.iter().map(|k| k.as_str()).collect();
+        InputError::field(
+            "--transport",
+            "value",
+            format!("'{}' is not a transport; use one of {}", a.transport, known.join(", ")),
+        )
+    })?;
+    let mut opts = if a.quick { RunOptions::quick() } else { RunOptions::full() };
+    opts.transport = transport;
+    opts.ci_target = a.ci_target;
+    opts.progress = !a.no_progress && !a.json;
+    if let Some(t) = a.time_cap {
+        opts.time_cap_s = t;
+    }
+    let sweep = match &a.sizes {
+        Some(list) => sizes(list, "--sizes")?,
+        None => runner::default_sizes(a.quick),
+    };
+    if let Some(list) = &a.contended_sizes {
+        opts.contended_sizes = sizes(list, "--contended-sizes")?;
+    }
+    let model = match (&a.model, &a.model_config) {
+        (Some(name), _) => Some(preset(name)?),
+        (None, Some(p)) => Some(ModelConfig::from_file(p)?),
+        (None, None) => None,
+    };
+    let layers = model.as_ref().map(|m| m.num_hidden_layers);
+    if let Some(m) = &model {
+        let p = payloads(m, &Workload::new(a.n, a.t, a.m)?, &rack.shape, None)?;
+        let scale = |b: u64| ((b as f64 / rack.payload_scale.max(1e-9)).round() as u64).max(1);
+        opts.route_sizes.push((RouteKind::PrefillInterRank, scale(p.chunk_activation_bytes)));
+        opts.route_sizes.push((RouteKind::DecodeInterRank, scale(p.decode_activation_bytes)));
+        for st in &p.stages {
+            opts.route_sizes.extend(st.handoffs.iter().map(|h| (RouteKind::PrefillToDecode, scale(h.bytes))));
+        }
+        opts.payloads = Some(p);
+    }
+    let set = RouteSet::build(&rack.shape, layers, HopOptions::default(), false).context("building the spec's routes")?;
+    let mut experiments: Vec<Experiment> = match a.plan {
+        Plan::Spec => spec_experiments(&set, a.contention == ContentionArg::Spec),
+    };
+    if let Some(list) = &a.paths {
+        let keep: Vec<PathRef> = list
+            .iter()
+            .map(|s| {
+                parse_path(s).ok_or_else(|| {
+                    InputError::field(
+                        "--paths",
+                        "value",
+                        format!("'{s}' is not a route such as prefill_to_decode:0->0 (see `linkcal paths`)"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        experiments.retain(|e| e.flows.iter().all(|p| keep.contains(p)));
+    }
+    let t0 = std::time::Instant::now();
+    let results = runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &a.out).context("linkcal run")?;
+    let wall = t0.elapsed().as_secs_f64();
+    print_summary(&results, &a.out, wall, a.json)?;
+    Ok(0)
+}
+
+fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, json: bool) -> anyhow::Result<()> {
+    if json {
+        let rows: Vec<serde_json::Value> = r
+            .measurements
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id,
+                    "flows": m.flows.iter().map(|f| serde_json::json!({
+                        "path": f.path.to_string(), "payload_bytes": f.payload_bytes,
+                        "goodput_mean_Bps": f.goodput_Bps.mean, "samples": f.samples,
+                    })).collect::<Vec<_>>(),
+                    "goodput_sum_Bps": m.aggregate.as_ref().map(|a| a.goodput_sum_Bps.mean),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({"out": out, "wall_s": wall, "measurements": rows, "waivers": r.waivers});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{:<58} {:>12} {:>14} {:>8} {:>7}", "measurement", "payload", "goodput MB/s", "samples", "ci95 %");
+    for m in &r.measurements {
+        for f in &m.flows {
+            let hw = f.goodput_Bps.ci95_high.map(|h| format!("{:.2}", 100.0 * (h - f.goodput_Bps.mean) / f.goodput_Bps.mean));
+            println!(
+                "{:<58} {:>12} {:>14.3} {:>8} {:>7}",
+                format!("{} {}", m.set.as_deref().unwrap_or("solo"), f.path),
+                runner::human_bytes(f.payload_bytes),
+                f.goodput_Bps.mean / 1e6,
+                f.samples,
+                hw.unwrap_or_else(|| "-".into())
+            );
+        }
+        if let Some(agg) = &m.aggregate {
+            println!(
+                "{:<58} {:>12} {:>14.3}  (sum of flows, MB/s)",
+                format!("  sum {}", m.set.as_deref().unwrap_or("")),
+                "",
+                agg.goodput_sum_Bps.mean / 1e6
+            );
+        }
+    }
+    for w in &r.waivers {
+        println!("waived: {} {}: {}", w.probe, w.path.map(|p| p.to_string()).unwrap_or_default(), w.reason);
+    }
+    println!(
+        "{} measurements in {wall:.1} s; results in {} (1 MB/s = 1e6 B/s, goodput per flow, one direction)",
+        r.measurements.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_paths_parse() {
+        assert_eq!(parse_size("4KiB"), Some(4096));
+        assert_eq!(parse_size("16MiB"), Some(16 << 20));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("4XB"), None);
+        assert_eq!(parse_path("prefill_to_decode:1->0"), Some(PathRef { kind: RouteKind::PrefillToDecode, src: 1, dst: 0 }));
+        assert_eq!(parse_path("nope:1->0"), None);
+    }
+}

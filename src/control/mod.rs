@@ -1,0 +1,364 @@
+//! The control plane between the coordinator (`linkcal run`) and the agents: typed, versioned
+//! messages as length-prefixed JSON over TCP on the management network, separate from the data
+//! plane. Every connection starts with a `hello` carrying the run's token (refused without
+//! it); every message has a size bound and every wait a timeout.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::transport::{Applicability, FlowSpec, TransportKind};
+
+/// Protocol version; a peer with another version is refused with a message saying so.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request, bytes.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Largest reply (per-transfer timings of a window), bytes.
+pub const MAX_REPLY: usize = 32 << 20;
+/// How long a `hello` may take, seconds.
+pub const HELLO_TIMEOUT_S: f64 = 5.0;
+
+/// Control-plane failures; each names the host.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Connecting failed.
+    #[error(
+        "agent {host} at {addr}: cannot connect: {source} (is the agent running? on the emulated rack: `linkcal emulate status`)"
+    )]
+    Connect {
+        /// Agent name.
+        host: String,
+        /// Its control address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection broke or a wait ran out.
+    #[error("agent {host}: {what}: {source}")]
+    Io {
+        /// Agent name.
+        host: String,
+        /// What was being done.
+        what: String,
+        /// The OS error (TimedOut / WouldBlock for timeouts, UnexpectedEof when it died).
+        source: std::io::Error,
+    },
+    /// A message exceeded its size bound.
+    #[error("agent {host}: message of {size} bytes exceeds the bound of {max} bytes")]
+    TooLarge {
+        /// Agent name.
+        host: String,
+        /// Announced size.
+        size: usize,
+        /// Bound.
+        max: usize,
+    },
+    /// A message did not decode.
+    #[error("agent {host}: malformed message: {message}")]
+    Malformed {
+        /// Agent name.
+        host: String,
+        /// Decoder error.
+        message: String,
+    },
+    /// The agent answered with an error.
+    #[error("agent {host}: {message}")]
+    Remote {
+        /// Agent name.
+        host: String,
+        /// The agent's error message.
+        message: String,
+    },
+    /// An answer of the wrong kind.
+    #[error("agent {host}: expected {expected}, got {got}")]
+    Unexpected {
+        /// Agent name.
+        host: String,
+        /// What was expected.
+        expected: &'static str,
+        /// What came.
+        got: String,
+    },
+}
+
+/// Coordinator -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// First message: protocol version and the run's token.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the coordinator.
+        version: u32,
+        /// The run's shared token.
+        token: String,
+    },
+    /// Receiver side: prepare a flow and describe its endpoint.
+    Prepare {
+        /// The flow.
+        flow: FlowSpec,
+    },
+    /// Sender side: connect a flow to an endpoint.
+    Connect {
+        /// The flow.
+        flow: FlowSpec,
+        /// The receiver's endpoint description.
+        endpoint: serde_json::Value,
+    },
+    /// Sender side: get ready to run these windows (flows of this agent); answer `armed`.
+    Arm {
+        /// One window per flow.
+        windows: Vec<WindowSpec>,
+    },
+    /// Barrier release: run the armed windows now; answer `done`.
+    Go,
+    /// Ends a flow on this agent (sender: finishes it; receiver: waits for its thread).
+    Close {
+        /// Flow id.
+        flow_id: u64,
+    },
+}
+
+/// Agent -> coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to `hello`.
+    Hello {
+        /// Agent name.
+        agent: String,
+        /// [`PROTOCOL_VERSION`] of the agent.
+        version: u32,
+        /// Transports this agent has and whether each applies here.
+        transports: Vec<(TransportKind, Applicability)>,
+    },
+    /// Receiver prepared.
+    Ready {
+        /// Endpoint description for the sender.
+        endpoint: serde_json::Value,
+    },
+    /// Sender connected.
+    Connected,
+    /// Windows armed.
+    Armed,
+    /// Windows ran.
+    Done {
+        /// One result per armed window.
+        results: Vec<WindowResult>,
+    },
+    /// Flow closed.
+    Closed,
+    /// The request failed.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What a sender does in one window: `warmup` transfers (not timed into results), then
+/// back-to-back transfers of `bytes` until `duration_s` has passed (at least `min_count`,
+/// at most `max_count`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowSpec {
+    /// Flow id.
+    pub flow_id: u64,
+    /// Payload per transfer, bytes.
+    pub bytes: u64,
+    /// Warmup transfers before the measured ones.
+    pub warmup: u32,
+    /// Payload of each warmup transfer, bytes.
+    pub warmup_bytes: u64,
+    /// Measured transfers at least.
+    pub min_count: u32,
+    /// Measured transfers at most.
+    pub max_count: u32,
+    /// Keep going until this much time has passed since the barrier, seconds.
+    pub duration_s: f64,
+}
+
+/// Per-transfer timings of one window, as offsets from the barrier release on the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowResult {
+    /// Flow id.
+    pub flow_id: u64,
+    /// Start of each measured transfer, seconds after the barrier.
+    pub starts_s: Vec<f64>,
+    /// Duration of each measured transfer, seconds.
+    pub times_s: Vec<f64>,
+    /// Warmup transfers done.
+    pub warmup_done: u32,
+}
+
+/// Writes one message: 4-byte big-endian length, then JSON.
+pub fn send<T: Serialize>(stream: &mut TcpStream, msg: &T, max: usize) -> std::io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    if body.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("message of {} bytes exceeds {max}", body.len()),
+        ));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame)
+}
+
+/// A received frame: its JSON body, or the announced size when it exceeds the bound.
+pub enum Frame {
+    /// The message body.
+    Body(Vec<u8>),
+    /// Announced size over the bound (the connection must be dropped).
+    TooLarge(usize),
+}
+
+/// Reads one frame within `timeout` (None = wait forever).
+pub fn recv_frame(stream: &mut TcpStream, max: usize, timeout: Option<Duration>) -> std::io::Result<Frame> {
+    stream.set_read_timeout(timeout)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Ok(Frame::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body)?;
+    Ok(Frame::Body(body))
+}
+
+/// Compares tokens in time independent of where they differ.
+pub fn token_matches(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a token file: the first line, trimmed; an empty file is an error.
+pub fn read_token(path: &std::path::Path) -> Result<String, crate::error::InputError> {
+    let text = crate::error::read_input(path)?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(crate::error::InputError::file(path, "token file is empty; put the run's shared token on its first line"));
+    }
+    Ok(token)
+}
+
+/// A fresh random token (hex of 16 bytes from /dev/urandom).
+pub fn new_token() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The coordinator's connection to one agent.
+pub struct Client {
+    /// Agent name (for error messages).
+    pub host: String,
+    stream: TcpStream,
+}
+
+impl Client {
+    /// Connects and says hello; fails when the agent refuses the token or speaks another version.
+    pub fn connect(host: &str, addr: &str, token: &str, timeout: Duration) -> Result<(Client, Reply), ControlError> {
+        let connect_err = |source| ControlError::Connect { host: host.into(), addr: addr.into(), source };
+        let sock: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|_| connect_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP:port address")))?;
+        let stream = TcpStream::connect_timeout(&sock, timeout).map_err(connect_err)?;
+        stream.set_nodelay(true).map_err(connect_err)?;
+        stream.set_write_timeout(Some(timeout)).map_err(connect_err)?;
+        let mut c = Client { host: host.into(), stream };
+        let hello = c.call(&Request::Hello { version: PROTOCOL_VERSION, token: token.into() }, timeout)?;
+        match &hello {
+            Reply::Hello { version, .. } if *version == PROTOCOL_VERSION => Ok((c, hello)),
+            Reply::Hello { version, .. } => Err(ControlError::Remote {
+                host: host.into(),
+                message: format!(
+                    "speaks control protocol {version}, this coordinator {PROTOCOL_VERSION}: use the same linkcal build"
+                ),
+            }),
+            other => Err(c.unexpected("hello", other)),
+        }
+    }
+
+    /// Sends a request and waits up to `timeout` for the reply; `error` replies become errors.
+    pub fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, ControlError> {
+        self.send(req)?;
+        self.recv(timeout)
+    }
+
+    /// Sends a request without waiting.
+    pub fn send(&mut self, req: &Request) -> Result<(), ControlError> {
+        send(&mut self.stream, req, MAX_REQUEST).map_err(|source| ControlError::Io {
+            host: self.host.clone(),
+            what: "send".into(),
+            source,
+        })
+    }
+
+    /// Waits up to `timeout` for a reply.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Reply, ControlError> {
+        let host = self.host.clone();
+        let io = |what: String, source| ControlError::Io { host: host.clone(), what, source };
+        let frame = recv_frame(&mut self.stream, MAX_REPLY, Some(timeout)).map_err(|e| {
+            let what = match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    format!("no reply within {:.1} s", timeout.as_secs_f64())
+                }
+                std::io::ErrorKind::UnexpectedEof => "connection closed (agent died or refused the token)".into(),
+                _ => "receive".into(),
+            };
+            io(what, e)
+        })?;
+        let body = match frame {
+            Frame::Body(b) => b,
+            Frame::TooLarge(size) => return Err(ControlError::TooLarge { host, size, max: MAX_REPLY }),
+        };
+        match serde_json::from_slice::<Reply>(&body) {
+            Ok(Reply::Error { message }) => Err(ControlError::Remote { host, message }),
+            Ok(r) => Ok(r),
+            Err(e) => Err(ControlError::Malformed { host, message: e.to_string() }),
+        }
+    }
+
+    /// The error for a reply of the wrong kind.
+    pub fn unexpected(&self, expected: &'static str, got: &Reply) -> ControlError {
+        let got = serde_json::to_value(got).ok().and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string));
+        ControlError::Unexpected { host: self.host.clone(), expected, got: got.unwrap_or_default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare() {
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abc", "abd"));
+        assert!(!token_matches("abc", "ab"));
+        assert_eq!(new_token().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn frames_round_trip_and_bound() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut b, _) = l.accept().unwrap();
+        send(&mut a, &Request::Go, MAX_REQUEST).unwrap();
+        let Frame::Body(body) = recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_secs(1))).unwrap() else { panic!() };
+        assert_eq!(serde_json::from_slice::<Request>(&body).unwrap(), Request::Go);
+        assert!(send(&mut a, &"x".repeat(100), 10).is_err());
+        a.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+        assert!(matches!(recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_secs(1))).unwrap(), Frame::TooLarge(_)));
+        let e = recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_millis(20))).err().unwrap();
+        assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    }
+
+    #[test]
+    fn messages_are_tagged() {
+        let v = serde_json::to_value(Request::Close { flow_id: 3 }).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "close", "flow_id": 3}));
+    }
+}

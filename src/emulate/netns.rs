@@ -1,0 +1,130 @@
+//! Side effects: `ip` / `tc` batches, namespaces by prefix, agent processes, joining a
+//! namespace from a thread.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::EmulateError;
+
+/// Directory where `ip netns` keeps named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Runs `prog [-n ns] -batch -` with `lines` on stdin.
+pub fn batch(prog: &str, ns: Option<&str>, lines: &[String]) -> Result<(), EmulateError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = Command::new(prog);
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let what = format!("{prog}{} -batch", ns.map(|n| format!(" -n {n}")).unwrap_or_default());
+    let mut child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: prog.into(), source: e })?;
+    {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let text = lines.join("\n") + "\n";
+        stdin.write_all(text.as_bytes()).map_err(|e| EmulateError::Tool { tool: prog.into(), source: e })?;
+    }
+    let out = child.wait_with_output().map_err(|e| EmulateError::Tool { tool: prog.into(), source: e })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(EmulateError::Command { command: what, stderr: explain(&stderr, lines) });
+    }
+    Ok(())
+}
+
+/// Adds the failing batch line to iproute2's "Command failed -:N" message.
+fn explain(stderr: &str, lines: &[String]) -> String {
+    let line = stderr
+        .rsplit("-:")
+        .next()
+        .and_then(|s| s.trim().trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<usize>().ok())
+        .and_then(|n| lines.get(n.wrapping_sub(1)));
+    match line {
+        Some(l) => format!("{stderr} (line: `{l}`)"),
+        None => stderr.to_string(),
+    }
+}
+
+/// Runs one command; its stderr in the error.
+pub fn run(args: &[&str]) -> Result<String, EmulateError> {
+    let out =
+        Command::new(args[0]).args(&args[1..]).output().map_err(|e| EmulateError::Tool { tool: args[0].into(), source: e })?;
+    if !out.status.success() {
+        return Err(EmulateError::Command {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().into(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Named namespaces whose name starts with `{prefix}_`.
+pub fn list(prefix: &str) -> Vec<String> {
+    let want = format!("{prefix}_");
+    let mut v: Vec<String> = std::fs::read_dir(NETNS_DIR)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&want)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Process ids inside a namespace (`ip netns pids`).
+pub fn pids(ns: &str) -> Vec<i32> {
+    run(&["ip", "netns", "pids", ns]).map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
+}
+
+/// Stops the given processes: SIGTERM, then SIGKILL after `grace`.
+pub fn stop(pids: &[i32], grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && pids.iter().any(|&p| alive(p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &p in pids {
+        if alive(p) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie (our own exited child) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Moves the calling thread into the named network namespace.
+pub fn enter(ns: &str) -> Result<(), EmulateError> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    let f = std::fs::File::open(&path).map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })
+}
+
+/// Starts `linkcal agent` inside `ns`, detached in its own process group, logging to `log`.
+pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<u32, EmulateError> {
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::File::create(log).map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
+    let err = file.try_clone().map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| EmulateError::Tool { tool: "ip netns exec".into(), source: e })?;
+    Ok(child.id())
+}

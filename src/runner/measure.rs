@@ -1,0 +1,337 @@
+//! One measurement: set up the flows, warm up, run barrier-started windows until the stopping
+//! rule says so, tear down, and summarise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::control::{Client, Reply, Request, WindowResult, WindowSpec};
+use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, StopReason, Waiver};
+use crate::spec::Experiment;
+use crate::stats;
+use crate::transport::{Applicability, FlowSpec};
+
+use super::resolve::{resolve, Resolved};
+use super::{RunError, RunOptions};
+
+/// Connections to agents and what the run has learned about them.
+pub struct Ctx<'a> {
+    /// The rack.
+    pub rack: &'a crate::model::RackFile,
+    /// Its file (for error messages).
+    pub rack_path: &'a std::path::Path,
+    /// The run's token.
+    pub token: String,
+    /// Options.
+    pub opts: &'a RunOptions,
+    clients: HashMap<String, Client>,
+    applies: HashMap<String, Applicability>,
+    next_flow: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with no connections yet.
+    pub fn new(rack: &'a crate::model::RackFile, rack_path: &'a std::path::Path, token: String, opts: &'a RunOptions) -> Self {
+        Ctx { rack, rack_path, token, opts, clients: HashMap::new(), applies: HashMap::new(), next_flow: 1 }
+    }
+
+    fn client(&mut self, h: &crate::model::rack::HostEntry) -> Result<&mut Client, RunError> {
+        if !self.clients.contains_key(&h.name) {
+            let (c, hello) = Client::connect(&h.name, &h.control_addr, &self.token, Duration::from_secs(5))?;
+            if let Reply::Hello { transports, .. } = hello {
+                let a = transports.into_iter().find(|(k, _)| *k == self.opts.transport).map(|(_, a)| a).unwrap_or(
+                    Applicability::Waived { reason: format!("agent {} does not have transport {}", h.name, self.opts.transport) },
+                );
+                self.applies.insert(h.name.clone(), a);
+            }
+            self.clients.insert(h.name.clone(), c);
+        }
+        Ok(self.clients.get_mut(&h.name).expect("just inserted"))
+    }
+
+    /// Names of the agents contacted so far.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.clients.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+struct Flow {
+    id: u64,
+    r: Resolved,
+    times: Vec<f64>,
+    warmup: u64,
+}
+
+/// Runs one experiment at one payload size. `Ok(Err(waivers))` when the transport is waived
+/// on one of its hosts.
+pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Measurement, Vec<Waiver>>, RunError> {
+    let started_at = crate::model::provenance::rfc3339_now();
+    let t0 = Instant::now();
+    let mut flows = Vec::new();
+    for p in &exp.flows {
+        let r = resolve(ctx.rack, ctx.rack_path, p)?;
+        flows.push(Flow { id: ctx.next_flow, r, times: Vec::new(), warmup: 0 });
+        ctx.next_flow += 1;
+    }
+    let mut waivers = Vec::new();
+    for f in &flows {
+        for h in [&f.r.src, &f.r.dst] {
+            ctx.client(h)?;
+            if let Some(Applicability::Waived { reason }) = ctx.applies.get(&h.name) {
+                waivers.push(Waiver { probe: ctx.opts.transport.to_string(), path: Some(f.r.path), reason: reason.clone() });
+            }
+        }
+    }
+    if !waivers.is_empty() {
+        return Ok(Err(waivers));
+    }
+    let result = run_flows(ctx, &mut flows, bytes);
+    let closed = close(ctx, &flows);
+    let (stop, aggregates, makespans) = result?;
+    closed?;
+    let contended = flows.len() > 1;
+    let flow_results: Vec<FlowResult> =
+        flows.iter().map(|f| flow_result(f, bytes, stop)).collect::<Option<_>>().ok_or_else(|| RunError::Agent {
+            host: flows[0].r.src.name.clone(),
+            message: format!("no transfer finished in {}", exp.name),
+        })?;
+    let aggregate = contended.then(|| {
+        let p50s: Vec<f64> = flow_results.iter().map(|f| f.goodput_Bps.p50).collect();
+        let max = p50s.iter().copied().fold(f64::MIN, f64::max);
+        let min = p50s.iter().copied().fold(f64::MAX, f64::min);
+        stats::summarize_rate(&aggregates).map(|sum| Aggregate {
+            goodput_sum_Bps: sum,
+            makespan_s: stats::summarize_time(&makespans),
+            fairness_max_over_min: (min > 0.0).then(|| max / min),
+        })
+    });
+    let id = if contended { format!("contended/{}/{bytes}", exp.name) } else { format!("solo/{}/{bytes}", exp.flows[0]) };
+    Ok(Ok(Measurement {
+        id,
+        kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
+        set: contended.then(|| exp.name.clone()),
+        transport: ctx.opts.transport.to_string(),
+        started_at,
+        duration_s: t0.elapsed().as_secs_f64(),
+        flows: flow_results,
+        aggregate: aggregate.flatten(),
+    }))
+}
+
+fn flow_result(f: &Flow, bytes: u64, stop: StopReason) -> Option<FlowResult> {
+    let goodputs: Vec<f64> = f.times.iter().map(|t| bytes as f64 / t).collect();
+    Some(FlowResult {
+        path: f.r.path,
+        segments: f.r.segments.clone(),
+        payload_bytes: bytes,
+        goodput_Bps: stats::summarize_rate(&goodputs)?,
+        transfer_time_s: stats::summarize_time(&f.times)?,
+        samples: f.times.len() as u64,
+        warmup: f.warmup,
+        stop,
+        transfer_times_s: f.times.clone(),
+    })
+}
+
+type Outcome = (StopReason, Vec<f64>, Vec<f64>);
+
+fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, RunError> {
+    let o = ctx.opts;
+    for f in flows.iter() {
+        let spec = |local: Option<String>| FlowSpec {
+            id: f.id,
+            transport: o.transport,
+            local_addr: local,
+            max_bytes: bytes.max(1),
+            timeout_s: o.timeout_s,
+            options: serde_json::Value::Null,
+        };
+        let endpoint =
+            match ctx.client(&f.r.dst)?.call(&Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
+                Reply::Ready { endpoint } => endpoint,
+                other => return Err(ctx.client(&f.r.dst)?.unexpected("ready", &other).into()),
+            };
+        let c = ctx.client(&f.r.src)?;
+        match c.call(&Request::Connect { flow: spec(f.r.src_addr.clone()), endpoint }, setup_timeout(o))? {
+            Reply::Connected => {}
+            other => return Err(c.unexpected("connected", &other).into()),
+        }
+    }
+    let n = flows.len() as f64;
+    let window_timeout = |dur: f64| Duration::from_secs_f64(dur + o.timeout_s + n * bytes as f64 / 1e6);
+    if o.warmup > 0 {
+        let wb = bytes.min(o.warmup_max_bytes).max(1);
+        let windows = flows.iter().map(|f| (f, window(f.id, bytes, o.warmup, wb, 0, 0, 0.0))).collect();
+        let res = barrier(ctx, windows, window_timeout(o.warmup as f64 * wb as f64 * n / 1e6))?;
+        for f in flows.iter_mut() {
+            f.warmup = res.get(&f.id).map(|r| r.warmup_done as u64).unwrap_or(0);
+        }
+    }
+    let start = Instant::now();
+    let (mut aggregates, mut makespans) = (Vec::new(), Vec::new());
+    loop {
+        let have = flows.iter().map(|f| f.times.len() as u32).min().unwrap_or(0);
+        let left = o.max_samples.saturating_sub(have).max(1);
+        let min_count = if flows.len() > 1 { o.contended_min_count.min(left) } else { 1 };
+        let windows = flows.iter().map(|f| (f, window(f.id, bytes, 0, 0, min_count, left, o.window_s))).collect();
+        let res = barrier(ctx, windows, window_timeout(o.window_s))?;
+        let per_flow: Vec<&WindowResult> = flows.iter().filter_map(|f| res.get(&f.id)).collect();
+        if let Some((sum, span)) = window_aggregate(&per_flow, bytes) {
+            aggregates.push(sum);
+            makespans.push(span);
+        }
+        for f in flows.iter_mut() {
+            if let Some(r) = res.get(&f.id) {
+                f.times.extend(&r.times_s);
+            }
+        }
+        let n_min = flows.iter().map(|f| f.times.len() as u32).min().unwrap_or(0);
+        let flows_converged = n_min >= o.min_samples
+            && flows.iter().all(|f| {
+                let g: Vec<f64> = f.times.iter().map(|t| bytes as f64 / t).collect();
+                stats::relative_half_width(&g).is_some_and(|h| h <= o.ci_target)
+            });
+        // Contended: the sum over flows is the figure of interest; single flows' shares may
+        // keep wandering (TCP is not max-min fair).
+        let sum_converged = flows.len() > 1
+            && aggregates.len() as u32 >= o.min_samples
+            && stats::relative_half_width(&aggregates).is_some_and(|h| h <= o.ci_target);
+        let converged = flows_converged || sum_converged;
+        if converged {
+            return Ok((StopReason::Converged, aggregates, makespans));
+        }
+        if n_min >= o.max_samples {
+            return Ok((StopReason::SampleCap, aggregates, makespans));
+        }
+        if start.elapsed().as_secs_f64() >= o.time_cap_s {
+            return Ok((StopReason::TimeCap, aggregates, makespans));
+        }
+    }
+}
+
+fn setup_timeout(o: &RunOptions) -> Duration {
+    Duration::from_secs_f64(o.timeout_s + 5.0)
+}
+
+fn window(
+    flow_id: u64,
+    bytes: u64,
+    warmup: u32,
+    warmup_bytes: u64,
+    min_count: u32,
+    max_count: u32,
+    duration_s: f64,
+) -> WindowSpec {
+    WindowSpec { flow_id, bytes, warmup, warmup_bytes, min_count, max_count, duration_s }
+}
+
+/// Arms every sender, releases them together, collects their results by flow id.
+fn barrier(ctx: &mut Ctx, windows: Vec<(&Flow, WindowSpec)>, timeout: Duration) -> Result<HashMap<u64, WindowResult>, RunError> {
+    let mut by_host: BTreeMap<String, (crate::model::rack::HostEntry, Vec<WindowSpec>)> = BTreeMap::new();
+    for (f, w) in windows {
+        by_host.entry(f.r.src.name.clone()).or_insert_with(|| (f.r.src.clone(), Vec::new())).1.push(w);
+    }
+    let setup = setup_timeout(ctx.opts);
+    for (h, ws) in by_host.values() {
+        let c = ctx.client(h)?;
+        match c.call(&Request::Arm { windows: ws.clone() }, setup)? {
+            Reply::Armed => {}
+            other => return Err(c.unexpected("armed", &other).into()),
+        }
+    }
+    for (h, _) in by_host.values() {
+        ctx.client(h)?.send(&Request::Go)?;
+    }
+    let mut out = HashMap::new();
+    for (h, _) in by_host.values() {
+        let c = ctx.client(h)?;
+        match c.recv(timeout)? {
+            Reply::Done { results } => out.extend(results.into_iter().map(|r| (r.flow_id, r))),
+            other => return Err(c.unexpected("done", &other).into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Sum of the flows' rates while all were active, and the makespan of the window's first
+/// round. The common interval runs from the last flow's first start to the first flow's last
+/// end; a transfer cut by it counts at its flow's rate over the transfers wholly inside the
+/// interval (at its own average rate when there are none).
+pub fn window_aggregate(flows: &[&WindowResult], bytes: u64) -> Option<(f64, f64)> {
+    if flows.len() < 2 || flows.iter().any(|f| f.times_s.is_empty()) {
+        return None;
+    }
+    let t0 = flows.iter().map(|f| f.starts_s[0]).fold(f64::MIN, f64::max);
+    let t1 = flows.iter().map(|f| f.starts_s.last().unwrap() + f.times_s.last().unwrap()).fold(f64::MAX, f64::min);
+    if t1 <= t0 {
+        return None;
+    }
+    let b = bytes as f64;
+    let mut sum = 0.0;
+    for f in flows {
+        let spans: Vec<(f64, f64)> = f.starts_s.iter().zip(&f.times_s).map(|(s, d)| (*s, s + d)).collect();
+        let inside: Vec<&(f64, f64)> = spans.iter().filter(|(s, e)| *s >= t0 && *e <= t1).collect();
+        let inside_time: f64 = inside.iter().map(|(s, e)| e - s).sum();
+        let rate_inside = (inside_time > 0.0).then(|| b * inside.len() as f64 / inside_time);
+        let mut moved = 0.0;
+        for (s, e) in &spans {
+            let overlap = e.min(t1) - s.max(t0);
+            if overlap <= 0.0 || e <= s {
+                continue;
+            }
+            moved += if *s >= t0 && *e <= t1 { b } else { rate_inside.unwrap_or(b / (e - s)) * overlap };
+        }
+        sum += moved / (t1 - t0);
+    }
+    let first_start = flows.iter().map(|f| f.starts_s[0]).fold(f64::MAX, f64::min);
+    let first_end = flows.iter().map(|f| f.starts_s[0] + f.times_s[0]).fold(f64::MIN, f64::max);
+    Some((sum, first_end - first_start))
+}
+
+fn close(ctx: &mut Ctx, flows: &[Flow]) -> Result<(), RunError> {
+    let mut first = None;
+    let t = setup_timeout(ctx.opts);
+    for f in flows {
+        for h in [&f.r.src, &f.r.dst] {
+            let r = ctx.client(h).and_then(|c| c.call(&Request::Close { flow_id: f.id }, t).map_err(RunError::from));
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(starts: &[f64], times: &[f64]) -> WindowResult {
+        WindowResult { flow_id: 0, starts_s: starts.to_vec(), times_s: times.to_vec(), warmup_done: 0 }
+    }
+
+    #[test]
+    fn aggregate_counts_only_the_common_interval() {
+        // Two flows share 100 B/s: each gets 50 while both run; b finishes later (alone at 100).
+        let a = w(&[0.0], &[2.0]); // 100 B in 2 s
+        let b = w(&[0.0], &[1.5]); // hypothetically faster: 100 B in 1.5 s
+        let (sum, span) = window_aggregate(&[&a, &b], 100).unwrap();
+        // Common interval [0, 1.5]: a moved 75 B, b 100 B -> 175/1.5.
+        assert!((sum - 175.0 / 1.5).abs() < 1e-9);
+        assert_eq!(span, 2.0);
+        assert!(window_aggregate(&[&a], 100).is_none());
+        let back_to_back = w(&[0.0, 1.0, 2.0], &[1.0, 1.0, 1.0]);
+        let (sum, _) = window_aggregate(&[&back_to_back, &w(&[0.0], &[2.5])], 50).unwrap();
+        assert!((sum - (50.0 + 20.0)).abs() < 1e-9, "{sum}");
+        // A cut transfer counts at the flow's rate over its whole transfers inside the interval:
+        // c ran 10 B/s for two transfers, then its third was cut at t=2.5 (d's end).
+        let c = w(&[0.0, 1.0, 2.0], &[1.0, 1.0, 2.0]);
+        let d = w(&[0.0], &[2.5]);
+        let (sum, _) = window_aggregate(&[&c, &d], 10).unwrap();
+        assert!((sum - (25.0 / 2.5 + 4.0)).abs() < 1e-9, "{sum}");
+    }
+}

@@ -1,0 +1,281 @@
+//! The measurement runner: every experiment (solo routes over a payload sweep, contention
+//! sets at the contended sizes) through the agents, with barrier start, warmup and the
+//! stopping rule (95% CI half-width of goodput <= target, or a time cap). Every finished
+//! measurement goes to `journal.jsonl` (fsynced) before the next starts; `results.json` and
+//! `results.csv` are written at the end.
+
+pub mod journal;
+pub mod measure;
+pub mod resolve;
+
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::control::ControlError;
+use crate::error::InputError;
+use crate::model::results::{RackSummary, Results, RESULTS_SCHEMA};
+use crate::model::{Provenance, RackFile};
+use crate::payload::Payloads;
+use crate::spec::{Experiment, RouteKind};
+use crate::transport::TransportKind;
+
+/// Run failures; each names the host, file or path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad input (rack file, flags).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The control plane failed (agent unreachable, died, refused, timed out).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// An agent reported a failure.
+    #[error("agent {host}: {message}")]
+    Agent {
+        /// Agent name.
+        host: String,
+        /// What happened.
+        message: String,
+    },
+    /// Joining the rack's control namespace failed.
+    #[error(transparent)]
+    Emulate(#[from] crate::emulate::EmulateError),
+    /// Writing an output file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// True for errors in the user's input (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            RunError::Input(_) => true,
+            RunError::Emulate(e) => e.is_bad_input(),
+            RunError::Control(_) | RunError::Agent { .. } | RunError::Io { .. } => false,
+        }
+    }
+}
+
+/// How a run measures.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Transport of every flow.
+    pub transport: TransportKind,
+    /// Stop when the 95% CI half-width of every flow's mean goodput is at most this fraction.
+    pub ci_target: f64,
+    /// Stop a measurement after this long anyway, seconds.
+    pub time_cap_s: f64,
+    /// Measured transfers per flow at least before the CI is trusted.
+    pub min_samples: u32,
+    /// Measured transfers per flow at most.
+    pub max_samples: u32,
+    /// Warmup transfers per flow (not counted).
+    pub warmup: u32,
+    /// Warmup transfers carry at most this many bytes.
+    pub warmup_max_bytes: u64,
+    /// Length of one barrier-started window, seconds.
+    pub window_s: f64,
+    /// Measured transfers per flow in every window of a contended run, at least (so the
+    /// interval where all flows are active holds whole transfers of each).
+    pub contended_min_count: u32,
+    /// Payloads of contention sets, bytes (empty: the largest solo size, at most 16 MiB).
+    pub contended_sizes: Vec<u64>,
+    /// Extra payloads for solo runs of one route kind (model-derived sizes), bytes.
+    pub route_sizes: Vec<(RouteKind, u64)>,
+    /// Data-plane timeout of every blocking wait, seconds.
+    pub timeout_s: f64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Model payloads the sizes came from, recorded in the results.
+    pub payloads: Option<Payloads>,
+}
+
+impl RunOptions {
+    /// The full run's defaults.
+    pub fn full() -> RunOptions {
+        RunOptions {
+            transport: TransportKind::HostTcp,
+            ci_target: 0.01,
+            time_cap_s: 8.0,
+            min_samples: 3,
+            max_samples: 1000,
+            warmup: 2,
+            warmup_max_bytes: 4 << 20,
+            window_s: 0.25,
+            contended_min_count: 3,
+            contended_sizes: Vec::new(),
+            route_sizes: Vec::new(),
+            timeout_s: 30.0,
+            progress: true,
+            payloads: None,
+        }
+    }
+
+    /// `--quick`: shorter caps and windows.
+    pub fn quick() -> RunOptions {
+        RunOptions { time_cap_s: 3.0, window_s: 0.15, max_samples: 400, ..RunOptions::full() }
+    }
+}
+
+/// The default payload sweep: 4 KiB..64 MiB in steps of 4x (`quick`: 64 KiB, 1 MiB, 16 MiB).
+pub fn default_sizes(quick: bool) -> Vec<u64> {
+    if quick {
+        vec![64 << 10, 1 << 20, 16 << 20]
+    } else {
+        (0..8).map(|n| (4u64 << 10) << (2 * n)).collect()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io { path: path.display().to_string(), source }
+}
+
+/// The planned (experiment, payload) pairs, in run order.
+pub fn schedule(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions) -> Vec<(usize, u64)> {
+    let largest = sizes.iter().copied().max().unwrap_or(1 << 20);
+    let contended = if opts.contended_sizes.is_empty() { vec![largest.min(16 << 20)] } else { opts.contended_sizes.clone() };
+    let mut out = Vec::new();
+    for (n, e) in experiments.iter().enumerate() {
+        let mut s: Vec<u64> = if e.is_solo() { sizes.to_vec() } else { contended.clone() };
+        if e.is_solo() {
+            s.extend(opts.route_sizes.iter().filter(|(k, _)| *k == e.flows[0].kind).map(|(_, b)| *b));
+        }
+        s.sort_unstable();
+        s.dedup();
+        out.extend(s.into_iter().map(|b| (n, b)));
+    }
+    out
+}
+
+/// Runs `experiments` on `rack` and writes `journal.jsonl`, `results.json` and `results.csv`
+/// into `out_dir`. The calibration plan passes its own experiments through here.
+pub fn run(
+    rack: &RackFile,
+    rack_path: &Path,
+    experiments: &[Experiment],
+    sizes: &[u64],
+    opts: &RunOptions,
+    out_dir: &Path,
+) -> Result<Results, RunError> {
+    let token_path = resolve_token_path(rack_path, &rack.token_file);
+    let token = crate::control::read_token(&token_path)?;
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    if let Some(ns) = &rack.control_netns {
+        crate::emulate::netns::enter(ns)?;
+    }
+    let mut provenance = Provenance::now(rack.hosts.iter().map(|h| h.name.clone()).collect());
+    let jpath = out_dir.join("journal.jsonl");
+    let mut journal = journal::Journal::create(&jpath).map_err(io(&jpath))?;
+    let plan = schedule(experiments, sizes, opts);
+    let bar = progress_bar(opts.progress, plan.len() as u64);
+    let mut ctx = measure::Ctx::new(rack, rack_path, token, opts);
+    let mut results = Results {
+        schema: RESULTS_SCHEMA.into(),
+        provenance: provenance.clone(),
+        rack: RackSummary {
+            shape: rack.shape.clone(),
+            emulated: rack.emulated,
+            payload_scale: rack.payload_scale,
+            mtu_bytes: rack.mtu_bytes,
+        },
+        payloads: opts.payloads.clone(),
+        measurements: Vec::new(),
+        waivers: Vec::new(),
+    };
+    for (n, bytes) in plan {
+        let e = &experiments[n];
+        bar.set_message(format!("{} {}", e.name, human_bytes(bytes)));
+        let m = measure::measure(&mut ctx, e, bytes).inspect_err(|_| {
+            bar.abandon();
+            eprintln!("linkcal run: stopped; {} finished measurements are in {}", results.measurements.len(), jpath.display());
+        })?;
+        match m {
+            Ok(m) => {
+                journal.append(&m).map_err(io(&jpath))?;
+                results.measurements.push(m);
+            }
+            Err(w) => {
+                for x in w {
+                    if !results.waivers.contains(&x) {
+                        results.waivers.push(x);
+                    }
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
+    provenance.hosts = ctx.hosts();
+    results.provenance = provenance;
+    let rpath = out_dir.join("results.json");
+    crate::model::write_json(&rpath, &results).map_err(io(&rpath))?;
+    let cpath = out_dir.join("results.csv");
+    crate::report::csv::write(&results, &cpath).map_err(io(&cpath))?;
+    Ok(results)
+}
+
+/// A relative token path in a rack file is relative to the rack file's directory.
+fn resolve_token_path(rack_path: &Path, token: &str) -> std::path::PathBuf {
+    let p = Path::new(token);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        rack_path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+fn progress_bar(show: bool, len: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// Bytes with a binary unit, e.g. `16 MiB`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{spec_experiments, RackShape, RouteSet};
+
+    #[test]
+    fn schedule_sizes() {
+        let set = RouteSet::spec(&RackShape::new(2, 2, 1).unwrap(), None).unwrap();
+        let e = spec_experiments(&set, true);
+        let mut o = RunOptions::quick();
+        o.route_sizes = vec![(RouteKind::PrefillToDecode, 777)];
+        let s = schedule(&e, &default_sizes(true), &o);
+        assert_eq!(s.iter().filter(|(n, _)| *n == 1).map(|x| x.1).collect::<Vec<_>>(), vec![777, 64 << 10, 1 << 20, 16 << 20]);
+        assert_eq!(s.iter().filter(|(n, _)| *n == 0).count(), 3);
+        assert_eq!(s.iter().filter(|(n, _)| !e[*n].is_solo()).map(|x| x.1).collect::<Vec<_>>(), vec![16 << 20; 3]);
+        assert_eq!(default_sizes(false).first(), Some(&4096));
+        assert_eq!(default_sizes(false).last(), Some(&(64 << 20)));
+        assert_eq!(human_bytes(16 << 20), "16 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

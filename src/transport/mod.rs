@@ -1,0 +1,237 @@
+//! Transports: one trait for every link kind, one file per kind, and a registry enum.
+//!
+//! # The contract
+//! A flow moves payloads from a **sender** to a **receiver**, usually in two agents on two
+//! hosts (for CUDA P2P both ends live in one agent). The control plane (see
+//! [`crate::control`]) carries the setup; the data plane is the transport's own business:
+//!
+//! 1. The receiver's agent calls [`Transport::prepare_receiver`] with the [`FlowSpec`]. It
+//!    allocates what the flow needs (a listening socket, a registered buffer of
+//!    [`FlowSpec::max_bytes`], a queue pair) and returns a [`PreparedReceiver`]: an opaque
+//!    **endpoint description** (`serde_json::Value`) plus the [`Receiver`] object. Socket
+//!    transports put `{"addr": "IP:port"}` there; GPUDirect RDMA puts what perftest exchanges
+//!    (QPN, PSN, LID/GID, rkey, remote address); CUDA P2P puts a process-local handle.
+//! 2. The agent runs [`Receiver::serve`] on its own thread; it returns when the sender
+//!    finishes (or the data plane fails).
+//! 3. The coordinator hands the endpoint to the sender's agent, which calls
+//!    [`Transport::connect_sender`] with it and gets a [`Sender`].
+//! 4. Each [`Sender::transfer`] moves one payload of `bytes` and returns its time, measured
+//!    on the sender from the first byte handed to the transport until the receiver's
+//!    **completion acknowledgement** arrives (the payload is in the destination buffer).
+//!    Transfers of one flow are sequential; concurrency comes from several flows.
+//! 5. [`Sender::finish`] tells the receiver that no more transfers come and releases resources.
+//!
+//! Every blocking step honours [`FlowSpec::timeout_s`], so a dead peer is an error, never a hang.
+//!
+//! [`Transport::applicability`] says, before any of this, whether the transport can run on
+//! this host (e.g. no `libcuda.so`, no RDMA device): a transport that does not apply is
+//! *waived with a reason*, never failed.
+//!
+//! # Adding a transport
+//! Add a variant to [`TransportKind`], a file with its implementation, and an arm in
+//! [`TransportKind::instance`] (the match is exhaustive, so the compiler lists every place
+//! that must learn about it).
+
+pub mod host_tcp;
+pub mod net;
+pub mod staged_tcp;
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the data plane. Each names the flow and what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// An OS call failed.
+    #[error("flow {flow}: {what}: {source}")]
+    Io {
+        /// Flow id.
+        flow: u64,
+        /// What was being done (e.g. `connect to 10.1.0.3:40000`).
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A wait ran past the flow's timeout.
+    #[error("flow {flow}: {what} timed out after {timeout_s} s (is the peer agent alive and its data address reachable?)")]
+    Timeout {
+        /// Flow id.
+        flow: u64,
+        /// What was awaited.
+        what: String,
+        /// The timeout, seconds.
+        timeout_s: f64,
+    },
+    /// The peer violated the transfer protocol or the endpoint description is malformed.
+    #[error("flow {flow}: {message}")]
+    Protocol {
+        /// Flow id.
+        flow: u64,
+        /// What was wrong.
+        message: String,
+    },
+    /// The transport does not apply on this host.
+    #[error("transport {kind} is waived here: {reason}")]
+    Waived {
+        /// The transport.
+        kind: TransportKind,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// An [`TransportError::Io`] for `flow`.
+    pub fn io(flow: u64, what: impl Into<String>, source: std::io::Error) -> Self {
+        TransportError::Io { flow, what: what.into(), source }
+    }
+
+    /// A [`TransportError::Protocol`] for `flow`.
+    pub fn protocol(flow: u64, message: impl Into<String>) -> Self {
+        TransportError::Protocol { flow, message: message.into() }
+    }
+}
+
+/// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`; the GPU kinds (CUDA
+/// P2P, GPUDirect RDMA, GPU-staged TCP) join here behind the same trait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// Host memory to host memory over TCP (what the emulated rack measures; iperf3's model).
+    HostTcp,
+    /// TCP with the staging copies of the GPU-staged path done in host memory:
+    /// device buffer -> pinned buffer -> socket -> pinned buffer -> device buffer, chunked and
+    /// pipelined.
+    StagedTcp,
+}
+
+impl TransportKind {
+    /// Every kind.
+    pub const ALL: [TransportKind; 2] = [TransportKind::HostTcp, TransportKind::StagedTcp];
+
+    /// The snake_case name used in files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::HostTcp => "host_tcp",
+            TransportKind::StagedTcp => "staged_tcp",
+        }
+    }
+
+    /// Parses a name as written by [`TransportKind::as_str`].
+    pub fn parse(s: &str) -> Option<TransportKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The implementation of this kind.
+    pub fn instance(self) -> Box<dyn Transport> {
+        match self {
+            TransportKind::HostTcp => Box::new(host_tcp::HostTcp),
+            TransportKind::StagedTcp => Box::new(staged_tcp::StagedTcp),
+        }
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a transport can run here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Applicability {
+    /// It can run.
+    Applies,
+    /// It cannot run here; the reason says why (e.g. `libcuda.so not found`).
+    Waived {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What both ends of a flow are told. Sent over the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FlowSpec {
+    /// Flow id, unique within a run.
+    pub id: u64,
+    /// The transport.
+    pub transport: TransportKind,
+    /// This end's data-plane address (receiver: where to listen; sender: source to bind), if any.
+    pub local_addr: Option<String>,
+    /// Largest payload the flow will carry, bytes (receivers size their buffers by it).
+    pub max_bytes: u64,
+    /// Every blocking data-plane wait gives up after this, seconds.
+    pub timeout_s: f64,
+    /// Transport-specific options (e.g. GPU index, staging chunk size); `null` for defaults.
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+impl FlowSpec {
+    /// The timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_s.max(0.001))
+    }
+}
+
+/// A prepared receiver and the endpoint description its sender needs.
+pub struct PreparedReceiver {
+    /// Opaque to the coordinator: handed verbatim to [`Transport::connect_sender`].
+    pub endpoint: serde_json::Value,
+    /// Serves the flow; run it on its own thread.
+    pub receiver: Box<dyn Receiver>,
+}
+
+/// What a receiver saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReceiverStats {
+    /// Transfers completed (acknowledged).
+    pub transfers: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+}
+
+/// One link kind.
+pub trait Transport: Send + Sync {
+    /// Which kind this is.
+    fn kind(&self) -> TransportKind;
+    /// Whether it can run on this host; a transport that cannot is waived with the reason.
+    fn applicability(&self) -> Applicability;
+    /// Receiver side: allocate, listen, and describe the endpoint for the sender.
+    fn prepare_receiver(&self, flow: &FlowSpec) -> Result<PreparedReceiver, TransportError>;
+    /// Sender side: connect to the endpoint a receiver described.
+    fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError>;
+}
+
+/// The sending end of a connected flow.
+pub trait Sender: Send {
+    /// Moves one payload of `bytes` and returns the time from start until the receiver's
+    /// completion acknowledgement.
+    fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError>;
+    /// Tells the receiver no more transfers come and releases the flow.
+    fn finish(self: Box<Self>) -> Result<(), TransportError>;
+}
+
+/// The receiving end of a flow.
+pub trait Receiver: Send {
+    /// Serves transfers until the sender finishes; returns what it received.
+    fn serve(self: Box<Self>) -> Result<ReceiverStats, TransportError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in TransportKind::ALL {
+            assert_eq!(TransportKind::parse(k.as_str()), Some(k));
+            assert_eq!(k.instance().kind(), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
+        }
+        assert_eq!(TransportKind::parse("nope"), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! Socket helpers shared by the TCP transports and the control plane: connect from a chosen
+//! source address with a timeout, accept with a timeout, and the per-transfer framing.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+
+/// Transfer header value that means "no more transfers".
+pub const FINISH: u64 = u64::MAX;
+/// The receiver's completion acknowledgement byte.
+pub const ACK: u8 = 0x06;
+
+/// Connects to `dst`, binding `src` first when given, giving up after `timeout`.
+pub fn connect_from(src: Option<IpAddr>, dst: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let Some(src) = src else {
+        return TcpStream::connect_timeout(&dst, timeout);
+    };
+    let family = if dst.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(std::io::Error::from)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(src, 0))).map_err(std::io::Error::from)?;
+    // SAFETY: `fd` is a freshly created, owned socket; ownership moves into the TcpStream.
+    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    stream.set_nonblocking(true)?;
+    match socket::connect(stream.as_raw_fd(), &SockaddrStorage::from(dst)) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINPROGRESS) => wait_connected(&stream, timeout)?,
+        Err(e) => return Err(e.into()),
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+fn wait_connected(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match stream.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Accepts one connection on `listener`, giving up after `timeout`.
+pub fn accept_timeout(listener: &TcpListener, timeout: Duration) -> std::io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no connection arrived"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Prepares a data socket: no Nagle delay, read/write timeouts.
+pub fn tune(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))
+}
+
+/// Writes a transfer header (payload length, or [`FINISH`]).
+pub fn write_header(w: &mut impl Write, len: u64) -> std::io::Result<()> {
+    w.write_all(&len.to_le_bytes())
+}
+
+/// Reads a transfer header; `Ok(None)` on a clean end of stream.
+pub fn read_header(r: &mut impl Read) -> std::io::Result<Option<u64>> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match r.read(&mut b[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "stream ended inside a header")),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(u64::from_le_bytes(b)))
+}
+
+/// Parses `{"addr": "IP:port"}` endpoint descriptions.
+pub fn endpoint_addr(endpoint: &serde_json::Value) -> Option<SocketAddr> {
+    endpoint.get("addr")?.as_str()?.parse().ok()
+}
+
+/// Parses an optional IP address string.
+pub fn parse_ip(s: Option<&str>) -> Option<IpAddr> {
+    s.and_then(|a| a.parse().ok())
+}
+
+/// Maps a read/write error to timeout or I/O, for error messages.
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_from_binds_source_and_times_out_on_accept() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = connect_from(Some("127.0.0.1".parse().unwrap()), addr, Duration::from_secs(2)).unwrap();
+        let s = accept_timeout(&l, Duration::from_secs(2)).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+        let e = accept_timeout(&l, Duration::from_millis(20)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut v = Vec::new();
+        write_header(&mut v, 12345).unwrap();
+        write_header(&mut v, FINISH).unwrap();
+        let mut r = &v[..];
+        assert_eq!(read_header(&mut r).unwrap(), Some(12345));
+        assert_eq!(read_header(&mut r).unwrap(), Some(FINISH));
+        assert_eq!(read_header(&mut r).unwrap(), None);
+        let mut short = &v[..3];
+        assert!(read_header(&mut short).is_err());
+    }
+}
