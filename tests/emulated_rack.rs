@@ -159,12 +159,13 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
     }
     assert_eq!(solo_paths, 4);
 
-    // Contended: the sum of flows sharing a saturated segment is within +-3% of max-min.
+    // Contended: the sum of flows sharing a saturated segment is within +-3% of max-min (the
+    // median window: robust to CPU stalls).
     let mut sets = 0;
     for m in results.measurements.iter().filter(|m| m.kind == MeasurementKind::Contended) {
         let hops: Vec<Vec<Hop>> = m.flows.iter().map(|f| f.segments.clone()).collect();
         let want: f64 = max_min(&gt, &hops).iter().sum();
-        let got = m.aggregate.as_ref().expect("aggregate").goodput_sum_Bps.mean;
+        let got = m.aggregate.as_ref().expect("aggregate").goodput_sum_Bps.p50;
         println!("{}: sum {:.3} MB/s vs max-min {:.3} MB/s: ratio {:.4}", m.id, got / 1e6, want / 1e6, got / want);
         assert!((got / want - 1.0).abs() <= 0.03, "{}: {got} vs {want}", m.id);
         sets += 1;
