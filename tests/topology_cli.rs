@@ -131,3 +131,84 @@ fn bad_input_is_exit_2_naming_the_file() {
     bad(&["--xml", f, "--as", "prefill", "--pp-prefill", "0"], &["--pp-prefill"]);
     bad(&["--xml", f, "--pp-prefill", "2"], &["--as"]);
 }
+
+/// Well-formed but inconsistent exports: hwloc asserts or crashes on some, hwlocality panics on
+/// others. Loading runs in a child process, so each is exit 2 naming the file, never a crash.
+#[test]
+fn corrupted_exports_are_bad_input_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lassen = std::fs::read_to_string(fixture("LLNL_mpibind_coral-lassen.xml")).unwrap();
+    let pascal = std::fs::read_to_string(fixture("LLNL_mpibind_cts1-pascal.xml")).unwrap();
+    let cases = [
+        // A PU whose complete cpuset does not contain its cpuset: hwloc's consistency check aborts
+        // (debug builds run it; release builds load the file).
+        (
+            "cpuset",
+            &lassen,
+            r#"os_index="28" cpuset="0x10000000" complete_cpuset="0x10000000""#,
+            r#"os_index="28" cpuset="0x10000000" complete_cpuset="0x1""#,
+            "hwloc crashed",
+        ),
+        // A bridge whose type hwlocality considers impossible: it panics.
+        ("bridge", &pascal, r#"bridge_type="1-1""#, r#"bridge_type="PCIDev""#, "hwlocality cannot read"),
+        // An unknown object type: hwloc refuses the file.
+        ("type", &lassen, r#"type="Bridge""#, r#"type="NaN""#, "hwloc could not load"),
+    ];
+    for (name, text, from, to, want) in cases {
+        assert!(text.contains(from), "{name}: fixture changed");
+        let p = dir.path().join(format!("{name}.xml"));
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+        let out = linkcal().args(["discover", "--xml"]).arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if name == "cpuset" && !cfg!(debug_assertions) {
+            assert!(matches!(out.status.code(), Some(0 | 2)), "{name}: {:?} {err}", out.status);
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{name}: {:?} {err}", out.status);
+        assert!(err.contains(&format!("{name}.xml")) && err.contains(want), "{name}: {err}");
+    }
+}
+
+/// Seeded random attribute damage to the fixtures: every outcome is exit 0 or 2, never a
+/// signal or a panic.
+#[test]
+fn damaged_exports_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = ["LLNL_mpibind_cts1-pascal.xml", "open-mpi_hwloc_nvidiaDGX2.xml", "LLNL_mpibind_coral-lassen.xml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(fixture(f)).unwrap())
+        .collect();
+    let values = ["", "-1", "zz", "0xffffffffffff", "1e309", "0000:zz:00.0", "Bridge", "PCIDev", "NaN", "0x1"];
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut rnd = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let (mut ok, mut bad) = (0, 0);
+    for it in 0..40 {
+        let mut t = texts[rnd(texts.len())].clone();
+        for _ in 0..1 + rnd(3) {
+            // Replace the value of a random attribute.
+            let quotes: Vec<usize> = t.match_indices("=\"").map(|(i, _)| i + 2).collect();
+            let start = quotes[rnd(quotes.len())];
+            let end = start + t[start..].find('"').unwrap();
+            t.replace_range(start..end, values[rnd(values.len())]);
+        }
+        let p = dir.path().join(format!("damaged{it}.xml"));
+        std::fs::write(&p, &t).unwrap();
+        let out = linkcal().args(["discover", "--json", "--as", "prefill", "--xml"]).arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => ok += 1,
+            Some(2) => {
+                assert!(err.contains(&format!("damaged{it}.xml")), "{err}");
+                bad += 1
+            }
+            other => panic!("damaged{it}.xml: exit {other:?} ({:?}): {err}", out.status),
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(ok + bad, 40);
+}

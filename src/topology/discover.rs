@@ -22,14 +22,19 @@ pub fn live() -> Result<(Vec<PciNode>, Source), TopologyError> {
 }
 
 /// Builds the PCI tree of an hwloc XML export (v1 or v2 format). The file is checked before
-/// hwloc sees it (hwloc's XML readers may print to stderr or abort on malformed input).
+/// hwloc sees it (hwloc's XML readers may print to stderr or abort on malformed input), and
+/// hwloc then runs in a child process, so that a crash on an inconsistent file is an error.
 pub fn from_xml(path: &Path) -> Result<(Vec<PciNode>, Source), TopologyError> {
     let text = std::fs::read(path).map_err(|e| TopologyError::input(path, format!("cannot read: {e}")))?;
     xmlcheck::check(path, &text)?;
     let text =
         String::from_utf8(text).map_err(|_| TopologyError::input(path, "is not UTF-8 text: an hwloc XML export is UTF-8"))?;
+    super::isolate::run(path, || load_xml(path, &text))
+}
+
+fn load_xml(path: &Path, text: &str) -> Result<(Vec<PciNode>, Source), TopologyError> {
     let topo = builder()?
-        .from_xml(&text)
+        .from_xml(text)
         .map_err(|_| TopologyError::input(path, REJECTED))?
         .build()
         .map_err(|_| TopologyError::input(path, REJECTED))?;

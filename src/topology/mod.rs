@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod discover;
 pub mod dot;
 pub mod inventory;
+mod isolate;
 pub mod locality;
 pub mod model;
 pub mod text;
