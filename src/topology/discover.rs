@@ -14,8 +14,19 @@ use super::model::{NodeKind, OsDevice, OsDeviceKind, PciNode, Source, SourceKind
 use super::xmlcheck;
 use super::TopologyError;
 
+/// Held around every use of hwloc in this process and around the fork of an isolated load:
+/// hwloc keeps process-wide mutexes, and a child forked while another thread holds one of
+/// them would wait on it forever.
+pub(crate) static HWLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`HWLOC`] (a panic elsewhere while holding it leaves nothing of hwloc half-done).
+pub(crate) fn hwloc_lock() -> std::sync::MutexGuard<'static, ()> {
+    HWLOC.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Builds the PCI tree of this machine.
 pub fn live() -> Result<(Vec<PciNode>, Source), TopologyError> {
+    let _hwloc = hwloc_lock();
     let topo = builder()?.build().map_err(|e| TopologyError::Hwloc(format!("live discovery failed: {e}")))?;
     let source = Source { kind: SourceKind::Live, file: None, hostname: hostname(&topo) };
     Ok((tree(&topo), source))
@@ -48,6 +59,7 @@ const REJECTED: &str = "is well-formed XML with a <topology> root, but hwloc cou
 /// Exports an XML file in hwloc's v1 format (for tests of the v1 reader and for old tools).
 pub fn export_v1(input: &Path, output: &Path) -> Result<(), TopologyError> {
     use hwlocality::topology::export::xml::XMLExportFlags;
+    let _hwloc = hwloc_lock();
     let text = std::fs::read_to_string(input).map_err(|e| TopologyError::input(input, format!("cannot read: {e}")))?;
     xmlcheck::check(input, text.as_bytes())?;
     let topo = builder()?

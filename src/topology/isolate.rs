@@ -33,9 +33,14 @@ where
     let fail = |what: &str, e: nix::Error| TopologyError::Hwloc(format!("{what} for loading {}: {e}", path.display()));
     let (out_r, out_w) = pipe().map_err(|e| fail("pipe", e))?;
     let (err_r, err_w) = pipe().map_err(|e| fail("pipe", e))?;
+    // No thread of this process is inside hwloc while the lock is held, so the child cannot
+    // inherit one of hwloc's mutexes locked.
+    let guard = super::discover::hwloc_lock();
     // SAFETY: the child only runs `load` (hwloc and allocation; glibc's malloc is fork-safe),
     // writes to its pipes and leaves with `_exit`, never returning into the caller's stack.
-    match unsafe { fork() }.map_err(|e| fail("fork", e))? {
+    let forked = unsafe { fork() }.map_err(|e| fail("fork", e));
+    drop(guard);
+    match forked? {
         ForkResult::Child => {
             drop((out_r, err_r));
             child(load, out_w, err_w)
@@ -43,11 +48,37 @@ where
         ForkResult::Parent { child } => {
             drop((out_w, err_w));
             let stderr = std::thread::spawn(move || read_all(err_r));
+            let watchdog = Watchdog::start(child);
             let out = read_all(out_r);
             let status = waitpid(child, None).map_err(|e| fail("waitpid", e))?;
+            watchdog.stop();
             let stderr = stderr.join().unwrap_or_default();
             parent_result(path, status, &out, &stderr)
         }
+    }
+}
+
+/// Kills the child if it has not finished after [`CHILD_LIMIT`] (a hung load must not hang linkcal).
+struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+}
+
+/// Longest a load may take; real exports load in well under a second.
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Watchdog {
+    fn start(child: nix::unistd::Pid) -> Self {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(CHILD_LIMIT) {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        Watchdog { done }
+    }
+
+    fn stop(self) {
+        let _ = self.done.send(());
     }
 }
 
@@ -91,6 +122,11 @@ fn parent_result(path: &Path, status: WaitStatus, out: &[u8], stderr: &[u8]) -> 
         (WaitStatus::Exited(_, 0), Ok(ChildResult::Ok(tree, source))) => Ok((tree, source)),
         (_, Ok(ChildResult::BadInput(m))) => Err(TopologyError::input(path, m)),
         (_, Ok(ChildResult::Failed(m))) => Err(TopologyError::Hwloc(m)),
+        (WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _), _) => Err(TopologyError::Hwloc(format!(
+            "loading {} took longer than {} s and was stopped",
+            path.display(),
+            CHILD_LIMIT.as_secs()
+        ))),
         (WaitStatus::Signaled(_, sig, _), _) => {
             let said = if said.is_empty() { String::new() } else { format!(": {said}") };
             Err(TopologyError::input(path, format!("hwloc crashed ({sig}) loading it{said}; {ADVICE}")))
