@@ -24,6 +24,8 @@ pub struct Synth {
     pub sizes: Vec<u64>,
     /// Fixed cost per transfer, s.
     pub alpha: f64,
+    /// Also measure the isolation routes (GPU<->host copies, host RDMA), as real racks can.
+    pub isolation: bool,
 }
 
 pub fn hop(s: &str) -> Hop {
@@ -41,8 +43,16 @@ impl Synth {
                 rates.insert(Hop { id: seg, dir }, 1.18e8);
             }
         }
-        let mut s =
-            Synth { shape, rates, noise: 0.01, seed: 1, samples: 40, sizes: vec![64 << 10, 1 << 20, 8 << 20], alpha: 2e-4 };
+        let mut s = Synth {
+            shape,
+            rates,
+            noise: 0.01,
+            seed: 1,
+            samples: 40,
+            sizes: vec![64 << 10, 1 << 20, 8 << 20],
+            alpha: 2e-4,
+            isolation: false,
+        };
         s.set("Eth_Cable_D[0] up", 5.9e7);
         s.set("GPU_D[1]_PCI down", 9.5e7);
         s.set("GPU_P[0]_PCI down", 1.0e8);
@@ -69,7 +79,7 @@ impl Synth {
     }
 
     pub fn routes(&self) -> Vec<linkcal::spec::Route> {
-        RouteSet::build(&self.shape, None, HopOptions::default(), false).unwrap().routes
+        RouteSet::build(&self.shape, None, HopOptions::default(), self.isolation).unwrap().routes
     }
 
     fn route_rate(&self, hops: &[Hop]) -> f64 {

@@ -1,0 +1,104 @@
+//! Acceptance and the report on a calibration made by `linkcal calibrate` itself (not one built
+//! by hand): a synthetic default emulated rack, measured on the spec's paths plus the isolation
+//! routes, passes the emulated-rack rules; with one IB cable 10% slow, exactly that segment
+//! fails, and `compare` flags the routes through it.
+
+#[path = "verdict_support/mod.rs"]
+mod support;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use linkcal::spec::{Dir, RackShape};
+use support::Synth;
+
+/// The default emulated rack's expected TCP goodputs (line rate x 0.9927 at MTU 9000).
+fn emulated_default() -> Synth {
+    use linkcal::spec::SegmentKind::*;
+    let mut s = Synth::default_rack();
+    s.shape = RackShape::new(2, 2, 1).unwrap();
+    s.rates.clear();
+    s.isolation = true;
+    for seg in s.shape.segments() {
+        for dir in [Dir::Up, Dir::Down] {
+            let line = match (seg.kind, dir) {
+                (GpuP, Dir::Down) => 120e6,
+                (IbCableP | IbCableD, _) => 100e6,
+                (EthCableD, _) => 25e6,
+                _ => 126e6,
+            };
+            s.rates.insert(linkcal::spec::Hop { id: seg, dir }, line * 0.9927);
+        }
+    }
+    s
+}
+
+fn calibrate(s: &Synth, dir: &Path) -> std::path::PathBuf {
+    let (res, _) = s.write(dir);
+    let cal = dir.join("cal.json");
+    let o = Command::cargo_bin("linkcal")
+        .unwrap()
+        .arg("calibrate")
+        .arg("--results")
+        .arg(res.parent().unwrap())
+        .arg("--out")
+        .arg(&cal)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    cal
+}
+
+fn accept(cal: &Path, res: &Path) -> (i32, serde_json::Value) {
+    let json = cal.with_file_name("verdict.json");
+    let o = Command::cargo_bin("linkcal")
+        .unwrap()
+        .args(["accept", "--rules", "rules/emulated-default.toml", "--calibration"])
+        .arg(cal)
+        .arg("--results")
+        .arg(res)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (o.status.code().unwrap(), v)
+}
+
+fn failed_segments(v: &serde_json::Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "segment" && i["outcome"] == "fail")
+        .map(|i| i["item"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn real_calibration_passes_and_a_slow_cable_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = emulated_default();
+    let cal = calibrate(&s, &dir.path().join("ok"));
+    let (code, v) = accept(&cal, &dir.path().join("ok"));
+    assert_eq!(code, 0, "{}", serde_json::to_string_pretty(&v["items"]).unwrap());
+    assert!(v["counts"]["pass"].as_u64().unwrap() >= 6, "{}", v["counts"]);
+
+    let slow = s.scaled("IB_Cable_D[1] down", 0.9).with_seed(6);
+    let cal2 = calibrate(&slow, &dir.path().join("slow"));
+    let (code, v) = accept(&cal2, &dir.path().join("slow"));
+    assert_eq!(code, 1);
+    assert_eq!(failed_segments(&v), vec!["IB_Cable_D[1] down".to_string()]);
+
+    let o = Command::cargo_bin("linkcal")
+        .unwrap()
+        .arg("compare")
+        .arg(dir.path().join("ok"))
+        .arg(dir.path().join("slow"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let o = Command::cargo_bin("linkcal").unwrap().arg("compare").arg(&cal).arg(&cal2).output().unwrap();
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.contains("segment IB_Cable_D[1] down"), "{md}");
+}
