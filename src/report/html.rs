@@ -131,7 +131,7 @@ fn acceptance_section(h: &mut String, acc: Option<&AcceptReport>) {
     );
     h.push_str("<table><tr><th>item</th><th>value</th><th>method</th><th>outcome</th><th>detail</th></tr>");
     let mut items: Vec<_> = a.items.iter().collect();
-    items.sort_by_key(|it| std::cmp::Reverse(it.outcome.severity()));
+    items.sort_by_key(|it| it.outcome.display_rank());
     for it in items {
         let value = match (it.value_Bps, it.lower_bound) {
             (Some(v), true) => format!("≥ {}", fmt_rate(v)),

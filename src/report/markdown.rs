@@ -37,7 +37,9 @@ pub fn acceptance(r: &AcceptReport) -> String {
     );
     let _ = writeln!(s, "| item | value (B/s, per direction) | outcome | detail |");
     let _ = writeln!(s, "|---|---|---|---|");
-    for it in &r.items {
+    let mut items: Vec<_> = r.items.iter().collect();
+    items.sort_by_key(|it| it.outcome.display_rank());
+    for it in items {
         let value = match (it.value_Bps, it.lower_bound) {
             (Some(v), true) => format!(">= {}", fmt_rate(v)),
             (v, false) => opt_rate(v),

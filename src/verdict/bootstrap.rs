@@ -1,6 +1,9 @@
-//! Interval for the relative change between two samples' means: a moving-block bootstrap
-//! (blocks keep the serial correlation of back-to-back transfers), deterministic for a seed,
-//! and a normal-approximation fallback for figures that come with intervals only.
+//! Intervals for the relative change in goodput between two runs. With raw transfer times: a
+//! moving-block bootstrap (blocks keep the serial correlation of back-to-back transfers) of
+//! the ratio of median transfer times, deterministic for a seed. The median, not the mean: on
+//! a shared machine a few transfers stall for tens of milliseconds (scheduling, retransmits)
+//! and drag the mean by 20-40% between otherwise identical runs, while the median stays put.
+//! Figures that come with intervals only use a normal approximation (delta method).
 
 /// SplitMix64: a small, well-mixed generator; enough for resampling indexes.
 #[derive(Debug, Clone)]
@@ -27,9 +30,26 @@ impl SplitMix64 {
     }
 }
 
-/// Mean of a slice (NaN when empty).
-pub fn mean(x: &[f64]) -> f64 {
-    x.iter().sum::<f64>() / x.len() as f64
+/// Median of a slice (NaN when empty); sorts a copy.
+pub fn median(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    median_in_place(&mut v)
+}
+
+/// Median, reordering `v` (O(n)).
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (_, hi, _) = v.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
+    let hi = *hi;
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
 }
 
 /// Block length for a sample of `n`: about n^(1/3), at least 1.
@@ -37,39 +57,37 @@ pub fn block_len(n: usize) -> usize {
     ((n as f64).cbrt().round() as usize).clamp(1, n.max(1))
 }
 
-/// One moving-block bootstrap replicate of the mean, using prefix sums (O(n / block)).
-fn replicate_mean(prefix: &[f64], n: usize, block: usize, rng: &mut SplitMix64) -> f64 {
-    let starts = n - block + 1;
-    let (mut sum, mut count) = (0.0, 0usize);
-    while count < n {
-        let take = block.min(n - count);
-        let s = rng.below(starts);
-        sum += prefix[s + take] - prefix[s];
-        count += take;
+/// Fewest transfers per side for a bootstrap interval of the median.
+pub const MIN_SAMPLES: usize = 8;
+
+/// One moving-block bootstrap replicate of the median of `x`, built in `buf`.
+fn replicate_median(x: &[f64], block: usize, rng: &mut SplitMix64, buf: &mut Vec<f64>) -> f64 {
+    let n = x.len();
+    buf.clear();
+    while buf.len() < n {
+        let take = block.min(n - buf.len());
+        let s = rng.below(n - block + 1);
+        buf.extend_from_slice(&x[s..s + take]);
     }
-    sum / n as f64
+    median_in_place(buf)
 }
 
-fn prefix_sums(x: &[f64]) -> Vec<f64> {
-    let mut p = Vec::with_capacity(x.len() + 1);
-    p.push(0.0);
-    for v in x {
-        p.push(p.last().copied().unwrap_or(0.0) + v);
-    }
-    p
-}
-
-/// Percentile interval of `mean(new) / mean(base) - 1` at `confidence` (e.g. 0.95), from
-/// `resamples` block-bootstrap replicates of each sample. Both samples need at least 2 values.
-pub fn change_interval(base: &[f64], new: &[f64], confidence: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
-    if base.len() < 2 || new.len() < 2 || resamples < 10 {
+/// Percentile interval, at `confidence`, of `median(base) / median(new) - 1` from `resamples`
+/// block-bootstrap replicates: with transfer times as input this is the relative change of the
+/// goodput at the median transfer. `None` with fewer than [`MIN_SAMPLES`] on a side.
+pub fn median_change_interval(base: &[f64], new: &[f64], confidence: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
+    if base.len() < MIN_SAMPLES || new.len() < MIN_SAMPLES || resamples < 10 {
         return None;
     }
-    let (pb, pn) = (prefix_sums(base), prefix_sums(new));
     let (bb, bn) = (block_len(base.len()), block_len(new.len()));
     let mut rng = SplitMix64::new(seed);
+    let mut buf = Vec::with_capacity(base.len().max(new.len()));
     let mut reps: Vec<f64> = (0..resamples)
-        .map(|_| replicate_mean(&pn, new.len(), bn, &mut rng) / replicate_mean(&pb, base.len(), bb, &mut rng) - 1.0)
+        .map(|_| {
+            let b = replicate_median(base, bb, &mut rng, &mut buf);
+            let n = replicate_median(new, bn, &mut rng, &mut buf);
+            b / n - 1.0
+        })
         .filter(|r| r.is_finite())
         .collect();
     if reps.len() < resamples / 2 {
@@ -117,59 +135,6 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
-/// Student-t quantile for `df` degrees of freedom: exact for 1 and 2, else the Cornish-Fisher
-/// expansion around the normal quantile (Abramowitz & Stegun 26.7.5; < 0.2% error for df >= 3).
-pub fn t_quantile(p: f64, df: f64) -> f64 {
-    if df <= 1.0 {
-        return (std::f64::consts::PI * (p - 0.5)).tan();
-    }
-    if df <= 2.0 {
-        return (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt();
-    }
-    let z = normal_quantile(p);
-    let (z3, z5, z7, z9) = (z.powi(3), z.powi(5), z.powi(7), z.powi(9));
-    z + (z3 + z) / (4.0 * df)
-        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df.powi(2))
-        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df.powi(3))
-        + (79.0 * z9 + 776.0 * z7 + 1482.0 * z5 - 1920.0 * z3 - 945.0 * z) / (92160.0 * df.powi(4))
-}
-
-/// Welch interval of `mean(new) / mean(base) - 1` (delta method on the log ratio, Welch-
-/// Satterthwaite degrees of freedom): honest for small samples, where a bootstrap is too narrow.
-pub fn welch_change_interval(base: &[f64], new: &[f64], confidence: f64) -> Option<(f64, f64)> {
-    if base.len() < 2 || new.len() < 2 {
-        return None;
-    }
-    let rel_var = |x: &[f64]| {
-        let m = mean(x);
-        let v = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() - 1) as f64;
-        (m, v / (x.len() as f64 * m * m))
-    };
-    let ((mb, a), (mn, b)) = (rel_var(base), rel_var(new));
-    if mb <= 0.0 || mn <= 0.0 {
-        return None;
-    }
-    let se = (a + b).sqrt();
-    let df = if a + b > 0.0 {
-        (a + b).powi(2) / (a * a / (base.len() - 1) as f64 + b * b / (new.len() - 1) as f64)
-    } else {
-        f64::INFINITY
-    };
-    let t = if df.is_finite() { t_quantile(0.5 + confidence / 2.0, df) } else { normal_quantile(0.5 + confidence / 2.0) };
-    let r = (mn / mb).ln();
-    Some(((r - t * se).exp() - 1.0, (r + t * se).exp() - 1.0))
-}
-
-/// The union of the block-bootstrap and Welch intervals: the bootstrap keeps serial correlation
-/// and skew, Welch keeps small samples honest; a change must clear both to count.
-pub fn samples_change_interval(base: &[f64], new: &[f64], confidence: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
-    let w = welch_change_interval(base, new, confidence)?;
-    Some(match change_interval(base, new, confidence, resamples, seed) {
-        Some(b) => (b.0.min(w.0), b.1.max(w.1)),
-        None => w,
-    })
-}
-
 /// Interval of `new / base - 1` from two values with 95% intervals (delta method on the log
 /// ratio), at `confidence`. `None` when either interval is missing or degenerate.
 pub fn change_interval_from_ci(
@@ -192,15 +157,28 @@ pub fn change_interval_from_ci(
 mod tests {
     use super::*;
 
-    fn noisy(n: usize, mean: f64, sd: f64, seed: u64) -> Vec<f64> {
+    /// Transfer times around `t` with +-`noise` uniform jitter and a stall of `stall` x `t`
+    /// every `every` transfers (the tail a shared machine adds).
+    fn times(n: usize, t: f64, noise: f64, every: usize, stall: f64, seed: u64) -> Vec<f64> {
         let mut g = SplitMix64::new(seed);
         (0..n)
-            .map(|_| {
-                // Sum of 12 uniforms: approximately normal.
-                let s: f64 = (0..12).map(|_| (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64).sum();
-                mean + sd * (s - 6.0)
+            .map(|i| {
+                let u = (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+                let base = t * (1.0 + noise * u);
+                if every > 0 && i % every == every - 1 {
+                    base * stall
+                } else {
+                    base
+                }
             })
             .collect()
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
     }
 
     #[test]
@@ -211,35 +189,17 @@ mod tests {
     }
 
     #[test]
-    fn detects_a_ten_percent_drop_and_not_noise() {
-        let base = noisy(60, 100.0, 3.0, 1);
-        let same = noisy(60, 100.0, 3.0, 2);
-        let down = noisy(60, 90.0, 3.0, 3);
-        let (lo, hi) = change_interval(&base, &same, 0.95, 2000, 7).unwrap();
-        assert!(lo < 0.0 && hi > 0.0, "{lo} {hi}");
-        assert!(hi - lo < 0.05);
-        let (lo, hi) = change_interval(&base, &down, 0.95, 2000, 7).unwrap();
-        assert!(hi < -0.07 && lo > -0.13, "{lo} {hi}");
-        assert!(change_interval(&base[..1], &down, 0.95, 2000, 7).is_none());
-    }
-
-    #[test]
-    fn t_quantiles() {
-        for (df, want) in [(1.0, 12.7062), (2.0, 4.3027), (3.0, 3.1824), (5.0, 2.5706), (10.0, 2.2281), (30.0, 2.0423)] {
-            let got = t_quantile(0.975, df);
-            assert!((got / want - 1.0).abs() < 0.01, "df {df}: {got} vs {want}");
-        }
-    }
-
-    #[test]
-    fn welch_widens_small_samples() {
-        let base = noisy(5, 100.0, 10.0, 1);
-        let new = noisy(5, 100.0, 10.0, 2);
-        let (wl, wh) = welch_change_interval(&base, &new, 0.95).unwrap();
-        let (bl, bh) = change_interval(&base, &new, 0.95, 2000, 3).unwrap();
-        assert!(wh - wl > bh - bl, "welch [{wl}, {wh}] bootstrap [{bl}, {bh}]");
-        let (ul, uh) = samples_change_interval(&base, &new, 0.95, 2000, 3).unwrap();
-        assert!(ul <= wl.min(bl) && uh >= wh.max(bh));
+    fn stalls_do_not_move_the_median_but_a_slower_link_does() {
+        let base = times(200, 0.0106, 0.01, 0, 1.0, 1);
+        // Same link, one transfer in seven stalls for 10x: the mean moves ~130%, the median not.
+        let stalled = times(200, 0.0106, 0.01, 7, 10.0, 2);
+        let (lo, hi) = median_change_interval(&base, &stalled, 0.998, 2000, 7).unwrap();
+        assert!(lo > -0.03 && hi < 0.03, "[{lo}, {hi}]");
+        // A 10% slower link: transfer times 1/0.9 longer.
+        let slow = times(200, 0.0106 / 0.9, 0.01, 7, 10.0, 3);
+        let (lo, hi) = median_change_interval(&base, &slow, 0.998, 2000, 7).unwrap();
+        assert!(hi < -0.07 && lo > -0.13, "[{lo}, {hi}]");
+        assert!(median_change_interval(&base[..MIN_SAMPLES - 1], &slow, 0.95, 2000, 7).is_none());
     }
 
     #[test]

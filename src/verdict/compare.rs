@@ -1,9 +1,10 @@
 //! Regression between a baseline and a new run: per route, payload and measurement (results)
 //! or per segment direction and path point (calibration). A change is a regression only when
 //! the whole interval of the relative change lies below `-min_effect`: larger than the minimum
-//! effect and more than the measurements' own noise explains. With raw samples the interval is
-//! the union of a moving-block bootstrap and a Welch interval of the mean transfer time
-//! (goodput = bytes / mean time); otherwise it comes from the files' 95% intervals (delta method). Improvements are
+//! effect and more than the measurements' own noise explains. With raw samples the figure is the
+//! goodput at the median transfer (bytes / median transfer time) and its interval a
+//! moving-block bootstrap of the ratio of medians; otherwise the files' 95% intervals (delta
+//! method). Intervals are family-wise (Bonferroni over the items compared). Improvements are
 //! reported the same way.
 #![allow(non_snake_case)]
 
@@ -13,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::accept::Baseline;
-use super::bootstrap::{change_interval_from_ci, mean, samples_change_interval};
+use super::bootstrap::{change_interval_from_ci, median, median_change_interval, MIN_SAMPLES};
 use super::units::fmt_bytes;
 use crate::error::InputError;
 use crate::model::calibration::Method;
@@ -86,7 +87,7 @@ pub struct CompareRow {
     pub payload_bytes: Option<u64>,
     /// The segment direction, for segment rows.
     pub hop: Option<Hop>,
-    /// Baseline value (mean goodput or capacity), B/s.
+    /// Baseline value (goodput at the median transfer, or capacity), B/s.
     pub baseline_Bps: Option<f64>,
     /// New value, B/s.
     pub new_Bps: Option<f64>,
@@ -96,7 +97,7 @@ pub struct CompareRow {
     pub ci_low: Option<f64>,
     /// High end of the change's interval.
     pub ci_high: Option<f64>,
-    /// What the interval rests on, e.g. `block bootstrap and Welch over 40+38 transfers`, `95% intervals`.
+    /// What the interval rests on, e.g. `block bootstrap of median times, 40+38 transfers`, `95% intervals`.
     pub basis: String,
     /// The verdict.
     pub status: Change,
@@ -199,8 +200,8 @@ fn times(f: &FlowResult) -> Vec<f64> {
     f.transfer_times_s.iter().copied().filter(|t| *t > 0.0).collect()
 }
 
-/// One side of a results comparison: raw transfer times with the payload (goodput = total
-/// bytes / total time, so the statistic is the mean time), else the goodput summary.
+/// One side of a results comparison: raw transfer times with the payload (goodput at the
+/// median transfer = bytes / median time), else the goodput summary.
 enum Side {
     Samples(u64, Vec<f64>),
     Summary(Summary),
@@ -209,7 +210,7 @@ enum Side {
 impl Side {
     fn value(&self) -> f64 {
         match self {
-            Side::Samples(bytes, t) => *bytes as f64 / mean(t),
+            Side::Samples(bytes, t) => *bytes as f64 / median(t),
             Side::Summary(s) => s.mean,
         }
     }
@@ -231,7 +232,7 @@ fn keyed(r: &Results) -> BTreeMap<String, Keyed> {
         };
         for f in &m.flows {
             let t = times(f);
-            let side = if t.len() >= 2 { Side::Samples(f.payload_bytes, t) } else { Side::Summary(f.goodput_Bps) };
+            let side = if t.is_empty() { Side::Summary(f.goodput_Bps) } else { Side::Samples(f.payload_bytes, t) };
             let key = format!("{prefix} {} @ {}", f.path, fmt_bytes(f.payload_bytes));
             out.insert(key, Keyed { path: Some(f.path), payload: Some(f.payload_bytes), side });
         }
@@ -271,9 +272,8 @@ fn results_rows(b: &Results, n: &Results, opt: &CompareOptions) -> Vec<CompareRo
                 let change = y.side.value() / x.side.value() - 1.0;
                 let ci = match (&x.side, &y.side) {
                     (Side::Samples(_, a), Side::Samples(_, c)) => {
-                        row.basis = format!("block bootstrap and Welch over {}+{} transfers", a.len(), c.len());
-                        // Goodput ratio new/base = mean time base / mean time new.
-                        samples_change_interval(c, a, opt.confidence, opt.resamples, opt.seed.wrapping_add(i as u64))
+                        row.basis = format!("block bootstrap of median times, {}+{} transfers", a.len(), c.len());
+                        median_change_interval(a, c, opt.confidence, opt.resamples, opt.seed.wrapping_add(i as u64))
                     }
                     _ => {
                         row.basis = "95% intervals".into();
@@ -285,7 +285,12 @@ fn results_rows(b: &Results, n: &Results, opt: &CompareOptions) -> Vec<CompareRo
                     }
                 };
                 if ci.is_none() {
-                    row.basis = "no noise estimate".into();
+                    row.basis = match (&x.side, &y.side) {
+                        (Side::Samples(_, a), Side::Samples(_, c)) => {
+                            format!("no noise estimate: {}+{} transfers (at least {MIN_SAMPLES} a side needed)", a.len(), c.len())
+                        }
+                        _ => "no noise estimate".into(),
+                    };
                 }
                 row.change = Some(change);
                 row.ci_low = ci.map(|c| c.0);

@@ -42,6 +42,17 @@ impl Outcome {
         }
     }
 
+    /// Display order in tables: what needs action first, then what passed, then what was not judged.
+    pub fn display_rank(self) -> u8 {
+        match self {
+            Outcome::Fail => 0,
+            Outcome::Warn => 1,
+            Outcome::Pass => 2,
+            Outcome::Waived => 3,
+            Outcome::NotMeasured => 4,
+        }
+    }
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
