@@ -1,0 +1,147 @@
+//! The verdicts on the real emulated rack (namespaces + tbf; needs root), kept short for CI:
+//! Path 1 and the Path 2 route sharing its GPU, quick sweep. An unchanged rack passes the
+//! emulated-rack rules and a second run is not flagged by `compare`; with GPU_P[1]_PCI down 10%
+//! slower (rates file) acceptance fails on exactly that segment and `compare` flags Path 1 and
+//! nothing else; the report says FAIL at the top. scripts/verdict-emulated-check runs the
+//! full version (every spec path, several unchanged repeats).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PREFIX: &str = "lcvt";
+
+fn linkcal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_linkcal"))
+}
+
+/// True when this process may build network namespaces. Under CI=true a missing capability
+/// is a failure, never a silent skip.
+fn can_emulate() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let ip = Command::new("ip").args(["netns", "list"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if root && ip {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but the emulated rack cannot be built here (root: {root}, `ip netns` works: {ip})");
+    eprintln!("SKIP: the emulated rack needs root and iproute2 (root: {root}, ip netns: {ip})");
+    false
+}
+
+/// Tears the emulated rack down however the test ends.
+struct Rack;
+
+impl Rack {
+    fn up(out: &Path, rates: Option<&Path>) -> Rack {
+        let mut c = linkcal();
+        c.args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", PREFIX, "--replace", "--out"]).arg(out);
+        if let Some(r) = rates {
+            c.arg("--rates").arg(r);
+        }
+        check(&c.output().unwrap(), 0, "emulate up");
+        Rack
+    }
+}
+
+impl Drop for Rack {
+    fn drop(&mut self) {
+        let _ = linkcal().args(["emulate", "down", "--prefix", PREFIX]).output();
+    }
+}
+
+fn check(o: &Output, want: i32, what: &str) {
+    assert_eq!(o.status.code(), Some(want), "{what}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// Measures and calibrates into `dir`.
+fn measure(rack: &Path, dir: &Path) {
+    let o = linkcal()
+        .args(["run", "--rack"])
+        .arg(rack.join("rack.json"))
+        .arg("--out")
+        .arg(dir)
+        .args(["--quick", "--no-progress", "--paths", "prefill_inter_rank:0->1,prefill_to_decode:0->0"])
+        .output()
+        .unwrap();
+    check(&o, 0, "run");
+    let o = linkcal().arg("calibrate").arg("--results").arg(dir).arg("--out").arg(dir.join("calibration.json")).output().unwrap();
+    check(&o, 0, "calibrate");
+}
+
+fn accept(dir: &Path) -> (i32, serde_json::Value) {
+    let json = dir.join("acceptance.json");
+    let o = linkcal()
+        .args(["accept", "--rules", "rules/emulated-default.toml", "--calibration"])
+        .arg(dir.join("calibration.json"))
+        .arg("--results")
+        .arg(dir)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+    (o.status.code().unwrap_or(-1), serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap())
+}
+
+fn compare(base: &Path, new: &Path) -> (i32, serde_json::Value) {
+    let json = new.join("compare.json");
+    let o = linkcal().arg("compare").arg(base).arg(new).arg("--json").arg(&json).output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+    (o.status.code().unwrap_or(-1), serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap())
+}
+
+fn failed_segments(v: &serde_json::Value) -> Vec<String> {
+    v["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "segment" && i["outcome"] == "fail").map(|i| i["item"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn emulated_rack_verdicts() {
+    if !can_emulate() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| -> PathBuf { tmp.path().join(n) };
+    {
+        let _rack = Rack::up(&d("rack"), None);
+        measure(&d("rack"), &d("base"));
+        measure(&d("rack"), &d("same"));
+    }
+    let (code, v) = accept(&d("base"));
+    assert_eq!(code, 0, "the default rack must pass: {}", v["counts"]);
+    assert_eq!(failed_segments(&v), Vec::<String>::new());
+    let pass: Vec<&str> = v["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "pass").map(|i| i["item"].as_str().unwrap()).collect();
+    assert!(pass.contains(&"GPU_P[1]_PCI down"), "GPU_P[1]_PCI down must be identified and pass: {pass:?}");
+    let (code, v) = compare(&d("base"), &d("same"));
+    assert_eq!(code, 0, "an unchanged rack must not be flagged: {}", v["counts"]);
+
+    let rates = d("slow-rates.json");
+    std::fs::write(&rates, r#"{"segments": {"GPU_P[1]_PCI": {"down_Bps": 108e6}}}"#).unwrap();
+    {
+        let _rack = Rack::up(&d("rack-slow"), Some(&rates));
+        measure(&d("rack-slow"), &d("slow"));
+    }
+    let (code, v) = accept(&d("slow"));
+    assert_eq!(code, 1);
+    assert_eq!(failed_segments(&v), vec!["GPU_P[1]_PCI down".to_string()]);
+    let (code, v) = compare(&d("base"), &d("slow"));
+    assert_eq!(code, 1);
+    let regs: Vec<&str> = v["rows"].as_array().unwrap().iter().filter(|r| r["status"] == "regression").map(|r| r["key"].as_str().unwrap()).collect();
+    assert!(regs.iter().any(|k| k.starts_with("solo prefill_inter_rank:0->1")), "{regs:?}");
+    assert!(regs.iter().all(|k| k.contains("prefill_inter_rank:0->1")), "only Path 1 crosses the slower segment: {regs:?}");
+
+    let html = d("report.html");
+    let o = linkcal()
+        .arg("report")
+        .arg("--results")
+        .arg(d("slow"))
+        .arg("--calibration")
+        .arg(d("slow").join("calibration.json"))
+        .args(["--rules", "rules/emulated-default.toml", "--baseline"])
+        .arg(d("base"))
+        .arg("--out")
+        .arg(&html)
+        .output()
+        .unwrap();
+    check(&o, 0, "report");
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.contains("default emulated rack: FAIL</div>"));
+}
