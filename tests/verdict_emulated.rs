@@ -22,7 +22,10 @@ fn can_emulate() -> bool {
     if root && ip {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but the emulated rack cannot be built here (root: {root}, `ip netns` works: {ip})");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but the emulated rack cannot be built here (root: {root}, `ip netns` works: {ip})"
+    );
     eprintln!("SKIP: the emulated rack needs root and iproute2 (root: {root}, ip netns: {ip})");
     false
 }
@@ -33,7 +36,21 @@ struct Rack;
 impl Rack {
     fn up(out: &Path, rates: Option<&Path>) -> Rack {
         let mut c = linkcal();
-        c.args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", PREFIX, "--replace", "--out"]).arg(out);
+        c.args([
+            "emulate",
+            "up",
+            "--pp-prefill",
+            "2",
+            "--pp-decode",
+            "2",
+            "--ib-cards",
+            "1",
+            "--prefix",
+            PREFIX,
+            "--replace",
+            "--out",
+        ])
+        .arg(out);
         if let Some(r) = rates {
             c.arg("--rates").arg(r);
         }
@@ -49,7 +66,13 @@ impl Drop for Rack {
 }
 
 fn check(o: &Output, want: i32, what: &str) {
-    assert_eq!(o.status.code(), Some(want), "{what}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Measures and calibrates into `dir`.
@@ -90,7 +113,13 @@ fn compare(base: &Path, new: &Path) -> (i32, serde_json::Value) {
 }
 
 fn failed_segments(v: &serde_json::Value) -> Vec<String> {
-    v["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "segment" && i["outcome"] == "fail").map(|i| i["item"].as_str().unwrap().to_string()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "segment" && i["outcome"] == "fail")
+        .map(|i| i["item"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -108,7 +137,8 @@ fn emulated_rack_verdicts() {
     let (code, v) = accept(&d("base"));
     assert_eq!(code, 0, "the default rack must pass: {}", v["counts"]);
     assert_eq!(failed_segments(&v), Vec::<String>::new());
-    let pass: Vec<&str> = v["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "pass").map(|i| i["item"].as_str().unwrap()).collect();
+    let pass: Vec<&str> =
+        v["items"].as_array().unwrap().iter().filter(|i| i["outcome"] == "pass").map(|i| i["item"].as_str().unwrap()).collect();
     assert!(pass.contains(&"GPU_P[1]_PCI down"), "GPU_P[1]_PCI down must be identified and pass: {pass:?}");
     let (code, v) = compare(&d("base"), &d("same"));
     assert_eq!(code, 0, "an unchanged rack must not be flagged: {}", v["counts"]);
@@ -124,7 +154,13 @@ fn emulated_rack_verdicts() {
     assert_eq!(failed_segments(&v), vec!["GPU_P[1]_PCI down".to_string()]);
     let (code, v) = compare(&d("base"), &d("slow"));
     assert_eq!(code, 1);
-    let regs: Vec<&str> = v["rows"].as_array().unwrap().iter().filter(|r| r["status"] == "regression").map(|r| r["key"].as_str().unwrap()).collect();
+    let regs: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "regression")
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
     assert!(regs.iter().any(|k| k.starts_with("solo prefill_inter_rank:0->1")), "{regs:?}");
     assert!(regs.iter().all(|k| k.contains("prefill_inter_rank:0->1")), "only Path 1 crosses the slower segment: {regs:?}");
 
