@@ -5,6 +5,7 @@
 //! `libcuda.so` and no RDMA device yields a catalogue of waivers.
 
 pub mod routes;
+pub mod run;
 
 use serde::{Deserialize, Serialize};
 

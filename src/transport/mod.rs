@@ -32,6 +32,9 @@
 //! [`TransportKind::instance`] (the match is exhaustive, so the compiler lists every place
 //! that must learn about it).
 
+pub mod cuda_p2p;
+pub mod gpu_staged_tcp;
+pub mod gpudirect_rdma;
 pub mod host_tcp;
 pub mod net;
 pub mod staged_tcp;
@@ -72,6 +75,14 @@ pub enum TransportError {
         /// What was wrong.
         message: String,
     },
+    /// A device (GPU, RDMA NIC) failed during the flow.
+    #[error("flow {flow}: {message}")]
+    Device {
+        /// Flow id.
+        flow: u64,
+        /// What failed, naming the device call.
+        message: String,
+    },
     /// The transport does not apply on this host.
     #[error("transport {kind} is waived here: {reason}")]
     Waived {
@@ -94,8 +105,9 @@ impl TransportError {
     }
 }
 
-/// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`; the GPU kinds (CUDA
-/// P2P, GPUDirect RDMA, GPU-staged TCP) join here behind the same trait.
+/// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`, `cuda_p2p.rs` (CUDA P2P
+/// and the copy-engine H2D/D2H probes), `gpudirect_rdma.rs` (GPUDirect and host-memory
+/// RDMA), `gpu_staged_tcp.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
@@ -105,17 +117,44 @@ pub enum TransportKind {
     /// device buffer -> pinned buffer -> socket -> pinned buffer -> device buffer, chunked and
     /// pipelined.
     StagedTcp,
+    /// GPU -> GPU copy-engine peer copy through the PCIe switch (CUDA, inside one agent).
+    CudaP2p,
+    /// GPU -> pinned host memory copy (one GPU's PCIe link, upstream).
+    CudaD2h,
+    /// Pinned host memory -> GPU copy (one GPU's PCIe link, downstream).
+    CudaH2d,
+    /// GPU memory -> NIC -> IB -> NIC -> GPU memory (RDMA WRITE, GPUDirect).
+    GpudirectRdma,
+    /// Host memory -> NIC -> IB -> NIC -> host memory (RDMA WRITE).
+    HostRdma,
+    /// GPU -> pinned host -> TCP -> pinned host -> GPU, chunked and double-buffered (CUDA).
+    GpuStagedTcp,
 }
 
 impl TransportKind {
     /// Every kind.
-    pub const ALL: [TransportKind; 2] = [TransportKind::HostTcp, TransportKind::StagedTcp];
+    pub const ALL: [TransportKind; 8] = [
+        TransportKind::HostTcp,
+        TransportKind::StagedTcp,
+        TransportKind::CudaP2p,
+        TransportKind::CudaD2h,
+        TransportKind::CudaH2d,
+        TransportKind::GpudirectRdma,
+        TransportKind::HostRdma,
+        TransportKind::GpuStagedTcp,
+    ];
 
     /// The snake_case name used in files and flags.
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::HostTcp => "host_tcp",
             TransportKind::StagedTcp => "staged_tcp",
+            TransportKind::CudaP2p => "cuda_p2p",
+            TransportKind::CudaD2h => "cuda_d2h",
+            TransportKind::CudaH2d => "cuda_h2d",
+            TransportKind::GpudirectRdma => "gpudirect_rdma",
+            TransportKind::HostRdma => "host_rdma",
+            TransportKind::GpuStagedTcp => "gpu_staged_tcp",
         }
     }
 
@@ -129,6 +168,12 @@ impl TransportKind {
         match self {
             TransportKind::HostTcp => Box::new(host_tcp::HostTcp),
             TransportKind::StagedTcp => Box::new(staged_tcp::StagedTcp),
+            TransportKind::CudaP2p => Box::new(cuda_p2p::CudaCopy(cuda_p2p::CopyKind::P2p)),
+            TransportKind::CudaD2h => Box::new(cuda_p2p::CudaCopy(cuda_p2p::CopyKind::D2h)),
+            TransportKind::CudaH2d => Box::new(cuda_p2p::CudaCopy(cuda_p2p::CopyKind::H2d)),
+            TransportKind::GpudirectRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: true }),
+            TransportKind::HostRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: false }),
+            TransportKind::GpuStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp),
         }
     }
 }

@@ -1,0 +1,233 @@
+//! The local driver against a stand-in transport that moves no data but keeps the contract:
+//! prepared receiver served on a thread, per-transfer time, finish, receiver's count. Options
+//! `fail_after` and `waive` make it fail or be waived, to check the run goes on.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use super::*;
+use crate::gpu::CudaDevice;
+use crate::hwprobe::{catalogue, Inventory, Nic, Role};
+use crate::transport::{Applicability, PreparedReceiver, Receiver};
+
+fn chans() -> &'static Mutex<HashMap<u64, mpsc::Sender<u64>>> {
+    static C: OnceLock<Mutex<HashMap<u64, mpsc::Sender<u64>>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+struct Fake(TransportKind);
+struct FakeSender {
+    tx: mpsc::Sender<u64>,
+    left: Option<u64>,
+}
+struct FakeReceiver(mpsc::Receiver<u64>);
+
+impl Transport for Fake {
+    fn kind(&self) -> TransportKind {
+        self.0
+    }
+    fn applicability(&self) -> Applicability {
+        Applicability::Applies
+    }
+    fn prepare_receiver(&self, flow: &FlowSpec) -> Result<PreparedReceiver, TransportError> {
+        if flow.options.get("waive").is_some() {
+            return Err(TransportError::Waived { kind: self.0, reason: "stand-in waiver".into() });
+        }
+        let (tx, rx) = mpsc::channel();
+        chans().lock().unwrap().insert(flow.id, tx);
+        Ok(PreparedReceiver { endpoint: serde_json::json!({ "id": flow.id }), receiver: Box::new(FakeReceiver(rx)) })
+    }
+    fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
+        assert_eq!(endpoint["id"], flow.id);
+        let tx = chans().lock().unwrap().remove(&flow.id).unwrap();
+        Ok(Box::new(FakeSender { tx, left: flow.options.get("fail_after").and_then(|v| v.as_u64()) }))
+    }
+}
+
+impl Sender for FakeSender {
+    fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
+        if let Some(n) = self.left.as_mut() {
+            if *n == 0 {
+                return Err(TransportError::protocol(0, "stand-in failure"));
+            }
+            *n -= 1;
+        }
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_micros(200 + bytes / 1_000_000));
+        self.tx.send(bytes).unwrap();
+        Ok(t.elapsed())
+    }
+    fn finish(self: Box<Self>) -> Result<(), TransportError> {
+        self.tx.send(u64::MAX).unwrap();
+        Ok(())
+    }
+}
+
+impl Receiver for FakeReceiver {
+    fn serve(self: Box<Self>) -> Result<ReceiverStats, TransportError> {
+        let mut s = ReceiverStats::default();
+        loop {
+            match self.0.recv_timeout(Duration::from_secs(5)) {
+                Ok(u64::MAX) | Err(_) => return Ok(s),
+                Ok(b) => {
+                    s.transfers += 1;
+                    s.bytes += b;
+                }
+            }
+        }
+    }
+}
+
+fn fake(kind: TransportKind) -> Box<dyn Transport> {
+    Box::new(Fake(kind))
+}
+
+fn cfg() -> RunConfig {
+    RunConfig {
+        sizes: vec![1 << 20],
+        warmup: 2,
+        min_samples: 3,
+        max_samples: 6,
+        ci_target: 1e-9,
+        time_cap_s: 60.0,
+        timeout_s: 5.0,
+        options: Default::default(),
+    }
+}
+
+fn plan(options: serde_json::Value) -> FlowPlan {
+    FlowPlan {
+        kind: TransportKind::CudaP2p,
+        options,
+        path: Some(PathRef { kind: RouteKind::PrefillInterRank, src: 0, dst: 1 }),
+        label: "p".into(),
+    }
+}
+
+#[test]
+fn solo_warms_up_then_stops_by_its_rule_and_the_counts_agree() {
+    let t = solo(fake, &plan(serde_json::json!({})), 101, 1 << 20, &cfg()).unwrap();
+    assert_eq!(t.warmup, 2);
+    assert_eq!(t.times.len(), 6, "an unreachable CI target runs to the sample cap");
+    assert_eq!(t.stop, StopReason::SampleCap);
+    let loose = RunConfig { ci_target: 10.0, ..cfg() };
+    let t = solo(fake, &plan(serde_json::json!({})), 102, 1 << 20, &loose).unwrap();
+    assert_eq!((t.times.len(), t.stop), (3, StopReason::Converged));
+    let e = solo(fake, &plan(serde_json::json!({"fail_after": 3})), 103, 1 << 20, &cfg()).unwrap_err();
+    assert!(e.to_string().contains("stand-in failure"));
+}
+
+#[test]
+fn contended_flows_share_rounds_and_a_failure_does_not_deadlock() {
+    let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({})), plan(serde_json::json!({}))];
+    let (flows, makespans) = contended(fake, &plans, 200, 1 << 20, &cfg()).unwrap();
+    let rounds = contended_rounds(&cfg()) as usize;
+    assert_eq!(rounds, 6);
+    assert!(flows.iter().all(|f| f.times.len() == rounds));
+    assert_eq!(makespans.len(), rounds);
+    for (r, m) in makespans.iter().enumerate() {
+        assert_eq!(*m, flows.iter().map(|f| f.times[r]).fold(0.0, f64::max));
+    }
+    let agg = aggregate(1 << 20, &flows, &makespans).unwrap();
+    assert!(agg.goodput_sum_Bps.p50 > flows[0].times.iter().map(|t| (1 << 20) as f64 / t).fold(0.0, f64::max));
+    let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({"fail_after": 4}))];
+    let e = contended(fake, &plans, 300, 1 << 20, &cfg()).unwrap_err();
+    assert!(e.to_string().contains("stand-in failure"));
+}
+
+fn dev(ordinal: usize, bus: &str) -> CudaDevice {
+    CudaDevice { ordinal, name: "GPU".into(), pci: bus.parse().unwrap(), total_mem_bytes: 1 << 30, dmabuf: true }
+}
+
+fn inventory() -> Inventory {
+    Inventory {
+        cuda: Ok(vec![dev(0, "1b:00.0"), dev(1, "3b:00.0")]),
+        peers: vec![(0, 1, true)],
+        amd: vec!["c1:00.0".parse().unwrap()],
+        rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None }]),
+        peermem: false,
+    }
+}
+
+#[test]
+fn plans_split_routes_sets_and_loopbacks() {
+    let c = catalogue(&inventory(), Role::Prefill, None, None);
+    let Plans { solo: solo_p, sets, loopback: loops } = plans(&c, &["mlx5_0".to_string()]);
+    let kinds: Vec<&str> = solo_p.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["cuda_p2p", "cuda_d2h", "cuda_h2d", "cuda_d2h", "cuda_h2d"]);
+    let names: Vec<&str> = sets.iter().map(|s| s.0.as_str()).collect();
+    assert!(names[0].starts_with("bidir:cuda_p2p gpu0"));
+    assert_eq!(&names[1..], ["all_d2h", "all_h2d"]);
+    let back = &sets[0].1[1];
+    assert_eq!(back.path, Some(PathRef { kind: RouteKind::PrefillInterRank, src: 1, dst: 0 }));
+    assert_eq!(back.options, serde_json::json!({"src_gpu": 1, "dst_gpu": 0}));
+    let lk: Vec<&str> = loops.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(lk, ["gpu_staged_tcp", "host_rdma", "gpudirect_rdma", "gpudirect_rdma"]);
+    assert!(loops.iter().all(|p| p.path.is_none()), "loopbacks are not spec routes");
+}
+
+#[test]
+fn a_local_run_writes_the_emulated_rack_files_and_goes_on_past_waivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = catalogue(&inventory(), Role::Prefill, None, None);
+    // One probe waived at run time by the transport itself.
+    let cfg = RunConfig { sizes: vec![1 << 20, 4 << 20], ..cfg() };
+    let h2d = c.iter_mut().find(|p| p.kind == ProbeKind::CudaH2d).unwrap();
+    h2d.gpus = vec![0];
+    let out = run(fake, &c, &["mlx5_0".to_string()], RackShape::new(2, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    let r: Results = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
+    let ids = |r: &Results| r.measurements.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&r), ids(&out.results));
+    assert_eq!(r.schema, RESULTS_SCHEMA);
+    // 5 solo routes + 3 sets, at 2 sizes.
+    assert_eq!(r.measurements.len(), 16);
+    let m = r.measurements.iter().find(|m| m.id == "solo/prefill_inter_rank:0->1/1048576").unwrap();
+    assert_eq!(m.transport, "cuda_p2p");
+    assert_eq!(m.flows[0].segments.len(), 2);
+    assert_eq!(m.flows[0].samples as usize, m.flows[0].transfer_times_s.len());
+    let bidir = r.measurements.iter().find(|m| m.set.as_deref().is_some_and(|s| s.starts_with("bidir"))).unwrap();
+    assert_eq!(bidir.flows.len(), 2);
+    let back = &bidir.flows[1];
+    assert_eq!((back.path.src, back.path.dst), (1, 0));
+    assert_eq!(
+        back.segments.iter().map(|h| format!("{} {:?}", h.id, h.dir)).collect::<Vec<_>>(),
+        ["GPU_P[1]_PCI Up", "GPU_P[0]_PCI Down"]
+    );
+    assert!(bidir.aggregate.is_some());
+    let d2h = r.measurements.iter().find(|m| m.id.starts_with("solo/prefill_gpu_to_host:1->0")).unwrap();
+    assert_eq!(d2h.flows[0].segments[1].id.to_string(), "Uplink_P_PCI");
+    assert!(r.waivers.iter().any(|w| w.reason == "AMD GPU at 0000:c1:00.0: no HIP backend yet"));
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 16);
+    assert!(dir.path().join("results.csv").exists());
+    let lb: Vec<Loopback> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("loopback.json")).unwrap()).unwrap();
+    assert_eq!(lb.len(), 8, "4 loopback probes at 2 sizes");
+    assert!(lb.iter().all(|l| l.goodput_Bps.is_some()));
+}
+
+#[test]
+fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = Inventory {
+        cuda: Ok(vec![dev(0, "1b:00.0")]),
+        peers: vec![],
+        amd: vec![],
+        rdma: Err(crate::rdma::Unavailable::NoDevice(None)),
+        peermem: false,
+    };
+    let c = catalogue(&inv, Role::Decode, None, None);
+    let mut cfg = cfg();
+    cfg.options.insert("waive".into(), serde_json::json!(true));
+    let out = run(fake, &c, &[], RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    assert!(out.results.measurements.is_empty());
+    assert!(out.results.waivers.iter().any(|w| w.reason == "stand-in waiver" && w.probe.starts_with("cuda_d2h")));
+    assert!(out.results.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));
+    let mut cfg = RunConfig { sizes: vec![1 << 20], ..super::tests::cfg() };
+    cfg.options.insert("fail_after".into(), serde_json::json!(1));
+    let out = run(fake, &c, &[], RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
+    assert!(out.failures[0].contains("stand-in failure"));
+}

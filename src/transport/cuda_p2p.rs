@@ -1,0 +1,311 @@
+//! Copy-engine copies inside one agent, behind the trait: `cuda_p2p` (GPU -> GPU through the
+//! PCIe switch, Path 1), `cuda_d2h` and `cuda_h2d` (GPU <-> pinned host memory: one GPU's PCIe
+//! link per direction, the isolation probes). Both ends live in the same process: the
+//! receiver registers its buffer in a process-local table and its endpoint description is
+//! `{"pid": P, "handle": H}`; the sender looks the buffer up, so a sender in another process
+//! is a protocol error, not a crash.
+//!
+//! Each transfer is one copy enqueued behind the start gate and timed by CUDA events: the
+//! time the copy engine took, without enqueue overhead. The copy lands in the receiver's
+//! buffer before the end event completes, which is the completion acknowledgement here.
+//!
+//! Flow options: `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id; `cuda_d2h` has no
+//! `dst_gpu`, `cuda_h2d` no `src_gpu`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use cudarc::driver::CudaContext;
+
+use super::{
+    Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport, TransportError, TransportKind,
+};
+use crate::gpu::copy::{run_lanes, CopyOptions, Lane, Side};
+use crate::gpu::device::{contexts, enable_peer_pair, GpuSelector};
+use crate::gpu::gate::Gate;
+use crate::gpu::memory::{DeviceBuffer, PinnedBuffer};
+use crate::gpu::{self, GpuError};
+
+/// Which copy this transport makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyKind {
+    /// GPU -> GPU (peer copy).
+    P2p,
+    /// GPU -> host.
+    D2h,
+    /// Host -> GPU.
+    H2d,
+}
+
+impl CopyKind {
+    /// Whether the source and destination are GPUs.
+    pub fn ends(self) -> (bool, bool) {
+        match self {
+            CopyKind::P2p => (true, true),
+            CopyKind::D2h => (true, false),
+            CopyKind::H2d => (false, true),
+        }
+    }
+
+    fn transport(self) -> TransportKind {
+        match self {
+            CopyKind::P2p => TransportKind::CudaP2p,
+            CopyKind::D2h => TransportKind::CudaD2h,
+            CopyKind::H2d => TransportKind::CudaH2d,
+        }
+    }
+}
+
+/// The copy-engine transports.
+pub struct CudaCopy(pub CopyKind);
+
+/// Maps a GPU error onto the flow: "not available" becomes a waiver, the rest a device error.
+pub fn gpu_err(kind: TransportKind, flow: u64) -> impl Fn(GpuError) -> TransportError {
+    move |e| match e {
+        GpuError::Unavailable(u) => TransportError::Waived { kind, reason: u.to_string() },
+        other => TransportError::Device { flow, message: other.to_string() },
+    }
+}
+
+/// Whether CUDA can run here (library, driver, at least `need` devices).
+pub fn cuda_applicability(need: usize) -> Applicability {
+    match gpu::driver_status() {
+        Err(u) => Applicability::Waived { reason: u.to_string() },
+        Ok(info) if info.devices < need => {
+            Applicability::Waived { reason: gpu::Unavailable::TooFewGpus { need, have: info.devices }.to_string() }
+        }
+        Ok(_) => Applicability::Applies,
+    }
+}
+
+/// The source and destination GPU ordinals a flow names, checked against the copy kind.
+pub fn flow_gpus(kind: CopyKind, flow: &FlowSpec) -> Result<(Option<usize>, Option<usize>), GpuError> {
+    let devices = gpu::enumerate()?;
+    let pick = |key: &str, wanted: bool| -> Result<Option<usize>, GpuError> {
+        match (GpuSelector::from_options(&flow.options, key)?, wanted) {
+            (Some(s), true) => s.resolve(&devices).map(Some),
+            (None, true) => Err(GpuError::Invalid(format!("flow option '{key}' is required (a CUDA ordinal or PCI bus id)"))),
+            (Some(_), false) => {
+                Err(GpuError::Invalid(format!("flow option '{key}' does not apply to this copy: that end is host memory")))
+            }
+            (None, false) => Ok(None),
+        }
+    };
+    let (s, d) = kind.ends();
+    Ok((pick("src_gpu", s)?, pick("dst_gpu", d)?))
+}
+
+/// What the receiver learns from its sender.
+enum Event {
+    Transfer(u64),
+    Finish,
+}
+
+struct Entry {
+    dst: Side,
+    events: mpsc::Sender<Event>,
+}
+
+fn table() -> &'static Mutex<HashMap<u64, Entry>> {
+    static T: OnceLock<Mutex<HashMap<u64, Entry>>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+fn share(side: &Side) -> Side {
+    match side {
+        Side::Device(d) => Side::Device(d.clone()),
+        Side::Host(h) => Side::Host(h.clone()),
+    }
+}
+
+/// Allocates one end of a copy: device memory on `gpu`, or pinned host memory (allocated
+/// through `ctx`, portable to every context).
+fn alloc_side(ctx: &Arc<CudaContext>, on_gpu: bool, len: usize, fill: u8) -> Result<Side, GpuError> {
+    let len = len.max(1);
+    Ok(if on_gpu {
+        Side::Device(Arc::new(DeviceBuffer::new(ctx, len, fill)?))
+    } else {
+        Side::Host(Arc::new(PinnedBuffer::new(ctx, len)?))
+    })
+}
+
+impl Transport for CudaCopy {
+    fn kind(&self) -> TransportKind {
+        self.0.transport()
+    }
+
+    fn applicability(&self) -> Applicability {
+        cuda_applicability(if self.0 == CopyKind::P2p { 2 } else { 1 })
+    }
+
+    fn prepare_receiver(&self, flow: &FlowSpec) -> Result<PreparedReceiver, TransportError> {
+        let err = gpu_err(self.kind(), flow.id);
+        let (src, dst) = flow_gpus(self.0, flow).map_err(&err)?;
+        let owner = dst.or(src).expect("every copy kind has a GPU end");
+        let ctx = contexts(&[owner]).map_err(&err)?.remove(0);
+        let side = alloc_side(&ctx, dst.is_some(), flow.max_bytes as usize, 0).map_err(&err)?;
+        let (tx, rx) = mpsc::channel();
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+        table().lock().expect("cuda endpoint table").insert(handle, Entry { dst: share(&side), events: tx });
+        let endpoint = serde_json::json!({ "pid": std::process::id(), "handle": handle });
+        let receiver = CopyReceiver { flow: flow.id, timeout: flow.timeout(), events: rx, _dst: side, handle };
+        Ok(PreparedReceiver { endpoint, receiver: Box::new(receiver) })
+    }
+
+    fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
+        let err = gpu_err(self.kind(), flow.id);
+        let pid = endpoint.get("pid").and_then(|v| v.as_u64());
+        let handle = endpoint.get("handle").and_then(|v| v.as_u64());
+        let (Some(pid), Some(handle)) = (pid, handle) else {
+            return Err(TransportError::protocol(flow.id, format!("endpoint {endpoint} lacks pid/handle")));
+        };
+        if pid != u64::from(std::process::id()) {
+            return Err(TransportError::protocol(
+                flow.id,
+                format!(
+                    "{} runs inside one agent: the receiver is in process {pid}, this is {}",
+                    self.kind(),
+                    std::process::id()
+                ),
+            ));
+        }
+        let entry = table().lock().expect("cuda endpoint table").remove(&handle);
+        let entry =
+            entry.ok_or_else(|| TransportError::protocol(flow.id, format!("no prepared receiver with handle {handle}")))?;
+        let (src, dst) = flow_gpus(self.0, flow).map_err(&err)?;
+        let driver = src.or(dst).expect("every copy kind has a GPU end");
+        let ctx = contexts(&[driver]).map_err(&err)?.remove(0);
+        if let (Some(_), Some(d)) = (src, dst) {
+            let peer = contexts(&[d]).map_err(&err)?.remove(0);
+            enable_peer_pair(&ctx, &peer).map_err(&err)?;
+        }
+        let src_side = alloc_side(&ctx, src.is_some(), flow.max_bytes as usize, 0xa5).map_err(&err)?;
+        let lane = Lane::new(&ctx, src_side, entry.dst).map_err(&err)?;
+        let gate = Gate::new(&ctx, flow.timeout_s.max(1.0)).map_err(&err)?;
+        Ok(Box::new(CopySender {
+            kind: self.kind(),
+            flow: flow.id,
+            timeout_s: flow.timeout_s,
+            gates: vec![(ctx, gate)],
+            lane,
+            events: entry.events,
+        }))
+    }
+}
+
+struct CopySender {
+    kind: TransportKind,
+    flow: u64,
+    timeout_s: f64,
+    gates: Vec<(Arc<CudaContext>, Gate)>,
+    lane: Lane,
+    events: mpsc::Sender<Event>,
+}
+
+impl Sender for CopySender {
+    fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
+        let opt = CopyOptions { bytes: bytes as usize, loops: 1, samples: 1, warmup: 0, timeout_s: self.timeout_s };
+        let t = run_lanes(&self.gates, std::slice::from_ref(&self.lane), &opt).map_err(gpu_err(self.kind, self.flow))?;
+        let _ = self.events.send(Event::Transfer(bytes));
+        Ok(Duration::from_secs_f64(t[0][0]))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), TransportError> {
+        let _ = self.events.send(Event::Finish);
+        Ok(())
+    }
+}
+
+struct CopyReceiver {
+    flow: u64,
+    timeout: Duration,
+    events: mpsc::Receiver<Event>,
+    /// Keeps the destination alive until the sender is done with it.
+    _dst: Side,
+    handle: u64,
+}
+
+impl Receiver for CopyReceiver {
+    fn serve(self: Box<Self>) -> Result<ReceiverStats, TransportError> {
+        let mut stats = ReceiverStats::default();
+        let result = loop {
+            match self.events.recv_timeout(self.timeout) {
+                Ok(Event::Transfer(b)) => {
+                    stats.transfers += 1;
+                    stats.bytes += b;
+                }
+                Ok(Event::Finish) => break Ok(stats),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    break Err(TransportError::Timeout {
+                        flow: self.flow,
+                        what: "the next copy from the sender".into(),
+                        timeout_s: self.timeout.as_secs_f64(),
+                    })
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(TransportError::protocol(self.flow, "the sender went away without finishing"))
+                }
+            }
+        };
+        // A sender that never connected leaves its entry behind.
+        table().lock().expect("cuda endpoint table").remove(&self.handle);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(options: serde_json::Value) -> FlowSpec {
+        FlowSpec { id: 9, transport: TransportKind::CudaP2p, local_addr: None, max_bytes: 1 << 20, timeout_s: 1.0, options }
+    }
+
+    #[test]
+    fn copy_kinds_name_their_transports_and_ends() {
+        assert_eq!(CudaCopy(CopyKind::P2p).kind(), TransportKind::CudaP2p);
+        assert_eq!(CudaCopy(CopyKind::D2h).kind().as_str(), "cuda_d2h");
+        assert_eq!(CudaCopy(CopyKind::H2d).kind().as_str(), "cuda_h2d");
+        assert_eq!(CopyKind::D2h.ends(), (true, false));
+    }
+
+    #[test]
+    fn without_cuda_every_step_is_a_waiver_not_a_crash() {
+        if gpu::driver_status().is_ok() {
+            return; // a real GPU machine: the hardware smoke test covers it
+        }
+        for kind in [CopyKind::P2p, CopyKind::D2h, CopyKind::H2d] {
+            let t = CudaCopy(kind);
+            let Applicability::Waived { reason } = t.applicability() else { panic!("applies without a driver") };
+            assert!(!reason.is_empty());
+            let f = flow(serde_json::json!({"src_gpu": 0, "dst_gpu": 1}));
+            match t.prepare_receiver(&f) {
+                Err(TransportError::Waived { kind: k, reason: r }) => {
+                    assert_eq!(k, t.kind());
+                    assert_eq!(r, reason);
+                }
+                Err(e) => panic!("expected a waiver, got {e}"),
+                Ok(_) => panic!("prepared a CUDA receiver without CUDA"),
+            }
+        }
+    }
+
+    #[test]
+    fn senders_refuse_foreign_or_unknown_endpoints() {
+        let t = CudaCopy(CopyKind::P2p);
+        let f = flow(serde_json::Value::Null);
+        let other = serde_json::json!({"pid": u64::from(std::process::id()) + 1, "handle": 1});
+        assert!(
+            matches!(t.connect_sender(&f, &other), Err(TransportError::Protocol { message, .. }) if message.contains("inside one agent"))
+        );
+        let unknown = serde_json::json!({"pid": std::process::id(), "handle": u64::MAX});
+        assert!(
+            matches!(t.connect_sender(&f, &unknown), Err(TransportError::Protocol { message, .. }) if message.contains("no prepared receiver"))
+        );
+        assert!(matches!(t.connect_sender(&f, &serde_json::json!({})), Err(TransportError::Protocol { .. })));
+    }
+}
