@@ -43,6 +43,9 @@ fn live_discovery_runs_and_says_what_is_missing() {
     if r.gpus.is_empty() {
         assert!(text.contains("no GPU found") && text.contains("DOES NOT CONFORM"), "{text}");
     }
+    if r.gpus.is_empty() && r.nics.iter().all(|n| n.kind != linkcal::topology::NicKind::Rdma) {
+        assert!(text.contains("this machine has no GPU and no RDMA NIC"), "{text}");
+    }
 }
 
 #[test]
@@ -79,6 +82,20 @@ fn text_dot_and_check_on_fixtures() {
     for want in ["digraph", "GPU_P[0]_PCI", "GPU_P[1]_PCI", "IB_NIC_P[0]_PCI", "Uplink_P_PCI (outside spec)", "10b5:8796"] {
         assert!(d.contains(want), "dot lacks {want}:\n{d}");
     }
+    // Decode role: decode segment names, the outside-spec IB NIC link marked.
+    let out = linkcal()
+        .args(["discover", "--xml"])
+        .arg(fixture("LLNL_mpibind_cts1-pascal.xml"))
+        .args(["--as", "decode", "--decode-index", "1", "--dot"])
+        .arg(&dot)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let d = std::fs::read_to_string(&dot).unwrap();
+    for want in ["GPU_D[1]_PCI", "Eth_NIC_D[1]_PCI", "IB_NIC_D[1]_PCI (outside spec)"] {
+        assert!(d.contains(want), "dot lacks {want}:\n{d}");
+    }
+    assert!(!d.contains("GPU_P["), "{d}");
     // lassen does not conform: --check turns that into exit 1 and the reasons are printed.
     let out = linkcal()
         .args(["discover", "--xml"])

@@ -120,6 +120,13 @@ pub fn report(inv: Inventory, source: Source, role: Option<(Role, &RoleRequest)>
     if inv.nics.len() == rdma {
         notes.push("no Ethernet NIC on a PCI function found".into());
     }
+    if source.kind == SourceKind::Live && inv.gpus.is_empty() && rdma == 0 {
+        notes.push(
+            "this machine has no GPU and no RDMA NIC: the GPU and GPUDirect RDMA probes will be waived here; \
+             host TCP and the emulated rack still run"
+                .into(),
+        );
+    }
     if inv.switches.is_empty() {
         notes.push("no PCIe switch found: every device hangs off a root port".into());
     }
