@@ -180,4 +180,42 @@ fn emulated_rack_verdicts() {
     check(&o, 0, "report");
     let text = std::fs::read_to_string(&html).unwrap();
     assert!(text.contains("default emulated rack: FAIL</div>"));
+    render_in_chromium(&html);
+}
+
+/// Loads the report in headless Chromium (installed by scripts/setup) and checks the DOM it
+/// built: every plot and the topology drawing are there.
+fn render_in_chromium(html: &Path) {
+    let bin = Path::new("/usr/bin/chromium");
+    if !bin.exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but /usr/bin/chromium is missing");
+        eprintln!("SKIP: chromium not installed");
+        return;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let dom = profile.path().join("dom.html");
+    let mut child = Command::new(bin)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().join("p").display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&dom).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dom = std::fs::read_to_string(dom).unwrap();
+    // Goodput plots for the two measured paths, capacity, contention, topology.
+    assert_eq!(dom.matches("<svg").count(), 5, "svgs in the rendered DOM");
+    assert!(dom.contains("GPU_P[1]_PCI") && dom.contains("Topology with measured figures"));
 }

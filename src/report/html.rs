@@ -33,7 +33,7 @@ pub struct ReportInput<'a> {
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}
 h1{margin-bottom:4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\nsummary{cursor:pointer;color:#444;font-size:13px;margin:6px 0}\nul{font-size:13px;color:#333}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px;color:#fff}
 .pass{background:#1e8c32}.warn{background:#dc8200}.fail{background:#c81e1e}.waived{background:#777}.not_measured{background:#999}
 .regression{background:#c81e1e}.improvement{background:#1e8c32}.unchanged{background:#999}.inconclusive{background:#dc8200}.missing,.added{background:#777}
@@ -129,9 +129,23 @@ fn acceptance_section(h: &mut String, acc: Option<&AcceptReport>) {
         esc(&a.rules_file),
         a.baseline.as_ref().map(|b| format!("; baseline <code>{}</code>", esc(b))).unwrap_or_default()
     );
-    h.push_str("<table><tr><th>item</th><th>value</th><th>method</th><th>outcome</th><th>detail</th></tr>");
     let mut items: Vec<_> = a.items.iter().collect();
     items.sort_by_key(|it| it.outcome.display_rank());
+    let (judged, unjudged): (Vec<_>, Vec<_>) = items.into_iter().partition(|it| it.outcome != Outcome::NotMeasured);
+    verdict_table(h, &judged);
+    if !unjudged.is_empty() {
+        let _ = write!(
+            h,
+            "<details><summary>{} items not measured or not identified (unobserved, or only a lower bound below the threshold)</summary>",
+            unjudged.len()
+        );
+        verdict_table(h, &unjudged);
+        h.push_str("</details>");
+    }
+}
+
+fn verdict_table(h: &mut String, items: &[&crate::verdict::ItemVerdict]) {
+    h.push_str("<table><tr><th>item</th><th>value</th><th>method</th><th>outcome</th><th>detail</th></tr>");
     for it in items {
         let value = match (it.value_Bps, it.lower_bound) {
             (Some(v), true) => format!("≥ {}", fmt_rate(v)),
