@@ -60,3 +60,26 @@ fn bad_flags_are_bad_input() {
     let out = linkcal().arg("probe").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn run_writes_the_results_files_and_waives_what_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = linkcal().args(["probe", "--run", "--quick", "--sizes", "64K,1M", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
+    let r: linkcal::model::Results = serde_json::from_str(&text).unwrap();
+    assert_eq!(r.schema, "linkcal.results/1");
+    assert!(!r.rack.emulated);
+    assert!(dir.path().join("results.csv").exists());
+    let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), r.measurements.len());
+    if matches!(linkcal::gpu::driver_status(), Err(linkcal::gpu::Unavailable::NoLibrary)) {
+        assert!(r.measurements.is_empty(), "measured without a GPU");
+        assert!(r.waivers.iter().any(|w| w.reason == "libcuda.so not found"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("waived: libcuda.so not found"), "{stderr}");
+    }
+    if linkcal::rdma::list_devices().is_err() {
+        assert!(r.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));
+    }
+}

@@ -1,10 +1,15 @@
-//! `linkcal probe`: the hardware probes of this host, each with "applies" or "waived: reason".
+//! `linkcal probe`: the hardware probes of this host, each with "applies" or "waived: reason"
+//! (`--list`), and running every applicable one at chunk and KV sizes (`--run`).
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::error::InputError;
 use crate::gpu::PciAddr;
+use crate::hwprobe::run::RunConfig;
 use crate::hwprobe::{self, Role, Status};
-use crate::spec::parse_nic_map;
+use crate::spec::{parse_nic_map, RackShape, Workload};
 
 /// The role this host plays in the rack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -33,6 +38,120 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Run every applicable probe and write results.json, results.csv, journal.jsonl and
+    /// loopback.json into --out.
+    #[arg(long, conflicts_with = "list")]
+    pub run: bool,
+    /// Output directory of --run.
+    #[arg(long, default_value = "out/hw-smoke")]
+    pub out: PathBuf,
+    /// Payload sizes, comma-separated, in bytes or with a binary suffix (64K, 16M, 1G).
+    #[arg(long)]
+    pub sizes: Option<String>,
+    /// Derive the chunk-activation, KV-handoff and decode-activation sizes from this model preset.
+    #[arg(long, requires_all = ["n", "t", "m"])]
+    pub model: Option<String>,
+    /// N: batch size (with --model).
+    #[arg(long)]
+    pub n: Option<u64>,
+    /// T: context length in tokens (with --model).
+    #[arg(long)]
+    pub t: Option<u64>,
+    /// M: prefill chunk in tokens (with --model).
+    #[arg(long)]
+    pub m: Option<u64>,
+    /// PP_prefill for the KV split (with --model; default: the GPUs found, at least 1).
+    #[arg(long)]
+    pub pp_prefill: Option<usize>,
+    /// Sizes above this are capped to it (device and pinned memory), bytes.
+    #[arg(long, default_value_t = 4 << 30)]
+    pub max_bytes: u64,
+    /// Fewer samples: a quick look rather than a measurement.
+    #[arg(long)]
+    pub quick: bool,
+    /// Staging chunk of gpu_staged_tcp, bytes.
+    #[arg(long)]
+    pub chunk_bytes: Option<u64>,
+    /// RDMA queue pairs per flow.
+    #[arg(long)]
+    pub qps: Option<u64>,
+    /// Largest RDMA WRITE, bytes.
+    #[arg(long)]
+    pub write_bytes: Option<u64>,
+    /// RDMA writes in flight per queue pair.
+    #[arg(long)]
+    pub outstanding: Option<u64>,
+    /// GID index (RoCE, or routed InfiniBand).
+    #[arg(long)]
+    pub gid_index: Option<u64>,
+}
+
+/// Parses `16M`, `1G`, `65536` (binary suffixes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
+        (i, 'M' | 'm') => (&s[..i], 1 << 20),
+        (i, 'G' | 'g') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult).filter(|&v| v > 0)
+}
+
+fn bad(field: &str, message: String) -> anyhow::Error {
+    InputError::field("linkcal probe", field, message).into()
+}
+
+/// The sizes to run: --sizes, else the model's chunk, KV and decode payloads, else a default.
+fn sizes(a: &Args, gpus: usize) -> anyhow::Result<Vec<u64>> {
+    let mut v: Vec<u64> = match (&a.sizes, &a.model) {
+        (Some(list), _) => list
+            .split(',')
+            .map(|p| parse_size(p).ok_or_else(|| bad("--sizes", format!("'{p}' is not a size (bytes, or 64K / 16M / 1G)"))))
+            .collect::<anyhow::Result<_>>()?,
+        (None, Some(name)) => {
+            let model = crate::payload::preset(name)?;
+            let w = Workload::new(a.n.unwrap_or(0), a.t.unwrap_or(0), a.m.unwrap_or(0))?;
+            let pp = a.pp_prefill.unwrap_or(gpus.max(1));
+            let shape = RackShape::new(pp, pp, 1)?;
+            let p = crate::payload::payloads(&model, &w, &shape, None)?;
+            let kv = p.stages.iter().map(|s| s.kv_handoff_bytes).max().unwrap_or(0);
+            vec![p.chunk_activation_bytes, kv, p.decode_activation_bytes]
+        }
+        (None, None) => RunConfig::default().sizes,
+    };
+    for s in v.iter_mut() {
+        if *s > a.max_bytes {
+            eprintln!("linkcal probe: {s} B capped to --max-bytes {} B", a.max_bytes);
+            *s = a.max_bytes;
+        }
+    }
+    v.retain(|&s| s > 0);
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+fn run_config(a: &Args, sizes: Vec<u64>) -> RunConfig {
+    let mut c = RunConfig { sizes, ..RunConfig::default() };
+    if a.quick {
+        c.min_samples = 3;
+        c.max_samples = 20;
+        c.time_cap_s = 1.0;
+        c.warmup = 1;
+    }
+    for (k, v) in [
+        ("chunk_bytes", a.chunk_bytes),
+        ("qps", a.qps),
+        ("write_bytes", a.write_bytes),
+        ("outstanding", a.outstanding),
+        ("gid_index", a.gid_index),
+    ] {
+        if let Some(v) = v {
+            c.options.insert(k.into(), serde_json::json!(v));
+        }
+    }
+    c
 }
 
 /// Parses `--gpus`.
@@ -42,8 +161,8 @@ fn parse_gpus(s: &str) -> anyhow::Result<Vec<PciAddr>> {
 
 /// Runs `linkcal probe`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    if !a.list {
-        anyhow::bail!(crate::error::InputError::file("linkcal probe", "nothing to do: give --list"));
+    if !a.list && !a.run {
+        anyhow::bail!(InputError::file("linkcal probe", "nothing to do: give --list or --run"));
     }
     let order = a.gpus.as_deref().map(parse_gpus).transpose()?;
     let map = a.nic_map.as_deref().map(parse_nic_map).transpose()?;
@@ -53,6 +172,9 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     };
     let inv = hwprobe::inventory();
     let probes = hwprobe::catalogue(&inv, role, order.as_deref(), map.as_deref());
+    if a.run {
+        return run_probes(&a, &inv, &probes);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&probes)?);
         return Ok(0);
@@ -66,4 +188,65 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn run_probes(a: &Args, inv: &hwprobe::Inventory, probes: &[hwprobe::Probe]) -> anyhow::Result<u8> {
+    let gpus = inv.cuda.as_ref().map(Vec::len).unwrap_or(0);
+    let nics: Vec<String> = inv.rdma.as_ref().map(|n| n.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
+    let cfg = run_config(a, sizes(a, gpus)?);
+    let shape = RackShape::new(gpus.max(1), 1, nics.len().max(1))?;
+    for p in probes {
+        if let Status::Waived { reason } = &p.status {
+            eprintln!("linkcal probe: {} {}: waived: {reason}", p.kind.as_str(), p.target);
+        }
+    }
+    let out = hwprobe::run::run(crate::transport::TransportKind::instance, probes, &nics, shape, &cfg, &a.out)
+        .with_context(|| format!("writing results into {}", a.out.display()))?;
+    for m in &out.results.measurements {
+        for f in &m.flows {
+            println!(
+                "{:<60} {:>12} B  {:>8.3} GB/s per direction (p50)",
+                format!("{} {}", m.transport, f.path),
+                f.payload_bytes,
+                f.goodput_Bps.p50 / 1e9
+            );
+        }
+        if let Some(agg) = &m.aggregate {
+            println!("{:<60} {:>12}    {:>8.3} GB/s sum over flows (p50)", m.id, "", agg.goodput_sum_Bps.p50 / 1e9);
+        }
+    }
+    for l in &out.loopback {
+        if let Some(g) = &l.goodput_Bps {
+            println!("{:<60} {:>12} B  {:>8.3} GB/s (loopback, not a spec route)", l.probe, l.payload_bytes, g.p50 / 1e9);
+        }
+    }
+    println!(
+        "{} measurements, {} waivers; wrote {}",
+        out.results.measurements.len(),
+        out.results.waivers.len(),
+        hwprobe::run::files(&a.out).iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    if out.failures.is_empty() {
+        return Ok(0);
+    }
+    for f in &out.failures {
+        eprintln!("linkcal probe: failed: {f}");
+    }
+    Ok(crate::error::EXIT_RUNTIME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_suffixes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        for bad in ["", "0", "M", "1.5M", "-1", "1T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
 }

@@ -492,9 +492,9 @@ pub fn run(
     Ok(Outcome { results, loopback, failures })
 }
 
-/// Where a local run writes, for messages.
+/// The files a local run wrote (loopback.json only when a loopback probe ran).
 pub fn files(out: &Path) -> Vec<PathBuf> {
-    ["results.json", "results.csv", "journal.jsonl", "loopback.json"].iter().map(|f| out.join(f)).collect()
+    ["results.json", "results.csv", "journal.jsonl", "loopback.json"].iter().map(|f| out.join(f)).filter(|p| p.exists()).collect()
 }
 
 #[cfg(test)]
