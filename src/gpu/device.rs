@@ -93,7 +93,8 @@ fn enable_peer(from: &Arc<CudaContext>, to: &Arc<CudaContext>) -> Result<(), Gpu
     }
 }
 
-/// The primary context of each requested ordinal, checking they exist first.
+/// The primary context of each requested ordinal, checking they exist first, with cudarc's
+/// event tracking off (timing loops order their own work).
 pub fn contexts(ordinals: &[usize]) -> Result<Vec<Arc<CudaContext>>, GpuError> {
     let info = driver_status()?;
     let mut out = Vec::with_capacity(ordinals.len());
@@ -101,7 +102,13 @@ pub fn contexts(ordinals: &[usize]) -> Result<Vec<Arc<CudaContext>>, GpuError> {
         if o >= info.devices {
             return Err(Unavailable::NoSuchGpu { index: o, have: info.devices }.into());
         }
-        out.push(CudaContext::new(o).call("cuDevicePrimaryCtxRetain")?);
+        let ctx = CudaContext::new(o).call("cuDevicePrimaryCtxRetain")?;
+        // SAFETY: linkcal never creates cudarc `CudaSlice`s; its buffers are raw allocations
+        // ordered explicitly with streams and events, so cudarc's per-slice event tracking (and
+        // the context-wide synchronise it does when the first extra stream is made, which
+        // would wait on a held start gate) is not wanted.
+        unsafe { ctx.disable_event_tracking() };
+        out.push(ctx);
     }
     Ok(out)
 }

@@ -53,15 +53,15 @@ pub enum Region {
         /// Length, bytes.
         len: usize,
     },
-    /// GPU memory: dmabuf when given (fd, offset of the buffer in it), else `ibv_reg_mr`
+    /// GPU memory: dmabuf when exported (fd, offset of the buffer in it), else `ibv_reg_mr`
     /// through nvidia-peermem.
     Gpu {
         /// Device address (the iova peers write to).
         addr: u64,
         /// Length, bytes.
         len: usize,
-        /// Exported dmabuf and the buffer's offset inside it.
-        dmabuf: Option<(OwnedFd, u64)>,
+        /// Exported dmabuf and the buffer's offset inside it, or why there is none.
+        dmabuf: Result<(OwnedFd, u64), String>,
     },
 }
 
@@ -262,13 +262,13 @@ fn check_wc(c: &ffi::ibv_wc) -> Result<(), RdmaError> {
 
 /// Registers GPU memory: dmabuf first (upstream kernel path), then `ibv_reg_mr` (needs the
 /// nvidia-peermem module). Both failing is a waiver: GPUDirect RDMA is not set up here.
-fn register_gpu(pd: &Arc<Pd>, addr: u64, len: usize, dmabuf: Option<(OwnedFd, u64)>) -> Result<Mr, RdmaError> {
+fn register_gpu(pd: &Arc<Pd>, addr: u64, len: usize, dmabuf: Result<(OwnedFd, u64), String>) -> Result<Mr, RdmaError> {
     let dmabuf_err = match dmabuf {
-        Some((fd, offset)) => match Mr::register_dmabuf(pd, fd, offset, len, addr) {
+        Ok((fd, offset)) => match Mr::register_dmabuf(pd, fd, offset, len, addr) {
             Ok(mr) => return Ok(mr),
             Err(e) => e.to_string(),
         },
-        None => "not offered by the CUDA driver".to_string(),
+        Err(why) => why,
     };
     // SAFETY: the caller of `Connection::new` keeps the GPU allocation alive; registering a
     // device address only succeeds when nvidia-peermem recognises it.

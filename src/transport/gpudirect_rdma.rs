@@ -142,8 +142,13 @@ impl RdmaWrite {
         let ordinal = sel.resolve(&devices).map_err(&gerr)?;
         let ctx = contexts(&[ordinal]).map_err(&gerr)?.remove(0);
         let buf = Arc::new(DeviceBuffer::new(&ctx, len, 0x5a).map_err(&gerr)?);
-        let dmabuf = if devices[ordinal].dmabuf { buf.export_dmabuf(info.version).ok() } else { None };
-        if dmabuf.is_none() {
+        let dmabuf = if devices[ordinal].dmabuf {
+            buf.export_dmabuf(info.version).map_err(|e| e.to_string())
+        } else {
+            Err(format!("GPU {} reports no dmabuf support", devices[ordinal].pci))
+        };
+        if dmabuf.is_err() {
+            // The peermem path: CUDA copies and NIC writes to this range must stay ordered.
             buf.set_sync_memops().map_err(&gerr)?;
         }
         let region = Region::Gpu { addr: buf.ptr(), len, dmabuf };
