@@ -16,6 +16,9 @@ use crate::transport::TransportKind;
 pub enum Plan {
     /// The spec's paths solo, plus the contention sets (see --contention).
     Spec,
+    /// Everything `spec` runs, plus the isolation routes solo (GPU<->host copies, host RDMA)
+    /// and the calibration plan's saturation experiments (`calibrate::plan`).
+    Calibrate,
 }
 
 /// Contention sets.
@@ -168,9 +171,22 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         opts.payloads = Some(p);
     }
     let set = RouteSet::build(&rack.shape, layers, HopOptions::default(), false).context("building the spec's routes")?;
-    let mut experiments: Vec<Experiment> = match a.plan {
-        Plan::Spec => spec_experiments(&set, a.contention == ContentionArg::Spec),
-    };
+    let mut experiments: Vec<Experiment> = spec_experiments(&set, a.contention == ContentionArg::Spec);
+    match a.plan {
+        Plan::Spec => {}
+        Plan::Calibrate => {
+            // The hops real hardware (and the emulated rack) crosses, outside-spec links included.
+            let opt = HopOptions { decode_ib_nic: true, staged_in_host: false };
+            let full = RouteSet::build(&rack.shape, layers, opt, true).context("building the isolation routes")?;
+            let solo_extra = full.routes.iter().filter(|r| !r.path.kind.is_spec_path()).map(|r| Experiment::solo(r.path));
+            experiments.extend(solo_extra);
+            for e in crate::calibrate::plan::plan(&full, None).experiments {
+                if !experiments.iter().any(|x| x.flows == e.flows) {
+                    experiments.push(e);
+                }
+            }
+        }
+    }
     if let Some(list) = &a.paths {
         let keep: Vec<PathRef> = list
             .iter()
