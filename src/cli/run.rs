@@ -78,7 +78,7 @@ pub struct Args {
     /// Stop a measurement when the 95% CI half-width of goodput is at most this fraction.
     #[arg(long, default_value_t = 0.01)]
     pub ci_target: f64,
-    /// Time cap per measurement, seconds (default 8; --quick 3).
+    /// Time cap per measurement once every flow has 3 samples, seconds (default 1; --quick 2).
     #[arg(long)]
     pub time_cap: Option<f64>,
     /// No progress bar.

@@ -204,7 +204,10 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
         if n_min >= o.max_samples {
             return Ok((StopReason::SampleCap, aggregates, makespans));
         }
-        if start.elapsed().as_secs_f64() >= o.time_cap_s {
+        // The cap applies once every flow has its minimum samples (a 64 MiB transfer over a
+        // slow link may take longer than the cap by itself); the hard cap bounds the rest.
+        let elapsed = start.elapsed().as_secs_f64();
+        if (elapsed >= o.time_cap_s && n_min >= o.min_samples) || elapsed >= o.hard_cap_s {
             return Ok((StopReason::TimeCap, aggregates, makespans));
         }
     }

@@ -68,8 +68,10 @@ pub struct RunOptions {
     pub transport: TransportKind,
     /// Stop when the 95% CI half-width of every flow's mean goodput is at most this fraction.
     pub ci_target: f64,
-    /// Stop a measurement after this long anyway, seconds.
+    /// Stop a measurement after this long once every flow has `min_samples`, seconds.
     pub time_cap_s: f64,
+    /// Stop a measurement after this long in any case, seconds.
+    pub hard_cap_s: f64,
     /// Measured transfers per flow at least before the CI is trusted.
     pub min_samples: u32,
     /// Measured transfers per flow at most.
@@ -101,7 +103,8 @@ impl RunOptions {
         RunOptions {
             transport: TransportKind::HostTcp,
             ci_target: 0.01,
-            time_cap_s: 8.0,
+            time_cap_s: 1.0,
+            hard_cap_s: 60.0,
             min_samples: 3,
             max_samples: 1000,
             warmup: 2,
@@ -118,7 +121,7 @@ impl RunOptions {
 
     /// `--quick`: shorter caps and windows.
     pub fn quick() -> RunOptions {
-        RunOptions { time_cap_s: 3.0, window_s: 0.15, max_samples: 400, ..RunOptions::full() }
+        RunOptions { time_cap_s: 2.0, window_s: 0.15, max_samples: 400, ..RunOptions::full() }
     }
 }
 
