@@ -32,7 +32,8 @@ pub struct Args {
     /// GPUs in spec order, by PCI bus id, comma-separated (default: by bus id, as `discover`).
     #[arg(long)]
     pub gpus: Option<String>,
-    /// NIC used by each GPU in spec order, e.g. 0,1,0,1 (default: i mod NIC count).
+    /// NIC used by each GPU in spec order, e.g. 0,1,0,1, or `discovered` for the map discovery
+    /// proposes (default: i mod NIC count). NICs are numbered by PCI bus id.
     #[arg(long)]
     pub nic_map: Option<String>,
     /// Print JSON instead of a table.
@@ -165,7 +166,10 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         anyhow::bail!(InputError::file("linkcal probe", "nothing to do: give --list or --run"));
     }
     let order = a.gpus.as_deref().map(parse_gpus).transpose()?;
-    let map = a.nic_map.as_deref().map(parse_nic_map).transpose()?;
+    let map = match a.nic_map.as_deref() {
+        Some("discovered") => Some(hwprobe::discovered_nic_map().map_err(|m| anyhow::anyhow!("--nic-map discovered: {m}"))?),
+        other => other.map(parse_nic_map).transpose()?,
+    };
     let role = match a.role {
         RoleArg::Prefill => Role::Prefill,
         RoleArg::Decode => Role::Decode,

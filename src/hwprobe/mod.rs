@@ -33,7 +33,7 @@ pub struct Inventory {
     pub peers: Vec<(usize, usize, bool)>,
     /// AMD GPUs found on the PCI bus (waived: no HIP backend).
     pub amd: Vec<PciAddr>,
-    /// RDMA NICs, or why there are none.
+    /// RDMA NICs in PCI bus order (NIC k of the spec), or why there are none.
     pub rdma: Result<Vec<Nic>, rdma::Unavailable>,
     /// Whether the nvidia-peermem module is loaded (GPU memory via plain `ibv_reg_mr`).
     pub peermem: bool,
@@ -61,8 +61,9 @@ pub fn inventory() -> Inventory {
         .filter(|g| g.vendor == pci::GpuVendor::Amd)
         .map(|g| g.addr)
         .collect();
+    // NICs in PCI bus order: NIC k is the k-th by bus id, as discovery and the NIC map number them.
     let rdma = rdma::list_devices().map(|names| {
-        names
+        rdma::select::by_bus_order(std::path::Path::new("/sys"), &names)
             .into_iter()
             .map(|name| Nic { numa_node: rdma::numa::nic_numa_node(std::path::Path::new("/sys"), &name), name })
             .collect()
@@ -359,3 +360,15 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
 
 #[cfg(test)]
 mod tests;
+
+/// The NIC map discovery proposes for this prefill server (each GPU on its closest NIC,
+/// balanced), when the live topology yields one.
+pub fn discovered_nic_map() -> Result<Vec<usize>, String> {
+    let req = crate::topology::RoleRequest::default();
+    let report =
+        crate::topology::discover(&crate::topology::Input::Live, Some((Role::Prefill, &req))).map_err(|e| e.to_string())?;
+    report
+        .conformance
+        .and_then(|c| c.proposed_nic_map)
+        .ok_or_else(|| "discovery proposes no NIC map here (it needs GPUs and RDMA NICs behind PCIe switches)".to_string())
+}
