@@ -102,3 +102,31 @@ fn real_calibration_passes_and_a_slow_cable_fails_alone() {
     let md = String::from_utf8_lossy(&o.stdout);
     assert!(md.contains("segment IB_Cable_D[1] down"), "{md}");
 }
+
+#[test]
+fn an_unidentified_slow_cable_still_fails_as_a_route_bottleneck() {
+    // Spec paths only: nothing isolates IB_Cable_D[1] down from the other hops of Path 2 into
+    // server 1, so no segment fails, but the route's goodput is below every candidate's floor.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = emulated_default();
+    s.isolation = false;
+    let cal = calibrate(&s, &dir.path().join("ok"));
+    let (code, v) = accept(&cal, &dir.path().join("ok"));
+    assert_eq!(code, 0, "{}", serde_json::to_string_pretty(&v["items"]).unwrap());
+
+    let slow = s.scaled("IB_Cable_D[1] down", 0.9).with_seed(6);
+    let cal = calibrate(&slow, &dir.path().join("slow"));
+    let (code, v) = accept(&cal, &dir.path().join("slow"));
+    assert_eq!(code, 1);
+    assert_eq!(failed_segments(&v), Vec::<String>::new());
+    let b: Vec<&serde_json::Value> =
+        v["items"].as_array().unwrap().iter().filter(|i| i["kind"] == "route_bottleneck" && i["outcome"] == "fail").collect();
+    assert_eq!(b.len(), 1, "{b:?}");
+    let name = b[0]["item"].as_str().unwrap();
+    assert!(
+        name.starts_with("bottleneck of prefill_to_decode:1->1 @ 8 MiB: one of") && name.contains("IB_Cable_D[1] down"),
+        "{name}"
+    );
+    // Hops shown faster elsewhere are not candidates: the shared NIC and cable on the prefill side.
+    assert!(!name.contains("IB_Cable_P[0] up") && !name.contains("IB_NIC_P[0]_PCI down"), "{name}");
+}

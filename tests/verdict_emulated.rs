@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const PREFIX: &str = "lcvt";
+/// Namespace prefix, unique per process: every worktree runs this test, often at once.
+fn prefix() -> String {
+    format!("lcv{:x}", std::process::id() % 0xfffff)
+}
 
 fn linkcal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_linkcal"))
@@ -46,7 +49,7 @@ impl Rack {
             "--ib-cards",
             "1",
             "--prefix",
-            PREFIX,
+            &prefix(),
             "--replace",
             "--out",
         ])
@@ -61,7 +64,7 @@ impl Rack {
 
 impl Drop for Rack {
     fn drop(&mut self) {
-        let _ = linkcal().args(["emulate", "down", "--prefix", PREFIX]).output();
+        let _ = linkcal().args(["emulate", "down", "--prefix", &prefix()]).output();
     }
 }
 

@@ -155,6 +155,7 @@ fn verdict_table(h: &mut String, items: &[&crate::verdict::ItemVerdict]) {
         let method = match (it.kind, it.method) {
             (ItemKind::Path, _) => "median solo goodput".to_string(),
             (ItemKind::Group, _) => "series group".to_string(),
+            (ItemKind::RouteBottleneck, _) => "route bottleneck".to_string(),
             (_, Some(m)) => serde_json::to_value(m).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             (_, None) => String::new(),
         };

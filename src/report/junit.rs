@@ -70,6 +70,7 @@ fn accept_cases(r: &AcceptReport) -> Vec<Case> {
                 ItemKind::Segment => "linkcal.acceptance.segment",
                 ItemKind::Group => "linkcal.acceptance.series_group",
                 ItemKind::Path => "linkcal.acceptance.path",
+                ItemKind::RouteBottleneck => "linkcal.acceptance.route_bottleneck",
             };
             let details =
                 it.checks.iter().map(|c| format!("[{}] {}: {}", c.outcome, c.rule, c.detail)).collect::<Vec<_>>().join("\n");

@@ -89,6 +89,8 @@ pub enum ItemKind {
     Group,
     /// One route at one payload size (from results).
     Path,
+    /// The unidentified bottleneck of a solo route: one of several segment directions.
+    RouteBottleneck,
 }
 
 /// One threshold checked against one item.
@@ -169,7 +171,7 @@ pub struct AcceptReport {
     pub baseline: Option<String>,
     /// The rack's shape.
     pub shape: RackShape,
-    /// Verdicts, segments first, then series groups, then paths.
+    /// Verdicts: segments, series groups, route bottlenecks, then paths.
     pub items: Vec<ItemVerdict>,
     /// Outcome counts.
     pub counts: Counts,
@@ -213,8 +215,11 @@ pub fn accept(rules: &Rules, inputs: AcceptInputs<'_>) -> Result<AcceptReport, I
         ));
     }
     let mut items = segment_items(rules, &inputs, &shape);
-    items.extend(group_items(&inputs, &items));
-    items.extend(path_items(rules, &inputs, &shape));
+    items.extend(super::inferred::group_items(inputs.calibration.map(|c| c.1), &items));
+    let paths = path_items(rules, &inputs, &shape);
+    let bottlenecks = super::inferred::bottleneck_items(&inputs, &items);
+    items.extend(bottlenecks);
+    items.extend(paths);
     let mut counts = Counts::default();
     for it in &items {
         match it.outcome {
@@ -461,83 +466,6 @@ fn check(rule: &Rule, t: &Threshold, value: &Value, nominal: Option<f64>, base: 
     res.outcome = outcome;
     res.detail = detail;
     res
-}
-
-/// Series groups: fail when the group's capacity is below every judged member's fail threshold
-/// (whichever member is the slow one, it fails), pass when it clears every member's thresholds.
-fn group_items(inputs: &AcceptInputs<'_>, segs: &[ItemVerdict]) -> Vec<ItemVerdict> {
-    let Some((_, cal)) = inputs.calibration else { return Vec::new() };
-    let mut out = Vec::new();
-    for g in &cal.series_groups {
-        let members: Vec<&ItemVerdict> = segs
-            .iter()
-            .filter(|it| g.members.contains(&it.hops[0]) && it.outcome != Outcome::Waived && !it.checks.is_empty())
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
-        let max_of = |it: &ItemVerdict, warn: bool| {
-            it.checks
-                .iter()
-                .filter_map(|c| if warn { c.warn_below_Bps.or(c.fail_below_Bps) } else { c.fail_below_Bps })
-                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
-        };
-        let fails: Vec<Option<f64>> = members.iter().map(|m| max_of(m, false)).collect();
-        let warns: Vec<Option<f64>> = members.iter().map(|m| max_of(m, true)).collect();
-        let min_all = |v: &[Option<f64>]| {
-            v.iter().copied().collect::<Option<Vec<f64>>>().map(|v| v.into_iter().fold(f64::INFINITY, f64::min))
-        };
-        let max_any =
-            |v: &[Option<f64>]| v.iter().flatten().copied().fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-        let names: Vec<String> = g.members.iter().map(|h| h.to_string()).collect();
-        let mut item = ItemVerdict {
-            item: format!("series group {} ({})", g.id, names.join(" + ")),
-            kind: ItemKind::Group,
-            hops: g.members.clone(),
-            path: None,
-            payload_bytes: None,
-            value_Bps: g.capacity_Bps,
-            lower_bound: false,
-            method: None,
-            nominal_Bps: None,
-            baseline_Bps: None,
-            outcome: Outcome::NotMeasured,
-            reason: None,
-            checks: Vec::new(),
-        };
-        let (outcome, why) = match g.capacity_Bps {
-            None => (Outcome::NotMeasured, "the group's capacity is not identified".to_string()),
-            Some(c) => match (min_all(&fails), min_all(&warns), max_any(&warns)) {
-                (Some(f), _, _) if c < f => (
-                    Outcome::Fail,
-                    format!(
-                        "group capacity {} < every member's fail threshold (lowest {}): one member is below its floor",
-                        fmt_rate(c),
-                        fmt_rate(f)
-                    ),
-                ),
-                (_, Some(w), _) if c < w => (
-                    Outcome::Warn,
-                    format!("group capacity {} < every member's warn threshold (lowest {})", fmt_rate(c), fmt_rate(w)),
-                ),
-                (_, _, Some(top)) if c >= top => (
-                    Outcome::Pass,
-                    format!("group capacity {} >= every member's thresholds (highest {})", fmt_rate(c), fmt_rate(top)),
-                ),
-                _ => (
-                    Outcome::NotMeasured,
-                    format!(
-                        "group capacity {} is between the members' thresholds: which member limits it is not identified",
-                        fmt_rate(c)
-                    ),
-                ),
-            },
-        };
-        item.outcome = outcome;
-        item.reason = Some(why);
-        out.push(item);
-    }
-    out
 }
 
 /// Path items: every route the rules name that was measured or waived, plus spec routes named.

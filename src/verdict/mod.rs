@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod bootstrap;
 pub mod compare;
+mod inferred;
 pub mod rules;
 pub mod units;
 
