@@ -180,6 +180,23 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
         assert!(still.is_empty(), "outside the accuracy bounds twice: {still:?}");
     }
 
+    // The staged transport (the GPU-staged path's copies in host memory) runs the same path.
+    let staged = dir.path().join("staged");
+    let run = bin()
+        .args(["run", "--quick", "--no-progress", "--contention", "none", "--transport", "staged_tcp"])
+        .args(["--paths", "prefill_to_decode:0->0", "--sizes", "4MiB", "--rack"])
+        .arg(rack_dir.join("rack.json"))
+        .arg("--out")
+        .arg(&staged)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "staged run: {}", String::from_utf8_lossy(&run.stderr));
+    let r: Results = read(&staged.join("results.json"));
+    let f = &r.measurements[0].flows[0];
+    assert_eq!(r.measurements[0].transport, "staged_tcp");
+    let want = f.segments.iter().map(|h| goodput(&gt, h)).fold(f64::MAX, f64::min);
+    assert!(f.goodput_Bps.p50 > 0.9 * want && f.goodput_Bps.p50 < 1.05 * want, "staged {} vs {want}", f.goodput_Bps.p50);
+
     // A dead agent: the run fails naming it, and keeps what finished before.
     let ns = format!("{prefix}_dg1");
     let pids = String::from_utf8(Command::new("ip").args(["netns", "pids", &ns]).output().unwrap().stdout).unwrap();

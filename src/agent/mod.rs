@@ -214,3 +214,29 @@ pub fn run_window(
     }
     (w.flow_id, sender, Ok(r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Client, ControlError};
+
+    #[test]
+    fn refuses_a_wrong_token_and_serves_the_right_one() {
+        let cfg = AgentConfig { name: "a0".into(), listen: "127.0.0.1:0".parse().unwrap(), token: "right".into() };
+        let listener = bind(&cfg).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || serve(cfg, listener));
+        let t = Duration::from_secs(5);
+        let e = Client::connect("a0", &addr, "wrong", t).err().unwrap();
+        assert!(matches!(e, ControlError::Remote { .. }) && e.to_string().contains("token refused"), "{e}");
+        let (mut c, hello) = Client::connect("a0", &addr, "right", t).unwrap();
+        assert!(matches!(hello, Reply::Hello { ref agent, .. } if agent == "a0"));
+        // Arming a flow that was never connected is an error naming the agent, not a hang.
+        let e = c.call(&Request::Arm { windows: vec![run_window_spec(9)] }, t).unwrap_err();
+        assert!(e.to_string().contains("agent a0") && e.to_string().contains("flow 9"), "{e}");
+    }
+
+    fn run_window_spec(flow_id: u64) -> WindowSpec {
+        WindowSpec { flow_id, bytes: 1, warmup: 0, warmup_bytes: 1, min_count: 1, max_count: 1, duration_s: 0.0 }
+    }
+}
