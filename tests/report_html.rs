@@ -170,3 +170,33 @@ fn report_renders_in_headless_chromium() {
     assert!(dom.contains("Topology with measured figures"));
     eprintln!("screenshot: {} ({} bytes)", shot.display(), png.len());
 }
+
+#[test]
+fn report_of_the_example_emulated_run() {
+    // results/example-2-2-1: a real emulated (2,2,1) run (spec paths, isolation routes,
+    // contention sets). Without a calibration the report draws lower bounds from the solo runs.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("example.html");
+    let o = Command::cargo_bin("linkcal")
+        .unwrap()
+        .args(["report", "--results", "results/example-2-2-1", "--rules", "rules/emulated-default.toml", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("default emulated rack: PASS</div>"));
+    for t in [
+        "Path 1: prefill_inter_rank",
+        "Path 2: prefill_to_decode",
+        "Path 3: decode_inter_rank",
+        "prefill_gpu_to_host (isolation route, outside the spec)",
+    ] {
+        assert!(html.contains(t), "{t}");
+    }
+    // Lower bounds come from each route's largest payload: a few KiB pass a tbf shaper faster
+    // than its rate (its burst), so no bound may exceed the rack's fastest line rate, 126 MB/s.
+    let bounds: Vec<f64> = html.split('≥').skip(1).filter_map(|s| s.split(" MB/s").next()?.trim().parse().ok()).collect();
+    assert!(bounds.len() > 10, "{bounds:?}");
+    assert!(bounds.iter().all(|b| *b <= 126.0), "{bounds:?}");
+}

@@ -322,12 +322,20 @@ fn segment_outcome(acc: Option<&AcceptReport>, seg: SegmentId, dir: Option<Dir>)
         .reduce(Outcome::worst)
 }
 
-/// Lower bounds per segment direction from solo results: the largest median goodput of a solo
-/// flow that crossed it.
+/// Lower bounds per segment direction from solo results: the largest median goodput, at each
+/// route's largest payload, of a solo flow that crossed it. Small payloads are left out: a
+/// shaper's burst allowance lets a few KiB through faster than the link's rate.
 fn bounds_from_results(res: &Results) -> BTreeMap<(SegmentId, Dir), f64> {
-    let mut out: BTreeMap<(SegmentId, Dir), f64> = BTreeMap::new();
+    let mut largest: BTreeMap<PathRef, u64> = BTreeMap::new();
     for m in res.measurements.iter().filter(|m| m.kind == MeasurementKind::Solo) {
         for f in &m.flows {
+            let e = largest.entry(f.path).or_insert(0);
+            *e = (*e).max(f.payload_bytes);
+        }
+    }
+    let mut out: BTreeMap<(SegmentId, Dir), f64> = BTreeMap::new();
+    for m in res.measurements.iter().filter(|m| m.kind == MeasurementKind::Solo) {
+        for f in m.flows.iter().filter(|f| largest.get(&f.path) == Some(&f.payload_bytes)) {
             for hop in &f.segments {
                 let e = out.entry((hop.id, hop.dir)).or_insert(0.0);
                 *e = e.max(f.goodput_Bps.p50);
