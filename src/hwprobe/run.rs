@@ -384,6 +384,117 @@ pub fn plans(catalogue: &[Probe], nics: &[String]) -> Plans {
     Plans { solo, sets, loopback: loop_ }
 }
 
+/// Where finished work goes: the results, the journal (each measurement durable before the
+/// next starts), loopback figures, failures.
+struct Sink<'a> {
+    out: &'a Path,
+    results: Results,
+    journal: crate::runner::journal::Journal,
+    loopback: Vec<Loopback>,
+    failures: Vec<String>,
+    next_id: u64,
+}
+
+impl Sink<'_> {
+    fn ids(&mut self, n: usize) -> u64 {
+        let id = self.next_id;
+        self.next_id += n as u64;
+        id
+    }
+
+    fn keep(&mut self, m: Measurement) -> std::io::Result<()> {
+        self.journal.append(&m)?;
+        self.results.measurements.push(m);
+        Ok(())
+    }
+
+    /// A flow that did not run: waived (recorded as a waiver) or failed (the run goes on).
+    fn note(&mut self, label: &str, path: Option<PathRef>, kind: TransportKind, e: TransportError) {
+        match e {
+            TransportError::Waived { reason, .. } => {
+                let w = Waiver { probe: label.to_string(), path, reason };
+                if !self.results.waivers.contains(&w) {
+                    self.results.waivers.push(w);
+                }
+            }
+            other => self.failures.push(format!("{label} ({kind}): {other}")),
+        }
+    }
+
+    fn solo(&mut self, make: Factory, p: &FlowPlan, bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
+        let (t0, started_at) = (Instant::now(), rfc3339_now());
+        let id = self.ids(1);
+        let path = p.path.expect("solo plans measure routes");
+        match solo(make, p, id, bytes, cfg) {
+            Ok(t) => match flow_result(path, bytes, &t) {
+                Some(f) => self.keep(Measurement {
+                    id: format!("solo/{path}/{bytes}"),
+                    kind: MeasurementKind::Solo,
+                    set: None,
+                    transport: p.kind.to_string(),
+                    started_at,
+                    duration_s: t0.elapsed().as_secs_f64(),
+                    flows: vec![f],
+                    aggregate: None,
+                }),
+                None => Ok(()),
+            },
+            Err(e) => {
+                self.note(&p.label, p.path, p.kind, e);
+                Ok(())
+            }
+        }
+    }
+
+    fn set(&mut self, make: Factory, name: &str, group: &[FlowPlan], bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
+        let (t0, started_at) = (Instant::now(), rfc3339_now());
+        let id = self.ids(group.len());
+        match contended(make, group, id, bytes, cfg) {
+            Ok((flows, makespans)) => {
+                let fr: Option<Vec<FlowResult>> = group.iter().zip(&flows).map(|(p, t)| flow_result(p.path?, bytes, t)).collect();
+                match fr {
+                    Some(fr) => self.keep(Measurement {
+                        id: format!("contended/{name}/{bytes}"),
+                        kind: MeasurementKind::Contended,
+                        set: Some(name.to_string()),
+                        transport: group[0].kind.to_string(),
+                        started_at,
+                        duration_s: t0.elapsed().as_secs_f64(),
+                        flows: fr,
+                        aggregate: aggregate(bytes, &flows, &makespans),
+                    }),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => {
+                self.note(name, None, group[0].kind, e);
+                Ok(())
+            }
+        }
+    }
+
+    fn loopback(&mut self, make: Factory, p: &FlowPlan, bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
+        let id = self.ids(1);
+        match solo(make, p, id, bytes, cfg) {
+            Ok(t) => {
+                let g: Vec<f64> = t.times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect();
+                self.loopback.push(Loopback {
+                    probe: p.label.clone(),
+                    transport: p.kind.to_string(),
+                    payload_bytes: bytes,
+                    goodput_Bps: stats::summarize_rate(&g),
+                    transfer_times_s: t.times,
+                });
+                crate::model::write_json(&self.out.join("loopback.json"), &self.loopback)
+            }
+            Err(e) => {
+                self.note(&p.label, None, p.kind, e);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Runs the plans at every size, writing results as they finish.
 pub fn run(
     make: Factory,
@@ -396,7 +507,7 @@ pub fn run(
     std::fs::create_dir_all(out)?;
     let mut provenance = Provenance::now(vec![]);
     provenance.hosts = vec![provenance.host.clone()];
-    let mut results = Results {
+    let results = Results {
         schema: RESULTS_SCHEMA.into(),
         provenance,
         rack: RackSummary { shape, emulated: false, payload_scale: 1.0, mtu_bytes: None },
@@ -404,88 +515,21 @@ pub fn run(
         measurements: Vec::new(),
         waivers: catalogue.iter().filter_map(Probe::waiver).collect(),
     };
-    let mut journal = crate::runner::journal::Journal::create(&out.join("journal.jsonl"))?;
-    let Plans { solo: solo_plans, sets, loopback: loop_plans } = plans(catalogue, nics);
-    let mut loopback = Vec::new();
-    let mut failures = Vec::new();
-    let mut id = 1u64;
-    let mut note = |results: &mut Results, label: &str, path: Option<PathRef>, kind: TransportKind, e: TransportError| match e {
-        TransportError::Waived { reason, .. } => {
-            let w = Waiver { probe: label.to_string(), path, reason };
-            if !results.waivers.contains(&w) {
-                results.waivers.push(w);
-            }
-        }
-        other => failures.push(format!("{label} ({kind}): {other}")),
-    };
+    let journal = crate::runner::journal::Journal::create(&out.join("journal.jsonl"))?;
+    let mut sink = Sink { out, results, journal, loopback: Vec::new(), failures: Vec::new(), next_id: 1 };
+    let plans = plans(catalogue, nics);
     for &bytes in &cfg.sizes {
-        for p in &solo_plans {
-            let t0 = (Instant::now(), rfc3339_now());
-            id += 1;
-            match solo(make, p, id, bytes, cfg) {
-                Ok(t) => {
-                    let path = p.path.expect("solo plans measure routes");
-                    if let Some(f) = flow_result(path, bytes, &t) {
-                        let m = Measurement {
-                            id: format!("solo/{path}/{bytes}"),
-                            kind: MeasurementKind::Solo,
-                            set: None,
-                            transport: p.kind.to_string(),
-                            started_at: t0.1,
-                            duration_s: t0.0.elapsed().as_secs_f64(),
-                            flows: vec![f],
-                            aggregate: None,
-                        };
-                        journal.append(&m)?;
-                        results.measurements.push(m);
-                    }
-                }
-                Err(e) => note(&mut results, &p.label, p.path, p.kind, e),
-            }
+        for p in &plans.solo {
+            sink.solo(make, p, bytes, cfg)?;
         }
-        for (name, group) in &sets {
-            let t0 = (Instant::now(), rfc3339_now());
-            id += group.len() as u64 + 1;
-            match contended(make, group, id, bytes, cfg) {
-                Ok((flows, makespans)) => {
-                    let fr: Option<Vec<FlowResult>> =
-                        group.iter().zip(&flows).map(|(p, t)| flow_result(p.path?, bytes, t)).collect();
-                    if let Some(fr) = fr {
-                        let m = Measurement {
-                            id: format!("contended/{name}/{bytes}"),
-                            kind: MeasurementKind::Contended,
-                            set: Some(name.clone()),
-                            transport: group[0].kind.to_string(),
-                            started_at: t0.1,
-                            duration_s: t0.0.elapsed().as_secs_f64(),
-                            flows: fr,
-                            aggregate: aggregate(bytes, &flows, &makespans),
-                        };
-                        journal.append(&m)?;
-                        results.measurements.push(m);
-                    }
-                }
-                Err(e) => note(&mut results, name, None, group[0].kind, e),
-            }
+        for (name, group) in &plans.sets {
+            sink.set(make, name, group, bytes, cfg)?;
         }
-        for p in &loop_plans {
-            id += 1;
-            match solo(make, p, id, bytes, cfg) {
-                Ok(t) => {
-                    let g: Vec<f64> = t.times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect();
-                    loopback.push(Loopback {
-                        probe: p.label.clone(),
-                        transport: p.kind.to_string(),
-                        payload_bytes: bytes,
-                        goodput_Bps: stats::summarize_rate(&g),
-                        transfer_times_s: t.times,
-                    });
-                    crate::model::write_json(&out.join("loopback.json"), &loopback)?;
-                }
-                Err(e) => note(&mut results, &p.label, None, p.kind, e),
-            }
+        for p in &plans.loopback {
+            sink.loopback(make, p, bytes, cfg)?;
         }
     }
+    let Sink { mut results, loopback, failures, .. } = sink;
     results.provenance.finished_at = Some(rfc3339_now());
     crate::model::write_json(&out.join("results.json"), &results)?;
     crate::report::csv::write(&results, &out.join("results.csv"))?;
