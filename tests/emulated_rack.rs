@@ -197,6 +197,29 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
     let want = f.segments.iter().map(|h| goodput(&gt, h)).fold(f64::MAX, f64::min);
     assert!(f.goodput_Bps.p50 > 0.9 * want && f.goodput_Bps.p50 < 1.05 * want, "staged {} vs {want}", f.goodput_Bps.p50);
 
+    // `--transport auto` picks each route's hardware transport; without a GPU or RDMA NIC the
+    // agents waive them, and the run records why instead of failing.
+    let auto = dir.path().join("auto");
+    let run = bin()
+        .args(["run", "--quick", "--no-progress", "--transport", "auto", "--sizes", "64KiB", "--rack"])
+        .arg(rack_dir.join("rack.json"))
+        .arg("--out")
+        .arg(&auto)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "auto run: {}", String::from_utf8_lossy(&run.stderr));
+    let r: Results = read(&auto.join("results.json"));
+    let probes: std::collections::BTreeSet<&str> = r.waivers.iter().map(|w| w.probe.as_str()).collect();
+    let have_gpu = r.waivers.is_empty();
+    if !have_gpu {
+        assert!(
+            probes.contains("cuda_p2p") && probes.contains("gpudirect_rdma") && probes.contains("gpu_staged_tcp"),
+            "{probes:?}"
+        );
+        assert!(r.waivers.iter().all(|w| !w.reason.is_empty() && w.path.is_some()));
+        assert!(r.measurements.is_empty());
+    }
+
     // A dead agent: the run fails naming it, and keeps what finished before.
     let ns = format!("{prefix}_dg1");
     let pids = String::from_utf8(Command::new("ip").args(["netns", "pids", &ns]).output().unwrap().stdout).unwrap();

@@ -57,7 +57,9 @@ pub struct Args {
     /// Short run: three sizes, shorter caps (for CI).
     #[arg(long)]
     pub quick: bool,
-    /// Transport: host_tcp or staged_tcp.
+    /// Transport of every flow (host_tcp, staged_tcp, cuda_p2p, gpudirect_rdma, gpu_staged_tcp, ...),
+    /// or `auto`: each route kind over its hardware transport (Path 1 cuda_p2p, Path 2
+    /// gpudirect_rdma, Path 3 gpu_staged_tcp, GPU<->host copies cuda_d2h/cuda_h2d, host_rdma).
     #[arg(long, default_value = "host_tcp")]
     pub transport: String,
     /// Model preset whose chunk / KV / decode payloads (divided by the rack's payload_scale) join the sweep.
@@ -132,16 +134,16 @@ fn parse_path(s: &str) -> Option<PathRef> {
 /// Runs `linkcal run`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let rack: RackFile = crate::model::load(&a.rack, RACK_SCHEMA)?;
-    let transport = TransportKind::parse(&a.transport).ok_or_else(|| {
-        let known: Vec<&str> = TransportKind::ALL.iter().map(|k| k.as_str()).collect();
-        InputError::field(
-            "--transport",
-            "value",
-            format!("'{}' is not a transport; use one of {}", a.transport, known.join(", ")),
-        )
-    })?;
     let mut opts = if a.quick { RunOptions::quick() } else { RunOptions::full() };
-    opts.transport = transport;
+    if a.transport == "auto" {
+        opts.per_route = runner::hardware_transports();
+    } else {
+        opts.transport = TransportKind::parse(&a.transport).ok_or_else(|| {
+            let known: Vec<&str> = TransportKind::ALL.iter().map(|k| k.as_str()).collect();
+            let msg = format!("'{}' is not a transport; use auto or one of {}", a.transport, known.join(", "));
+            InputError::field("--transport", "value", msg)
+        })?;
+    }
     opts.ci_target = a.ci_target;
     opts.progress = !a.no_progress && !a.json;
     if let Some(t) = a.time_cap {

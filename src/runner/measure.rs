@@ -8,7 +8,7 @@ use crate::control::{Client, Reply, Request, WindowResult, WindowSpec};
 use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, StopReason, Waiver};
 use crate::spec::Experiment;
 use crate::stats;
-use crate::transport::{Applicability, FlowSpec};
+use crate::transport::{Applicability, FlowSpec, TransportKind};
 
 use super::resolve::{resolve, Resolved};
 use super::{RunError, RunOptions};
@@ -24,7 +24,7 @@ pub struct Ctx<'a> {
     /// Options.
     pub opts: &'a RunOptions,
     clients: HashMap<String, Client>,
-    applies: HashMap<String, Applicability>,
+    applies: HashMap<String, Vec<(TransportKind, Applicability)>>,
     next_flow: u64,
 }
 
@@ -38,14 +38,18 @@ impl<'a> Ctx<'a> {
         if !self.clients.contains_key(&h.name) {
             let (c, hello) = Client::connect(&h.name, &h.control_addr, &self.token, Duration::from_secs(5))?;
             if let Reply::Hello { transports, .. } = hello {
-                let a = transports.into_iter().find(|(k, _)| *k == self.opts.transport).map(|(_, a)| a).unwrap_or(
-                    Applicability::Waived { reason: format!("agent {} does not have transport {}", h.name, self.opts.transport) },
-                );
-                self.applies.insert(h.name.clone(), a);
+                self.applies.insert(h.name.clone(), transports);
             }
             self.clients.insert(h.name.clone(), c);
         }
         Ok(self.clients.get_mut(&h.name).expect("just inserted"))
+    }
+
+    /// Whether `kind` applies on agent `host` (as its hello said).
+    fn applicability(&self, host: &str, kind: TransportKind) -> Applicability {
+        self.applies.get(host).and_then(|v| v.iter().find(|(k, _)| *k == kind)).map(|(_, a)| a.clone()).unwrap_or(
+            Applicability::Waived { reason: format!("agent {host} does not have transport {kind} (an older linkcal build?)") },
+        )
     }
 
     /// Names of the agents contacted so far.
@@ -58,6 +62,7 @@ impl<'a> Ctx<'a> {
 
 struct Flow {
     id: u64,
+    transport: TransportKind,
     r: Resolved,
     times: Vec<f64>,
     warmup: u64,
@@ -71,15 +76,15 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
     let mut flows = Vec::new();
     for p in &exp.flows {
         let r = resolve(ctx.rack, ctx.rack_path, p)?;
-        flows.push(Flow { id: ctx.next_flow, r, times: Vec::new(), warmup: 0 });
+        flows.push(Flow { id: ctx.next_flow, transport: ctx.opts.transport_of(p.kind), r, times: Vec::new(), warmup: 0 });
         ctx.next_flow += 1;
     }
     let mut waivers = Vec::new();
     for f in &flows {
         for h in [&f.r.src, &f.r.dst] {
             ctx.client(h)?;
-            if let Some(Applicability::Waived { reason }) = ctx.applies.get(&h.name) {
-                waivers.push(Waiver { probe: ctx.opts.transport.to_string(), path: Some(f.r.path), reason: reason.clone() });
+            if let Applicability::Waived { reason } = ctx.applicability(&h.name, f.transport) {
+                waivers.push(Waiver { probe: f.transport.to_string(), path: Some(f.r.path), reason });
             }
         }
     }
@@ -111,12 +116,20 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
         id,
         kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
         set: contended.then(|| exp.name.clone()),
-        transport: ctx.opts.transport.to_string(),
+        transport: transport_names(&flows),
         started_at,
         duration_s: t0.elapsed().as_secs_f64(),
         flows: flow_results,
         aggregate: aggregate.flatten(),
     }))
+}
+
+/// The transports of a measurement's flows, e.g. `host_tcp` or `cuda_p2p+gpudirect_rdma`.
+fn transport_names(flows: &[Flow]) -> String {
+    let mut v: Vec<&str> = flows.iter().map(|f| f.transport.as_str()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join("+")
 }
 
 fn flow_result(f: &Flow, bytes: u64, stop: StopReason) -> Option<FlowResult> {
@@ -141,7 +154,7 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
     for f in flows.iter() {
         let spec = |local: Option<String>| FlowSpec {
             id: f.id,
-            transport: o.transport,
+            transport: f.transport,
             local_addr: local,
             max_bytes: bytes.max(1),
             timeout_s: o.timeout_s,

@@ -64,8 +64,10 @@ impl RunError {
 /// How a run measures.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Transport of every flow.
+    /// Transport of every flow whose route kind is not in `per_route`.
     pub transport: TransportKind,
+    /// Transport per route kind (e.g. Path 1 over CUDA P2P, Path 2 over GPUDirect RDMA).
+    pub per_route: Vec<(RouteKind, TransportKind)>,
     /// Stop when the 95% CI half-width of every flow's mean goodput is at most this fraction.
     pub ci_target: f64,
     /// Stop a measurement after this long once every flow has `min_samples`, seconds.
@@ -102,6 +104,7 @@ impl RunOptions {
     pub fn full() -> RunOptions {
         RunOptions {
             transport: TransportKind::HostTcp,
+            per_route: Vec::new(),
             ci_target: 0.01,
             time_cap_s: 1.0,
             hard_cap_s: 60.0,
@@ -119,10 +122,34 @@ impl RunOptions {
         }
     }
 
+    /// The transport a flow of `kind` uses.
+    pub fn transport_of(&self, kind: RouteKind) -> TransportKind {
+        self.per_route.iter().find(|(k, _)| *k == kind).map(|(_, t)| *t).unwrap_or(self.transport)
+    }
+
     /// `--quick`: shorter caps and windows.
     pub fn quick() -> RunOptions {
         RunOptions { time_cap_s: 2.0, window_s: 0.15, max_samples: 400, ..RunOptions::full() }
     }
+}
+
+/// The hardware transport of each route kind: what `--transport auto` picks on a real rack
+/// (on the emulated rack these are waived, with the reason, since no GPU or RDMA NIC exists).
+pub fn hardware_transports() -> Vec<(RouteKind, TransportKind)> {
+    RouteKind::ALL
+        .into_iter()
+        .map(|k| {
+            let t = match k {
+                RouteKind::PrefillInterRank => TransportKind::CudaP2p,
+                RouteKind::PrefillToDecode => TransportKind::GpudirectRdma,
+                RouteKind::DecodeInterRank => TransportKind::GpuStagedTcp,
+                RouteKind::PrefillGpuToHost | RouteKind::DecodeGpuToHost => TransportKind::CudaD2h,
+                RouteKind::PrefillHostToGpu | RouteKind::DecodeHostToGpu => TransportKind::CudaH2d,
+                RouteKind::HostRdma => TransportKind::HostRdma,
+            };
+            (k, t)
+        })
+        .collect()
 }
 
 /// The default payload sweep: 4 KiB..64 MiB in steps of 4x (`quick`: 64 KiB, 1 MiB, 16 MiB).
@@ -280,5 +307,10 @@ mod tests {
         assert_eq!(default_sizes(false).last(), Some(&(64 << 20)));
         assert_eq!(human_bytes(16 << 20), "16 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+        let mut o = RunOptions::full();
+        o.per_route = hardware_transports();
+        assert_eq!(o.transport_of(RouteKind::PrefillToDecode), TransportKind::GpudirectRdma);
+        assert_eq!(o.transport_of(RouteKind::DecodeInterRank), TransportKind::GpuStagedTcp);
+        assert_eq!(RunOptions::full().transport_of(RouteKind::PrefillInterRank), TransportKind::HostTcp);
     }
 }
