@@ -231,17 +231,19 @@ fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, js
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{:<58} {:>12} {:>14} {:>8} {:>7}", "measurement", "payload", "goodput MB/s", "samples", "ci95 %");
+    println!("{:<58} {:>12} {:>14} {:>8} {:>7} {:>8}", "measurement", "payload", "goodput MB/s", "samples", "ci95 %", "outliers");
     for m in &r.measurements {
         for f in &m.flows {
             let hw = f.goodput_Bps.ci95_high.map(|h| format!("{:.2}", 100.0 * (h - f.goodput_Bps.mean) / f.goodput_Bps.mean));
+            let outliers = crate::stats::outliers(&f.transfer_times_s).len();
             println!(
-                "{:<58} {:>12} {:>14.3} {:>8} {:>7}",
+                "{:<58} {:>12} {:>14.3} {:>8} {:>7} {:>8}",
                 format!("{} {}", m.set.as_deref().unwrap_or("solo"), f.path),
                 runner::human_bytes(f.payload_bytes),
                 f.goodput_Bps.mean / 1e6,
                 f.samples,
-                hw.unwrap_or_else(|| "-".into())
+                hw.unwrap_or_else(|| "-".into()),
+                outliers
             );
         }
         if let Some(agg) = &m.aggregate {
@@ -257,7 +259,7 @@ fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, js
         println!("waived: {} {}: {}", w.probe, w.path.map(|p| p.to_string()).unwrap_or_default(), w.reason);
     }
     println!(
-        "{} measurements in {wall:.1} s; results in {} (1 MB/s = 1e6 B/s, goodput per flow, one direction)",
+        "{} measurements in {wall:.1} s; results in {} (1 MB/s = 1e6 B/s, goodput per flow, one direction; outliers: Tukey fences on transfer times)",
         r.measurements.len(),
         out.display()
     );
