@@ -70,6 +70,9 @@ pub struct Args {
     /// Fewer samples: a quick look rather than a measurement.
     #[arg(long)]
     pub quick: bool,
+    /// Copy-engine copies per transfer behind one start gate (1 to 64; the time is divided by it).
+    #[arg(long)]
+    pub loops: Option<u64>,
     /// Staging chunk of gpu_staged_tcp, bytes.
     #[arg(long)]
     pub chunk_bytes: Option<u64>,

@@ -10,7 +10,9 @@
 //! buffer before the end event completes, which is the completion acknowledgement here.
 //!
 //! Flow options: `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id; `cuda_d2h` has no
-//! `dst_gpu`, `cuda_h2d` no `src_gpu`).
+//! `dst_gpu`, `cuda_h2d` no `src_gpu`), `loops` (copies behind one gate per transfer, 1 to
+//! 64, default 1: the transfer's time is their event interval divided by the count, as
+//! nvbandwidth's loop count).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +80,17 @@ pub fn cuda_applicability(need: usize) -> Applicability {
             Applicability::Waived { reason: gpu::Unavailable::TooFewGpus { need, have: info.devices }.to_string() }
         }
         Ok(_) => Applicability::Applies,
+    }
+}
+
+/// Copies per transfer from the `loops` option (1 by default).
+pub fn loops_of(flow: &FlowSpec) -> Result<u32, String> {
+    match flow.options.get("loops") {
+        None | Some(serde_json::Value::Null) => Ok(1),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=u64::from(crate::gpu::copy::MAX_LOOPS)).contains(&n) => Ok(n as u32),
+            _ => Err(format!("flow option 'loops' is {v}: expected 1..={}", crate::gpu::copy::MAX_LOOPS)),
+        },
     }
 }
 
@@ -158,6 +171,7 @@ impl Transport for CudaCopy {
 
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
         let err = gpu_err(self.kind(), flow.id);
+        let loops = loops_of(flow).map_err(|m| TransportError::protocol(flow.id, m))?;
         let pid = endpoint.get("pid").and_then(|v| v.as_u64());
         let handle = endpoint.get("handle").and_then(|v| v.as_u64());
         let (Some(pid), Some(handle)) = (pid, handle) else {
@@ -190,6 +204,7 @@ impl Transport for CudaCopy {
             kind: self.kind(),
             flow: flow.id,
             timeout_s: flow.timeout_s,
+            loops,
             gates: vec![(ctx, gate)],
             lane,
             events: entry.events,
@@ -201,6 +216,7 @@ struct CopySender {
     kind: TransportKind,
     flow: u64,
     timeout_s: f64,
+    loops: u32,
     gates: Vec<(Arc<CudaContext>, Gate)>,
     lane: Lane,
     events: mpsc::Sender<Event>,
@@ -208,7 +224,7 @@ struct CopySender {
 
 impl Sender for CopySender {
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
-        let opt = CopyOptions { bytes: bytes as usize, loops: 1, samples: 1, warmup: 0, timeout_s: self.timeout_s };
+        let opt = CopyOptions { bytes: bytes as usize, loops: self.loops, samples: 1, warmup: 0, timeout_s: self.timeout_s };
         let t = run_lanes(&self.gates, std::slice::from_ref(&self.lane), &opt).map_err(gpu_err(self.kind, self.flow))?;
         let _ = self.events.send(Event::Transfer(bytes));
         Ok(Duration::from_secs_f64(t[0][0]))
@@ -263,6 +279,15 @@ mod tests {
 
     fn flow(options: serde_json::Value) -> FlowSpec {
         FlowSpec { id: 9, transport: TransportKind::CudaP2p, local_addr: None, max_bytes: 1 << 20, timeout_s: 1.0, options }
+    }
+
+    #[test]
+    fn loop_counts() {
+        assert_eq!(loops_of(&flow(serde_json::Value::Null)).unwrap(), 1);
+        assert_eq!(loops_of(&flow(serde_json::json!({"loops": 16}))).unwrap(), 16);
+        for bad in [serde_json::json!({"loops": 0}), serde_json::json!({"loops": 65}), serde_json::json!({"loops": "x"})] {
+            assert!(loops_of(&flow(bad)).unwrap_err().contains("loops"));
+        }
     }
 
     #[test]
