@@ -31,6 +31,17 @@ pub fn hardware_flow(path: &PathRef, shape: &RackShape) -> (ProbeKind, Value) {
     }
 }
 
+/// The options a flow of transport `kind` on `path` needs: the hardware flow's when `kind` is
+/// the hardware transport of the route (GPUs and NICs by bus order), else none (`null`).
+pub fn flow_options(kind: crate::transport::TransportKind, path: &PathRef, shape: &RackShape) -> Value {
+    let (probe, options) = hardware_flow(path, shape);
+    if probe.as_str() == kind.as_str() {
+        options
+    } else {
+        Value::Null
+    }
+}
+
 /// Flow options for running a catalogue probe inside one host: GPUs by CUDA ordinal, NICs by
 /// name; an RDMA probe writes from its NIC to the next NIC of the host (or to itself when
 /// there is only one), so both NICs and the cable or loopback between them are crossed.
@@ -90,6 +101,22 @@ mod tests {
         // The options parse back into the selectors the transports read.
         let sel = crate::gpu::device::GpuSelector::from_options(&o, "dst_gpu").unwrap();
         assert_eq!(sel, Some(crate::gpu::device::GpuSelector::BusOrder { by_bus: 3 }));
+    }
+
+    #[test]
+    fn runner_flows_get_options_only_for_their_hardware_transport() {
+        use crate::transport::TransportKind;
+        let shape = RackShape::new(2, 2, 1).unwrap();
+        let p = PathRef { kind: RouteKind::PrefillInterRank, src: 0, dst: 1 };
+        assert_eq!(flow_options(TransportKind::CudaP2p, &p, &shape), json!({"src_gpu": {"by_bus": 0}, "dst_gpu": {"by_bus": 1}}));
+        assert_eq!(flow_options(TransportKind::HostTcp, &p, &shape), Value::Null);
+        let p = PathRef { kind: RouteKind::HostRdma, src: 0, dst: 1 };
+        assert_eq!(flow_options(TransportKind::HostRdma, &p, &shape)["src_nic"], json!({"by_bus": 0}));
+        // Every hardware transport the runner picks per route gets its options.
+        for (kind, t) in crate::runner::hardware_transports() {
+            let p = PathRef { kind, src: 0, dst: 1 };
+            assert!(flow_options(t, &p, &shape).is_object(), "{kind:?} -> {t}");
+        }
     }
 
     fn probe(kind: ProbeKind, gpus: Vec<usize>, nic: Option<&str>) -> Probe {

@@ -152,13 +152,15 @@ type Outcome = (StopReason, Vec<f64>, Vec<f64>);
 fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, RunError> {
     let o = ctx.opts;
     for f in flows.iter() {
+        // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
+        let options = crate::hwprobe::routes::flow_options(f.transport, &f.r.path, &ctx.rack.shape);
         let spec = |local: Option<String>| FlowSpec {
             id: f.id,
             transport: f.transport,
             local_addr: local,
             max_bytes: bytes.max(1),
             timeout_s: o.timeout_s,
-            options: serde_json::Value::Null,
+            options: options.clone(),
         };
         let endpoint =
             match ctx.client(&f.r.dst)?.call(&Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
