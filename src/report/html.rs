@@ -186,7 +186,9 @@ fn compare_section(h: &mut String, c: &CompareReport) {
         c.counts.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
     );
     h.push_str("<table><tr><th>item</th><th>baseline</th><th>new</th><th>change</th><th>interval</th><th>status</th></tr>");
-    for r in c.rows.iter().filter(|r| r.status != Change::Unchanged) {
+    let mut rows: Vec<_> = c.rows.iter().filter(|r| r.status != Change::Unchanged).collect();
+    rows.sort_by_key(|r| r.status.display_rank());
+    for r in rows {
         let pct = |v: Option<f64>| v.map(|v| format!("{:+.1}%", v * 100.0)).unwrap_or_else(|| "–".into());
         let _ = write!(
             h,

@@ -82,7 +82,8 @@ pub fn comparison(r: &CompareReport) -> String {
         r.confidence * 100.0,
         r.per_item_confidence * 100.0
     );
-    let shown: Vec<_> = r.rows.iter().filter(|row| row.status != Change::Unchanged).collect();
+    let mut shown: Vec<_> = r.rows.iter().filter(|row| row.status != Change::Unchanged).collect();
+    shown.sort_by_key(|row| row.status.display_rank());
     if shown.is_empty() {
         let _ = writeln!(s, "Every one of the {} items is within the minimum effect.", r.rows.len());
         return s;

@@ -63,6 +63,18 @@ pub enum Change {
 }
 
 impl Change {
+    /// Display order in tables: regressions first, unchanged last.
+    pub fn display_rank(self) -> u8 {
+        match self {
+            Change::Regression => 0,
+            Change::Improvement => 1,
+            Change::Inconclusive => 2,
+            Change::Missing => 3,
+            Change::Added => 4,
+            Change::Unchanged => 5,
+        }
+    }
+
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
