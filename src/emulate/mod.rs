@@ -250,9 +250,11 @@ fn node_commands(plan: &Plan, n: topo::Node) -> Vec<String> {
     v
 }
 
-/// tbf burst: enough for a 64 KiB GSO packet plus headroom, or 1 ms at the rate.
+/// tbf burst: two frames, or 100 us at the rate when that is more. A small bucket keeps a
+/// transfer from beating the line rate by more than a frame or two after an idle gap (tbf
+/// splits larger GSO packets into frames to fit it).
 pub fn tbf_burst(rate_bps: f64, mtu: u64) -> u64 {
-    ((rate_bps * 0.001) as u64).max(2 * (mtu + 14)).max(66_000)
+    ((rate_bps * 1e-4) as u64).max(2 * (mtu + 14))
 }
 
 /// `tc` batch lines for one namespace: tbf on every segment end, `up` rate on the device end.
