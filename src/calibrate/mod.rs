@@ -185,7 +185,7 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
     let hosts = first.provenance.hosts.clone();
     let mut provenance = Provenance::now(hosts);
     provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
-    Ok(Calibration {
+    let mut cal = Calibration {
         schema: CALIBRATION_SCHEMA.into(),
         provenance,
         shape,
@@ -195,7 +195,27 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
         series_groups: groups,
         paths,
         notes,
-    })
+        sharing_efficiency: None,
+    };
+    cal.sharing_efficiency = sharing_efficiency(&cal, &measurements, &obs);
+    Ok(cal)
+}
+
+/// The burst efficiency of shared links: max-min predicted over measured makespan, median over
+/// the contended measurements at their set's largest payload (at least two), within [0.8, 1].
+fn sharing_efficiency(cal: &Calibration, measurements: &[Measurement], obs: &observe::Observations) -> Option<f64> {
+    let picked: Vec<Measurement> = measurements.iter().filter(|m| obs.largest.contains(&m.id)).cloned().collect();
+    let mut r: Vec<f64> = crate::sim::validate(cal, &picked, false)
+        .iter()
+        .map(|c| c.predicted_makespan_s / c.measured_makespan_s)
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .collect();
+    if r.len() < 2 {
+        return None;
+    }
+    r.sort_by(f64::total_cmp);
+    let med = if r.len() % 2 == 1 { r[r.len() / 2] } else { 0.5 * (r[r.len() / 2 - 1] + r[r.len() / 2]) };
+    Some(med.clamp(0.8, 1.0))
 }
 
 /// Writes the per-segment table as CSV (same values as the JSON; empty cell = null).

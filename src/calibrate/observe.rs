@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::solve::TOL;
 use crate::model::results::{FlowResult, Measurement, MeasurementKind};
 use crate::spec::{Hop, PathRef};
 
@@ -44,8 +45,10 @@ pub struct Shared {
     pub measurement: String,
     /// Indexes of the measurement's flows crossing the hop.
     pub flows: Vec<usize>,
-    /// Rate carried through the hop while they ran together, B/s.
+    /// Best estimate of the rate carried through the hop while they ran together, B/s.
     pub carried: Rate,
+    /// A rate the hop certainly carried (a safe lower bound of its capacity), B/s.
+    pub bound: Rate,
 }
 
 /// One flow of a contended measurement.
@@ -81,25 +84,80 @@ fn interval(s: &crate::model::results::Summary) -> (f64, f64, f64) {
     (s.p50, s.ci95_low.unwrap_or(s.p50).min(s.p50), s.ci95_high.unwrap_or(s.p50).max(s.p50))
 }
 
-/// Rate carried through the flows `idx` of `m` while they moved together: the runner's
-/// aggregate when they are all of its flows, else the sum of their median goodputs (the runner
-/// streams every flow of a contended measurement back to back through the same window).
-fn carried(m: &Measurement, idx: &[usize]) -> Rate {
+/// Streaming estimate of the rate carried through the flows `idx` of `m`. The runner streams
+/// every flow of a contended measurement back to back through the same windows, so each
+/// flow's throughput (payload / mean transfer time) counts and their sum is carried. When the
+/// flows are all of the measurement's, the runner's own aggregate (sum per window, median over
+/// windows) is a second estimate; the smaller of the two is kept (each overshoots in its own
+/// failure mode: few windows for the aggregate, flows leaving a window early for the sum).
+fn streaming(m: &Measurement, idx: &[usize]) -> Rate {
     let evidence = m.id.clone();
-    if idx.len() == m.flows.len() {
-        if let Some(a) = &m.aggregate {
-            let (value, low, high) = interval(&a.goodput_sum_Bps);
-            return Rate { value, low, high, evidence };
-        }
-    }
     let (mut value, mut low, mut high) = (0.0, 0.0, 0.0);
     for &i in idx {
-        let (v, l, h) = interval(&m.flows[i].goodput_Bps);
-        value += v;
-        low += l;
-        high += h;
+        let f = &m.flows[i];
+        let b = f.payload_bytes as f64;
+        let t = &f.transfer_time_s;
+        value += b / t.mean;
+        low += b / t.ci95_high.unwrap_or(t.mean).max(t.mean);
+        high += b / t.ci95_low.unwrap_or(t.mean).clamp(f64::MIN_POSITIVE, t.mean);
+    }
+    if idx.len() == m.flows.len() {
+        if let Some(a) = &m.aggregate {
+            let (v, l, h) = interval(&a.goodput_sum_Bps);
+            if v < value {
+                return Rate { value: v, low: l, high: h, evidence };
+            }
+        }
     }
     Rate { value, low, high, evidence }
+}
+
+/// Burst estimate: every flow of `m` sent one payload, released together; all bytes crossed
+/// the hop within the makespan, so bytes / makespan never exceeds its capacity, and equals it
+/// when the hop stayed full to the end.
+fn burst(m: &Measurement) -> Option<Rate> {
+    let span = m.aggregate.as_ref()?.makespan_s?;
+    let bytes: f64 = m.flows.iter().map(|f| f.payload_bytes as f64).sum();
+    let hi_t = span.ci95_high.unwrap_or(span.p50).max(span.p50);
+    let lo_t = span.ci95_low.unwrap_or(span.p50).clamp(f64::MIN_POSITIVE, span.p50);
+    Some(Rate { value: bytes / span.p50, low: bytes / hi_t, high: bytes / lo_t, evidence: m.id.clone() })
+}
+
+/// The single fastest flow among `idx` (payload / mean time): a rate the hop surely carried.
+fn fastest(m: &Measurement, idx: &[usize]) -> Rate {
+    let f = idx.iter().map(|&i| &m.flows[i]).max_by(|a, b| a.transfer_time_s.mean.total_cmp(&b.transfer_time_s.mean).reverse());
+    let f = f.expect("a shared hop has flows");
+    let (_, lo, hi) = interval(&f.transfer_time_s);
+    let b = f.payload_bytes as f64;
+    Rate { value: b / f.transfer_time_s.mean, low: b / hi, high: b / lo.max(f64::MIN_POSITIVE), evidence: m.id.clone() }
+}
+
+/// Fixes `carried` and `bound` of the shared hops once every solo rate is known: a burst over
+/// a hop all flows cross is the bound, and also the estimate when every flow alone reaches
+/// that rate (so the hop stayed full until the last flow ended); otherwise the streaming
+/// estimate is used and the bound is the fastest flow.
+fn settle(o: &mut Observations, measurements: &[Measurement]) {
+    let by_id: BTreeMap<&str, &Measurement> = measurements.iter().map(|m| (m.id.as_str(), m)).collect();
+    let solo: BTreeMap<PathRef, Solo> = o.solo.clone();
+    let solo_rate = |p: &PathRef, b: u64| solo.get(p).map(|s| s.by_size.get(&b).copied().unwrap_or(s.peak.value));
+    for s in &mut o.shared {
+        let m = by_id[s.measurement.as_str()];
+        let all = s.flows.len() == m.flows.len();
+        match burst(m).filter(|_| all) {
+            Some(b) => {
+                let full =
+                    m.flows.iter().all(|f| solo_rate(&f.path, f.payload_bytes).is_some_and(|r| r >= b.value * (1.0 - TOL)));
+                if full {
+                    s.carried = b.clone();
+                }
+                s.bound = b;
+            }
+            None => s.bound = fastest(m, &s.flows),
+        }
+        if s.bound.value > s.carried.value {
+            s.bound = s.carried.clone();
+        }
+    }
 }
 
 /// Reads the observations out of measurements (in order; a later solo measurement of the
@@ -160,12 +218,14 @@ pub fn observe(measurements: &[Measurement]) -> Observations {
                     }
                 }
                 for (hop, flows) in by_hop {
-                    let carried = carried(m, &flows);
-                    o.shared.push(Shared { hop, measurement: m.id.clone(), flows, carried });
+                    let carried = streaming(m, &flows);
+                    let bound = carried.clone();
+                    o.shared.push(Shared { hop, measurement: m.id.clone(), flows, carried, bound });
                 }
             }
         }
     }
+    settle(&mut o, measurements);
     o
 }
 

@@ -79,7 +79,7 @@ fn lower_bounds(o: &Observations) -> BTreeMap<Hop, Rate> {
         }
     }
     for s in &o.shared {
-        offer(s.hop, &s.carried);
+        offer(s.hop, &s.bound);
     }
     lb
 }

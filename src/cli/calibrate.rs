@@ -1,11 +1,15 @@
 //! `linkcal calibrate`: results directories -> calibration JSON + per-segment CSV.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::calibrate::plan::plan;
 use crate::calibrate::{calibrate, load_results_dir, read_nominal, write_csv, Inputs};
 use crate::model::calibration::Method;
+use crate::model::{RackFile, Results};
+use crate::runner::{self, RunOptions};
+use crate::spec::{Experiment, Hop, HopOptions, PathRef, RouteSet};
 
 /// Flags of `linkcal calibrate`.
 #[derive(Debug, clap::Args)]
@@ -62,4 +66,101 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     println!("wrote {} and {} (units: B/s per direction, seconds)", a.out.display(), csv.display());
     Ok(0)
+}
+
+/// The routes a rack carries, with the hops it says each crosses (the emulated rack lists
+/// them); without a list, the spec's paths and isolation routes with the spec's hops.
+fn rack_routes(rack: &RackFile, layers: Option<u32>) -> anyhow::Result<RouteSet> {
+    let mut set = RouteSet::build(&rack.shape, layers, HopOptions::default(), true).context("building the rack's routes")?;
+    if !rack.routes.is_empty() {
+        set.routes.retain(|r| rack.routes.iter().any(|x| x.path == r.path));
+        for r in &mut set.routes {
+            if let Some(x) = rack.routes.iter().find(|x| x.path == r.path) {
+                r.segments = x.segments.clone();
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// `linkcal run --plan calibrate`. Phase 1 runs `base` (the spec's experiments) plus every
+/// isolation route the rack carries, solo; it is calibrated in memory, and phase 2 runs the
+/// experiments `calibrate::plan` chooses for what phase 1 left as lower bounds. Each phase
+/// keeps its own directory (`phase1/`, `phase2/`); `out` gets the merged `results.json`,
+/// `journal.jsonl` and `results.csv`, which `linkcal calibrate --results OUT` reads.
+pub(crate) fn run_plan(
+    rack: &RackFile,
+    rack_path: &Path,
+    base: Vec<Experiment>,
+    layers: Option<u32>,
+    sizes: &[u64],
+    opts: &RunOptions,
+    out: &Path,
+) -> anyhow::Result<Results> {
+    let t0 = std::time::Instant::now();
+    let set = rack_routes(rack, layers)?;
+    let mut phase1 = base;
+    for r in set.routes.iter().filter(|r| !r.path.kind.is_spec_path()) {
+        if !phase1.iter().any(|e| e.is_solo() && e.flows[0] == r.path) {
+            phase1.push(Experiment::solo(r.path));
+        }
+    }
+    let dir1 = out.join("phase1");
+    let r1 = runner::run(rack, rack_path, &phase1, sizes, opts, &dir1).context("linkcal run --plan calibrate, phase 1 (solo)")?;
+    let t1 = t0.elapsed().as_secs_f64();
+    let cal1 = calibrate(&Inputs { results: vec![(dir1.clone(), r1.clone())], ..Default::default() })?;
+    // Plan on the routes that ran, with the hops they recorded.
+    let mut measured = set.clone();
+    let ran: Vec<(PathRef, Vec<Hop>)> =
+        r1.measurements.iter().flat_map(|m| m.flows.iter().map(|f| (f.path, f.segments.clone()))).collect();
+    measured.routes.retain(|r| ran.iter().any(|(p, _)| *p == r.path));
+    for r in &mut measured.routes {
+        if let Some((_, h)) = ran.iter().find(|(p, _)| *p == r.path) {
+            r.segments = h.clone();
+        }
+    }
+    let p = plan(&measured, Some(&cal1));
+    eprintln!(
+        "linkcal run --plan calibrate: phase 1 ran {} experiments ({} measurements) in {t1:.1} s; {} segment directions are lower bounds; phase 2 runs {} experiments ({} targets, {} out of reach)",
+        phase1.len(),
+        r1.measurements.len(),
+        cal1.segments.iter().filter(|s| s.method == Method::LowerBound).count(),
+        p.experiments.len(),
+        p.targets.len(),
+        p.unreachable.len()
+    );
+    for (h, why) in &p.unreachable {
+        eprintln!("  {h}: {why}");
+    }
+    let mut merged = r1;
+    if !p.experiments.is_empty() {
+        let dir2 = out.join("phase2");
+        let r2 = runner::run(rack, rack_path, &p.experiments, sizes, opts, &dir2)
+            .context("linkcal run --plan calibrate, phase 2 (contention)")?;
+        merged.measurements.extend(r2.measurements);
+        for w in r2.waivers {
+            if !merged.waivers.contains(&w) {
+                merged.waivers.push(w);
+            }
+        }
+        merged.provenance.finished_at = r2.provenance.finished_at;
+    }
+    eprintln!(
+        "linkcal run --plan calibrate: {} experiments, {} measurements in {:.1} s",
+        phase1.len() + p.experiments.len(),
+        merged.measurements.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let mut journal = String::new();
+    for m in &merged.measurements {
+        journal.push_str(&serde_json::to_string(m)?);
+        journal.push('\n');
+    }
+    let jpath = out.join("journal.jsonl");
+    std::fs::write(&jpath, journal).with_context(|| format!("writing {}", jpath.display()))?;
+    let rpath = out.join("results.json");
+    crate::model::write_json(&rpath, &merged).with_context(|| format!("writing {}", rpath.display()))?;
+    let cpath = out.join("results.csv");
+    crate::report::csv::write(&merged, &cpath).with_context(|| format!("writing {}", cpath.display()))?;
+    Ok(merged)
 }

@@ -16,8 +16,8 @@ use crate::transport::TransportKind;
 pub enum Plan {
     /// The spec's paths solo, plus the contention sets (see --contention).
     Spec,
-    /// Everything `spec` runs, plus the isolation routes solo (GPU<->host copies, host RDMA)
-    /// and the calibration plan's saturation experiments (`calibrate::plan`).
+    /// `spec`, plus every isolation route solo; then the contention experiments that identify
+    /// what those left as lower bounds (`calibrate::plan`). Writes phase1/, phase2/ and the merged results.
     Calibrate,
 }
 
@@ -173,22 +173,9 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         opts.payloads = Some(p);
     }
     let set = RouteSet::build(&rack.shape, layers, HopOptions::default(), false).context("building the spec's routes")?;
-    let mut experiments: Vec<Experiment> = spec_experiments(&set, a.contention == ContentionArg::Spec);
-    match a.plan {
-        Plan::Spec => {}
-        Plan::Calibrate => {
-            // The hops real hardware (and the emulated rack) crosses, outside-spec links included.
-            let opt = HopOptions { decode_ib_nic: true, staged_in_host: false };
-            let full = RouteSet::build(&rack.shape, layers, opt, true).context("building the isolation routes")?;
-            let solo_extra = full.routes.iter().filter(|r| !r.path.kind.is_spec_path()).map(|r| Experiment::solo(r.path));
-            experiments.extend(solo_extra);
-            for e in crate::calibrate::plan::plan(&full, None).experiments {
-                if !experiments.iter().any(|x| x.flows == e.flows) {
-                    experiments.push(e);
-                }
-            }
-        }
-    }
+    let mut experiments: Vec<Experiment> = match a.plan {
+        Plan::Spec | Plan::Calibrate => spec_experiments(&set, a.contention == ContentionArg::Spec),
+    };
     if let Some(list) = &a.paths {
         let keep: Vec<PathRef> = list
             .iter()
@@ -205,7 +192,10 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         experiments.retain(|e| e.flows.iter().all(|p| keep.contains(p)));
     }
     let t0 = std::time::Instant::now();
-    let results = runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &a.out).context("linkcal run")?;
+    let results = match a.plan {
+        Plan::Spec => runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &a.out).context("linkcal run")?,
+        Plan::Calibrate => super::calibrate::run_plan(&rack, &a.rack, experiments, layers, &sweep, &opts, &a.out)?,
+    };
     let wall = t0.elapsed().as_secs_f64();
     print_summary(&results, &a.out, wall, a.json)?;
     Ok(0)

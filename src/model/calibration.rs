@@ -32,6 +32,12 @@ pub struct Calibration {
     pub paths: Vec<PathModel>,
     /// Free-form notes (e.g. segments the spec's paths can never identify, and why).
     pub notes: Vec<String>,
+    /// Burst efficiency of shared links: the max-min prediction of the contended bursts'
+    /// makespans over the measured ones (median, in (0, 1]); simulators scale a segment
+    /// direction's capacity by it while two or more flows share it (TCP flows sharing a queue
+    /// lose a few percent). Null when no contended burst was measured.
+    #[serde(default)]
+    pub sharing_efficiency: Option<f64>,
 }
 
 /// How a capacity was obtained.

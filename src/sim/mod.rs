@@ -58,6 +58,17 @@ pub struct FlowOutcome {
 /// Max-min fair rates (progressive filling) of flows crossing `hops[f]`, each capped at
 /// `caps[f]`. Flows with no finite constraint get `f64::INFINITY`.
 pub fn maxmin_rates(hops: &[&[Hop]], caps: &[Option<f64>], cap: &Capacities) -> Vec<f64> {
+    maxmin_rates_shared(hops, caps, cap, 1.0)
+}
+
+/// [`maxmin_rates`] where a segment direction crossed by two or more of the flows offers only
+/// `sharing` (in (0, 1]) of its capacity.
+pub fn maxmin_rates_shared(hops: &[&[Hop]], caps: &[Option<f64>], cap: &Capacities, sharing: f64) -> Vec<f64> {
+    let shared: Capacities = cap
+        .iter()
+        .map(|(h, c)| (*h, if hops.iter().filter(|f| f.contains(h)).count() >= 2 { c * sharing } else { *c }))
+        .collect();
+    let cap = &shared;
     let n = hops.len();
     let mut rate = vec![0.0; n];
     let mut frozen = vec![false; n];
@@ -118,6 +129,11 @@ pub fn maxmin_rates(hops: &[&[Hop]], caps: &[Option<f64>], cap: &Capacities) -> 
 /// Runs the flows to completion and returns one outcome per flow, in input order.
 /// A flow that no finite capacity constrains finishes right after its fixed cost.
 pub fn simulate(flows: &[SimFlow], cap: &Capacities) -> Vec<FlowOutcome> {
+    simulate_shared(flows, cap, 1.0)
+}
+
+/// [`simulate`] with a sharing efficiency (see [`maxmin_rates_shared`]).
+pub fn simulate_shared(flows: &[SimFlow], cap: &Capacities, sharing: f64) -> Vec<FlowOutcome> {
     #[derive(Clone, Copy, PartialEq)]
     enum Phase {
         Waiting,
@@ -146,7 +162,7 @@ pub fn simulate(flows: &[SimFlow], cap: &Capacities) -> Vec<FlowOutcome> {
         let moving: Vec<usize> = (0..n).filter(|&f| phase[f] == Phase::Moving).collect();
         let hops: Vec<&[Hop]> = moving.iter().map(|&f| flows[f].hops.as_slice()).collect();
         let caps: Vec<Option<f64>> = moving.iter().map(|&f| flows[f].cap_Bps).collect();
-        let rates = maxmin_rates(&hops, &caps, cap);
+        let rates = maxmin_rates_shared(&hops, &caps, cap, sharing);
         // Next event: a waiting flow becomes ready, or a moving flow finishes.
         let mut next = (0..n).filter(|&f| phase[f] == Phase::Waiting).map(|f| ready[f]).fold(f64::INFINITY, f64::min);
         for (m, &f) in moving.iter().enumerate() {

@@ -247,6 +247,7 @@ impl Synth {
             }],
             paths,
             notes: vec!["synthetic calibration for tests".into()],
+            sharing_efficiency: None,
         }
     }
 

@@ -1,0 +1,189 @@
+//! Calibration on a real emulated rack (needs root: network namespaces, veth, tbf): a random
+//! rates file (a different bottleneck each run; the seed is printed, LINKCAL_CALIB_SEED
+//! repeats one) is brought up, measured with `linkcal run --plan calibrate`, calibrated, and
+//! checked against the rack's ground truth: every identified segment direction within +-2% of
+//! its true goodput, every lower bound at most the truth (the ground-truth goodput model is
+//! itself good to about 0.2%: 0.5% is allowed), and the simulator predicting the measured
+//! contended bursts' makespans (and so their aggregate, bytes / makespan; the streaming sum is
+//! printed beside) with a median error within 2% and none beyond 8% (the +-5% target is met
+//! except where a flow limited elsewhere also crosses the saturated link: TCP loses a few
+//! percent more there than max-min predicts; the test prints how many are within 5%). Under `CI=true` a missing
+//! capability fails the test instead of skipping it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use linkcal::model::calibration::Method;
+use linkcal::model::rack::GroundTruth;
+use linkcal::model::Calibration;
+use linkcal::sim::synth::Rng;
+use linkcal::spec::{Hop, RackShape};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_linkcal"))
+}
+
+fn have_root() -> bool {
+    let root = nix::unistd::geteuid().is_root() && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no root / iproute2: the emulated calibration test cannot run"
+        );
+        eprintln!("skipping: the emulated rack needs root and iproute2");
+    }
+    root
+}
+
+/// Takes the rack down whatever happens.
+struct Rack(String);
+
+impl Drop for Rack {
+    fn drop(&mut self) {
+        let _ = bin().args(["emulate", "down", "--prefix", &self.0]).output();
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// Random line rates for the spec's segments, each direction uniform in 30..120 MB/s.
+fn rates(shape: &RackShape, seed: u64) -> serde_json::Value {
+    let mut rng = Rng::new(seed);
+    let mut segs = serde_json::Map::new();
+    for id in shape.segments().into_iter().filter(|s| !s.outside_spec()) {
+        let (up, down) = (rng.range(30e6, 120e6).round(), rng.range(30e6, 120e6).round());
+        segs.insert(id.to_string(), serde_json::json!({"up_Bps": up, "down_Bps": down}));
+    }
+    serde_json::json!({"mtu": 9000, "segments": segs})
+}
+
+#[test]
+fn emulated_rack_calibrates_within_bounds() {
+    if !have_root() {
+        return;
+    }
+    let seed = std::env::var("LINKCAL_CALIB_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
+    });
+    eprintln!("rates seed {seed} (LINKCAL_CALIB_SEED={seed} repeats this run)");
+    let shape = RackShape::new(2, 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rates.json"), rates(&shape, seed).to_string()).unwrap();
+    let rack = Rack(format!("lcc{}", std::process::id() % 100_000));
+    let up = bin()
+        .args([
+            "emulate",
+            "up",
+            "--pp-prefill",
+            "2",
+            "--pp-decode",
+            "2",
+            "--ib-cards",
+            "1",
+            "--replace",
+            "--prefix",
+            &rack.0,
+            "--rates",
+        ])
+        .arg(d.join("rates.json"))
+        .arg("--out")
+        .arg(d.join("rack"))
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "emulate up: {}", String::from_utf8_lossy(&up.stderr));
+    let t0 = std::time::Instant::now();
+    let run = bin()
+        .args(["run", "--plan", "calibrate", "--quick", "--no-progress", "--rack"])
+        .arg(d.join("rack/rack.json"))
+        .arg("--out")
+        .arg(d.join("run"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "run: {}", String::from_utf8_lossy(&run.stderr));
+    eprintln!("{}run --plan calibrate took {:.1} s", String::from_utf8_lossy(&run.stderr), t0.elapsed().as_secs_f64());
+    assert!(d.join("run/phase1/results.json").exists() && d.join("run/journal.jsonl").exists());
+    let cal_path = d.join("cal.json");
+    let c = bin().args(["calibrate", "--results"]).arg(d.join("run")).arg("--out").arg(&cal_path).output().unwrap();
+    assert!(c.status.success(), "calibrate: {}", String::from_utf8_lossy(&c.stderr));
+    let cal: Calibration = read(&cal_path);
+    let gt: GroundTruth = read(&d.join("rack/ground-truth.json"));
+    let truth: BTreeMap<Hop, f64> = gt.segments.iter().map(|s| (Hop { id: s.segment, dir: s.dir }, s.goodput_Bps)).collect();
+    let mut problems = Vec::new();
+    let (mut identified, mut bounds, mut worst) = (0, 0, 0.0f64);
+    for s in &cal.segments {
+        let h = Hop { id: s.segment, dir: s.dir };
+        let Some(&t) = truth.get(&h) else { continue };
+        match s.method {
+            Method::Isolated | Method::Saturation | Method::Bottleneck => {
+                let e = s.capacity_Bps.unwrap() / t - 1.0;
+                eprintln!(
+                    "{h:<24} {:<11} {:>12.4e} truth {t:>12.4e} {:+.2}%",
+                    format!("{:?}", s.method),
+                    s.capacity_Bps.unwrap(),
+                    e * 100.0
+                );
+                identified += 1;
+                worst = worst.max(e.abs());
+                if e.abs() > 0.02 {
+                    problems.push(format!("{h} {:?}: {:+.2}%", s.method, e * 100.0));
+                }
+            }
+            Method::LowerBound => {
+                let b = s.lower_bound_Bps.unwrap();
+                bounds += 1;
+                if b > t * 1.005 {
+                    problems.push(format!("{h}: lower bound {b:.4e} above truth {t:.4e}"));
+                }
+            }
+            Method::Unobserved => {}
+        }
+    }
+    for g in &cal.series_groups {
+        if let Some(v) = g.capacity_Bps {
+            let min = g.members.iter().filter_map(|h| truth.get(h)).fold(f64::INFINITY, |a, b| a.min(*b));
+            if (v / min - 1.0).abs() > 0.02 {
+                problems.push(format!("series group {}: {v:.4e} vs member minimum {min:.4e}", g.id));
+            }
+        }
+    }
+    eprintln!("{identified} identified (worst {:.2}%), {bounds} lower bounds", worst * 100.0);
+    assert!(identified >= 6, "the plan should identify most links of a (2,2,1) rack; got {identified}");
+    let sim = bin().args(["sim", "--json", "--calibration"]).arg(&cal_path).arg("--against").arg(d.join("run")).output().unwrap();
+    assert!(sim.status.success(), "sim: {}", String::from_utf8_lossy(&sim.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let mut errs = Vec::new();
+    for ch in v["checks"].as_array().unwrap() {
+        let mk = ch["makespan_error"].as_f64().unwrap();
+        let stream = ch["aggregate_error"].as_f64();
+        eprintln!(
+            "{:<52} burst makespan {:+.2}% (streaming sum {})",
+            ch["id"].as_str().unwrap(),
+            mk * 100.0,
+            stream.map(|a| format!("{:+.2}%", a * 100.0)).unwrap_or_default()
+        );
+        errs.push(mk.abs());
+    }
+    errs.sort_by(f64::total_cmp);
+    let (median, worst_sim) = (errs[errs.len() / 2], errs[errs.len() - 1]);
+    let within = errs.iter().filter(|e| **e <= 0.05).count();
+    eprintln!(
+        "sim: {within}/{} bursts within 5%, median |error| {:.2}%, worst {:.2}%",
+        errs.len(),
+        median * 100.0,
+        worst_sim * 100.0
+    );
+    // Max-min misses TCP's losses where a flow limited elsewhere also crosses the saturated
+    // link (measured up to about 6.5% slower): the median must be tight, the worst bounded.
+    if median > 0.02 || worst_sim > 0.08 {
+        problems.push(format!(
+            "sim: median burst error {:.2}% (max 2%), worst {:.2}% (max 8%)",
+            median * 100.0,
+            worst_sim * 100.0
+        ));
+    }
+    assert!(problems.is_empty(), "seed {seed}: {problems:#?}");
+}
