@@ -85,7 +85,8 @@ fn lower_bounds(o: &Observations) -> BTreeMap<Hop, Rate> {
 }
 
 /// Saturation claims. Concurrent flows through a hop identify its capacity (their aggregate)
-/// when one of them was throttled below its solo rate and every other hop it crossed is shown
+/// when the aggregate falls short of the sum of their solo rates by [`SAT_MARGIN`], one of
+/// them was throttled below its solo rate by that margin, and every other hop it crossed is shown
 /// not full (its lower bound exceeds the load this measurement put on it): then only this hop
 /// (or hops crossed by exactly the same flows here) can have throttled it.
 fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
@@ -98,6 +99,11 @@ fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
         let Some(co) = o.contended.get(&s.measurement) else { continue };
         let class: Vec<Hop> =
             o.shared.iter().filter(|x| x.measurement == s.measurement && x.flows == s.flows).map(|x| x.hop).collect();
+        // Their aggregate must fall short of what they reach alone by the margin.
+        let solo_sum: Option<f64> = s.flows.iter().map(|&i| o.solo_rate(&co[i].path, co[i].bytes)).sum();
+        if solo_sum.is_none_or(|sum| s.carried.value >= sum * (1.0 - SAT_MARGIN)) {
+            continue;
+        }
         let load = |h: &Hop| co.iter().filter(|f| f.hops.contains(h)).map(|f| f.rate).sum::<f64>();
         let pinned = s.flows.iter().any(|&i| {
             let f = &co[i];
