@@ -21,7 +21,9 @@ pub struct Rate {
     pub evidence: String,
 }
 
-/// A route measured alone: its peak rate over payload sizes, and its rate at each size.
+/// A route measured alone: its rate at the largest payload (small transfers can outrun a
+/// shaper's sustained rate by its burst allowance, so the largest size measures capacity), and
+/// its rate at each size.
 #[derive(Debug, Clone)]
 pub struct Solo {
     /// The route.
@@ -30,6 +32,8 @@ pub struct Solo {
     pub hops: Vec<Hop>,
     /// Peak (largest median goodput over sizes).
     pub peak: Rate,
+    /// Payload `peak` was measured at, bytes.
+    pub peak_bytes: u64,
     /// Median goodput per payload size, B/s.
     pub by_size: BTreeMap<u64, f64>,
     /// The flow results per size (for the path model fit).
@@ -189,14 +193,16 @@ pub fn observe(measurements: &[Measurement]) -> Observations {
                         path: f.path,
                         hops: f.segments.clone(),
                         peak: Rate { value: 0.0, low: 0.0, high: 0.0, evidence: String::new() },
+                        peak_bytes: 0,
                         by_size: BTreeMap::new(),
                         flows: BTreeMap::new(),
                     });
                     s.by_size.insert(f.payload_bytes, f.goodput_Bps.p50);
                     s.flows.insert(f.payload_bytes, f.clone());
-                    if f.goodput_Bps.p50 > s.peak.value {
+                    if f.payload_bytes >= s.peak_bytes {
                         let (value, low, high) = interval(&f.goodput_Bps);
                         s.peak = Rate { value, low, high, evidence: m.id.clone() };
+                        s.peak_bytes = f.payload_bytes;
                         s.hops = f.segments.clone();
                     }
                 }
