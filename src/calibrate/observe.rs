@@ -76,6 +76,8 @@ pub struct Observations {
     /// Contended measurements at the largest payload of their contention set (the ones whose
     /// aggregates measure capacity rather than fixed costs), by measurement id.
     pub largest: BTreeSet<String>,
+    /// Burst makespan of each contended measurement (median, 95% low, high), seconds.
+    pub spans: BTreeMap<String, (f64, f64, f64)>,
     /// Solo routes by route.
     pub solo: BTreeMap<PathRef, Solo>,
     /// Shared hops of contended measurements.
@@ -214,6 +216,9 @@ pub fn observe(measurements: &[Measurement]) -> Observations {
                     .map(|f| CoFlow { path: f.path, bytes: f.payload_bytes, rate: f.goodput_Bps.p50, hops: f.segments.clone() })
                     .collect();
                 o.contended.insert(m.id.clone(), co);
+                if let Some(span) = m.aggregate.as_ref().and_then(|a| a.makespan_s) {
+                    o.spans.insert(m.id.clone(), interval(&span));
+                }
                 let mut by_hop: BTreeMap<Hop, Vec<usize>> = BTreeMap::new();
                 for (i, f) in m.flows.iter().enumerate() {
                     for h in &f.segments {

@@ -114,11 +114,87 @@ fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
                     .filter(|h| !class.contains(h))
                     .all(|h| lb.get(h).is_some_and(|b| b.value > load(h) * (1.0 + TOL)))
         });
-        if pinned {
-            claims.push(Claim { hops: class, rate: s.carried.clone(), method: Method::Saturation });
+        if !pinned {
+            continue;
         }
+        // The capacity that makes max-min reproduce the measured burst (each flow capped at its
+        // solo rate), when the streaming aggregate agrees within TOL (other shared hops or a
+        // noisy window would make them differ); without a burst, the streaming estimate.
+        let rate = match o.spans.get(&s.measurement) {
+            Some(span) => {
+                let flows: Vec<(u64, f64, bool)> = co
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| Some((f.bytes, o.solo_rate(&f.path, f.bytes)?, s.flows.contains(&i))))
+                    .collect();
+                if flows.len() < co.len() {
+                    continue;
+                }
+                // Two estimates must agree: the burst fit and the streaming aggregate.
+                match burst_fit(&flows, *span, s.carried.value, &s.measurement) {
+                    Some(r) if (r.value / s.carried.value - 1.0).abs() <= TOL => r,
+                    _ => continue,
+                }
+            }
+            None => s.carried.clone(),
+        };
+        claims.push(Claim { hops: class, rate, method: Method::Saturation });
     }
     claims
+}
+
+/// Burst makespan of flows `(bytes, solo rate, crosses the hop)` released together, the hop
+/// having capacity `c` (max-min, each flow capped at its solo rate).
+fn burst_span(flows: &[(u64, f64, bool)], c: f64) -> f64 {
+    let h = Hop::new(crate::spec::SegmentKind::GpuP, 0, crate::spec::Dir::Up);
+    let sim: Vec<crate::sim::SimFlow> = flows
+        .iter()
+        .map(|(b, solo, through)| crate::sim::SimFlow {
+            name: String::new(),
+            hops: if *through { vec![h] } else { Vec::new() },
+            bytes: *b,
+            start_s: 0.0,
+            alpha_s: 0.0,
+            cap_Bps: Some(*solo),
+        })
+        .collect();
+    let cap: crate::sim::Capacities = [(h, c)].into_iter().collect();
+    crate::sim::makespan(&crate::sim::simulate(&sim, &cap))
+}
+
+/// The hop capacity for which the burst takes `span` (median, low, high) seconds, by
+/// bisection; None when no capacity reproduces it, or when the makespan hardly depends on the
+/// capacity near the solution or near the streaming estimate `near` (another flow's own limit
+/// sets the makespan: the burst cannot tell).
+fn burst_fit(flows: &[(u64, f64, bool)], span: (f64, f64, f64), near: f64, evidence: &str) -> Option<Rate> {
+    let through: f64 = flows.iter().filter(|f| f.2).map(|f| f.1).sum();
+    let bytes: f64 = flows.iter().filter(|f| f.2).map(|f| f.0 as f64).sum();
+    let solve = |t: f64| -> Option<f64> {
+        let (mut lo, mut hi) = (bytes / t * 0.5, through);
+        if burst_span(flows, hi) > t * (1.0 + 1e-6) {
+            return None;
+        }
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if burst_span(flows, mid) > t {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(hi)
+    };
+    let c = solve(span.0)?;
+    // Sensitivity: +-TOL on the capacity must move the makespan by at least TOL/2.
+    for x in [c, near] {
+        let (a, b) = (burst_span(flows, x * (1.0 - TOL)), burst_span(flows, x * (1.0 + TOL)));
+        if (a - b) / span.0 < TOL / 2.0 {
+            return None;
+        }
+    }
+    let low = solve(span.2).unwrap_or(c).min(c);
+    let high = solve(span.1).unwrap_or(c).max(c);
+    Some(Rate { value: c, low, high, evidence: evidence.to_string() })
 }
 
 fn solo_claims(o: &Observations) -> Vec<Claim> {
