@@ -149,12 +149,12 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
     for (h, e) in &sol.hops {
         let ident = e.method.identified();
         let group_rate = e.group.and_then(|g| sol.groups[g].rate.as_ref());
-        // A bound is the low end of the 95% interval of the largest rate carried (capacity >=
-        // it with 95% confidence); a member of an identified series group is bounded below by
-        // the group's minimum.
+        // A bound is the largest rate the segment direction surely carried (a solo flow's median
+        // goodput, a burst's bytes / makespan, or one flow's throughput); a member of an
+        // identified series group is bounded below by the group's minimum.
         let bound = match (&e.rate, group_rate) {
-            (Some(r), Some(g)) => Some(r.low.max(g.low)),
-            (r, g) => r.as_ref().or(g).map(|r| r.low),
+            (Some(r), Some(g)) => Some(r.value.max(g.value)),
+            (r, g) => r.as_ref().or(g).map(|r| r.value),
         };
         segments.push(SegmentEstimate {
             segment: h.id,
