@@ -17,8 +17,8 @@ use std::process::Command;
 use linkcal::model::calibration::Method;
 use linkcal::model::rack::GroundTruth;
 use linkcal::model::Calibration;
-use linkcal::sim::synth::Rng;
 use linkcal::spec::{Hop, RackShape};
+use linkcal::stats::rng::SplitMix64;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_linkcal"))
@@ -51,7 +51,7 @@ fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
 
 /// Random line rates for the spec's segments, each direction uniform in 30..120 MB/s.
 fn rates(shape: &RackShape, seed: u64) -> serde_json::Value {
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut segs = serde_json::Map::new();
     for id in shape.segments().into_iter().filter(|s| !s.outside_spec()) {
         let (up, down) = (rng.range(30e6, 120e6).round(), rng.range(30e6, 120e6).round());

@@ -7,36 +7,7 @@ use super::{maxmin_rates, simulate, Capacities, SimFlow};
 use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, StopReason, Summary};
 use crate::model::{Provenance, Results, RESULTS_SCHEMA};
 use crate::spec::{Dir, Experiment, Hop, HopOptions, RackShape, RouteSet};
-
-/// A small deterministic generator (SplitMix64), so synthetic runs repeat exactly per seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
+use crate::stats::rng::SplitMix64;
 
 /// How to synthesize a run.
 #[derive(Debug, Clone)]
@@ -62,7 +33,7 @@ pub struct SynthConfig {
 /// Random true capacities for every segment direction of `shape`: each uniform in
 /// [lo, hi) B/s, so the bottleneck differs from seed to seed.
 pub fn random_truth(shape: &RackShape, seed: u64, lo: f64, hi: f64) -> Capacities {
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut out = Capacities::new();
     for id in shape.segments() {
         for dir in [Dir::Up, Dir::Down] {
@@ -96,7 +67,7 @@ pub fn summarize(xs: &[f64]) -> Summary {
 /// Runs every experiment at every size and returns the results a runner would have written.
 pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Results, String> {
     let set = RouteSet::build(&cfg.shape, None, cfg.hops, true).map_err(|e| e.to_string())?;
-    let mut rng = Rng::new(cfg.seed);
+    let mut rng = SplitMix64::new(cfg.seed);
     let mut measurements = Vec::new();
     for e in experiments {
         let routes = e

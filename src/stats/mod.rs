@@ -5,6 +5,8 @@ use hdrhistogram::Histogram;
 
 use crate::model::results::Summary;
 
+pub mod rng;
+
 /// Significant digits the histograms keep (quantiles are exact to 0.01%).
 pub const SIGFIG: u8 = 4;
 

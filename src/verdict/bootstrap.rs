@@ -5,30 +5,7 @@
 //! and drag the mean by 20-40% between otherwise identical runs, while the median stays put.
 //! Figures that come with intervals only use a normal approximation (delta method).
 
-/// SplitMix64: a small, well-mixed generator; enough for resampling indexes.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize % n
-    }
-}
+use crate::stats::rng::SplitMix64;
 
 /// Median of a slice (NaN when empty); sorts a copy.
 pub fn median(x: &[f64]) -> f64 {
