@@ -174,3 +174,18 @@ fn schema_files_have_not_drifted() {
     // Fails when a model type changed without `linkcal schema` being re-run and committed.
     linkcal().args(["schema", "--check", "--dir", concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")]).assert().success();
 }
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    // `linkcal paths --json | head -c 10`: the reader goes away mid-output.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("linkcal"))
+        .args(["paths", "--pp-prefill", "8", "--pp-decode", "8", "--ib-cards", "4", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

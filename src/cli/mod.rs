@@ -60,8 +60,36 @@ pub enum Command {
     Run(run::Args),
 }
 
+impl Command {
+    /// True for commands that only read files and print: for them a closed stdout (e.g.
+    /// `linkcal paths | head`) ends the process quietly, as with other Unix tools, instead of
+    /// a panic in `println!`. Commands that drive sockets keep SIGPIPE ignored.
+    pub fn prints_only(&self) -> bool {
+        match self {
+            Command::Discover(_)
+            | Command::Paths(_)
+            | Command::Payload(_)
+            | Command::Schema(_)
+            | Command::Calibrate(_)
+            | Command::Sim(_)
+            | Command::Export(_)
+            | Command::Accept(_)
+            | Command::Compare(_)
+            | Command::Report(_) => true,
+            Command::Probe(_) | Command::Emulate(_) | Command::Agent(_) | Command::Run(_) => false,
+        }
+    }
+}
+
 /// Runs a parsed command; returns the process exit code for verdicts (0 pass, 1 fail).
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    if cli.command.prints_only() {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread is started;
+        // no handler code runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Discover(a) => discover::run(a),
         Command::Paths(a) => paths::run(a),
