@@ -1,45 +1,18 @@
-//! Which hardware probe measures each spec route on a real rack, and the flow options that
-//! name its GPUs and NICs. GPUs and NICs are named by PCI bus order (`{"by_bus": n}`), the
-//! numbering discovery uses, so every agent resolves them on its own host: prefill GPU i is
-//! the i-th GPU by bus id on the prefill server, its NIC k the k-th RDMA NIC by bus id, and a
-//! decode server's GPU and NIC are its first.
+//! Which hardware probe measures each spec route on a real rack (the route's hardware
+//! transport, see [`crate::transport::routes`]), and the flow options for running a catalogue
+//! probe inside one host.
 
 use serde_json::{json, Value};
 
 use super::{Probe, ProbeKind};
-use crate::spec::{PathRef, RackShape, RouteKind};
+use crate::spec::{PathRef, RackShape};
 
-fn bus(n: usize) -> Value {
-    json!({ "by_bus": n })
-}
-
-/// The probe kind (its `as_str` is the transport name) and flow options for `path`.
+/// The probe kind (its `as_str` is the transport name) and flow options for `path`: GPUs and
+/// NICs by bus order, as [`crate::transport::routes::hardware_flow`] names them.
 pub fn hardware_flow(path: &PathRef, shape: &RackShape) -> (ProbeKind, Value) {
-    let (s, d) = (path.src, path.dst);
-    match path.kind {
-        RouteKind::PrefillInterRank => (ProbeKind::CudaP2p, json!({ "src_gpu": bus(s), "dst_gpu": bus(d) })),
-        RouteKind::PrefillToDecode => {
-            let k = shape.nic_map.get(s).copied().unwrap_or(s % shape.ib_cards.max(1));
-            (ProbeKind::GpudirectRdma, json!({ "src_gpu": bus(s), "src_nic": bus(k), "dst_gpu": bus(0), "dst_nic": bus(0) }))
-        }
-        RouteKind::DecodeInterRank => (ProbeKind::GpuStagedTcp, json!({ "src_gpu": bus(0), "dst_gpu": bus(0) })),
-        RouteKind::PrefillGpuToHost => (ProbeKind::CudaD2h, json!({ "src_gpu": bus(s) })),
-        RouteKind::PrefillHostToGpu => (ProbeKind::CudaH2d, json!({ "dst_gpu": bus(d) })),
-        RouteKind::DecodeGpuToHost => (ProbeKind::CudaD2h, json!({ "src_gpu": bus(0) })),
-        RouteKind::DecodeHostToGpu => (ProbeKind::CudaH2d, json!({ "dst_gpu": bus(0) })),
-        RouteKind::HostRdma => (ProbeKind::HostRdma, json!({ "src_nic": bus(s), "dst_nic": bus(0) })),
-    }
-}
-
-/// The options a flow of transport `kind` on `path` needs: the hardware flow's when `kind` is
-/// the hardware transport of the route (GPUs and NICs by bus order), else none (`null`).
-pub fn flow_options(kind: crate::transport::TransportKind, path: &PathRef, shape: &RackShape) -> Value {
-    let (probe, options) = hardware_flow(path, shape);
-    if probe.as_str() == kind.as_str() {
-        options
-    } else {
-        Value::Null
-    }
+    let (t, options) = crate::transport::routes::hardware_flow(path, shape);
+    let probe = ProbeKind::ALL.into_iter().find(|p| p.as_str() == t.as_str()).expect("every hardware transport is a probe kind");
+    (probe, options)
 }
 
 /// Flow options for running a catalogue probe inside one host: GPUs by CUDA ordinal, NICs by
@@ -71,7 +44,7 @@ pub fn local_flow(p: &Probe, nics: &[String]) -> Option<Value> {
 mod tests {
     use super::*;
     use crate::hwprobe::Status;
-    use crate::spec::{HopOptions, RouteSet};
+    use crate::spec::{HopOptions, RouteKind, RouteSet};
 
     #[test]
     fn every_route_of_a_rack_has_a_hardware_probe() {
@@ -101,22 +74,6 @@ mod tests {
         // The options parse back into the selectors the transports read.
         let sel = crate::gpu::device::GpuSelector::from_options(&o, "dst_gpu").unwrap();
         assert_eq!(sel, Some(crate::gpu::device::GpuSelector::BusOrder { by_bus: 3 }));
-    }
-
-    #[test]
-    fn runner_flows_get_options_only_for_their_hardware_transport() {
-        use crate::transport::TransportKind;
-        let shape = RackShape::new(2, 2, 1).unwrap();
-        let p = PathRef { kind: RouteKind::PrefillInterRank, src: 0, dst: 1 };
-        assert_eq!(flow_options(TransportKind::CudaP2p, &p, &shape), json!({"src_gpu": {"by_bus": 0}, "dst_gpu": {"by_bus": 1}}));
-        assert_eq!(flow_options(TransportKind::HostTcp, &p, &shape), Value::Null);
-        let p = PathRef { kind: RouteKind::HostRdma, src: 0, dst: 1 };
-        assert_eq!(flow_options(TransportKind::HostRdma, &p, &shape)["src_nic"], json!({"by_bus": 0}));
-        // Every hardware transport the runner picks per route gets its options.
-        for (kind, t) in crate::runner::hardware_transports() {
-            let p = PathRef { kind, src: 0, dst: 1 };
-            assert!(flow_options(t, &p, &shape).is_object(), "{kind:?} -> {t}");
-        }
     }
 
     fn probe(kind: ProbeKind, gpus: Vec<usize>, nic: Option<&str>) -> Probe {

@@ -153,7 +153,7 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
     let o = ctx.opts;
     for f in flows.iter() {
         // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
-        let options = crate::hwprobe::routes::flow_options(f.transport, &f.r.path, &ctx.rack.shape);
+        let options = crate::transport::routes::flow_options(f.transport, &f.r.path, &ctx.rack.shape);
         let spec = |local: Option<String>| FlowSpec {
             id: f.id,
             transport: f.transport,

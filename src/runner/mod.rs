@@ -136,20 +136,7 @@ impl RunOptions {
 /// The hardware transport of each route kind: what `--transport auto` picks on a real rack
 /// (on the emulated rack these are waived, with the reason, since no GPU or RDMA NIC exists).
 pub fn hardware_transports() -> Vec<(RouteKind, TransportKind)> {
-    RouteKind::ALL
-        .into_iter()
-        .map(|k| {
-            let t = match k {
-                RouteKind::PrefillInterRank => TransportKind::CudaP2p,
-                RouteKind::PrefillToDecode => TransportKind::GpudirectRdma,
-                RouteKind::DecodeInterRank => TransportKind::GpuStagedTcp,
-                RouteKind::PrefillGpuToHost | RouteKind::DecodeGpuToHost => TransportKind::CudaD2h,
-                RouteKind::PrefillHostToGpu | RouteKind::DecodeHostToGpu => TransportKind::CudaH2d,
-                RouteKind::HostRdma => TransportKind::HostRdma,
-            };
-            (k, t)
-        })
-        .collect()
+    RouteKind::ALL.into_iter().map(|k| (k, crate::transport::routes::hardware_transport(k))).collect()
 }
 
 /// The default payload sweep: 4 KiB..64 MiB in steps of 4x (`quick`: 64 KiB, 1 MiB, 16 MiB).

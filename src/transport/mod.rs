@@ -37,6 +37,7 @@ pub mod gpu_staged_tcp;
 pub mod gpudirect_rdma;
 pub mod host_tcp;
 pub mod net;
+pub mod routes;
 pub mod staged_tcp;
 
 use std::time::Duration;
