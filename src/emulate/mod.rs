@@ -179,19 +179,15 @@ fn build(plan: &Plan, o: &UpOptions) -> Result<usize, EmulateError> {
     all.push(mgmt.clone());
     netns::batch("ip", None, &all.iter().map(|n| format!("netns add {n}")).collect::<Vec<_>>())?;
     for ns in &all {
-        netns::run(&[
-            "ip",
-            "netns",
-            "exec",
+        netns::sysctl(
             ns,
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv4.ip_forward=1",
-            "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0",
-            "net.ipv4.tcp_slow_start_after_idle=0",
-        ])?;
+            &[
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/default/rp_filter", "0"),
+                ("net/ipv4/tcp_slow_start_after_idle", "0"),
+            ],
+        )?;
     }
     let mtu = o.rates.mtu;
     let mut root = Vec::new();

@@ -111,20 +111,50 @@ pub fn enter(ns: &str) -> Result<(), EmulateError> {
         .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })
 }
 
+/// Sets network sysctls (paths under /proc/sys, e.g. `net/ipv4/ip_forward`) inside `ns`.
+///
+/// A helper thread enters the namespace and writes the files: /proc/sys/net resolves against
+/// the writing thread's namespace. Unlike `ip netns exec ... sysctl`, this needs no mount
+/// namespace games (which fail where / is not a mount point, e.g. in a chroot).
+pub fn sysctl(ns: &str, settings: &[(&str, &str)]) -> Result<(), EmulateError> {
+    let ns_owned = ns.to_string();
+    let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    std::thread::spawn(move || -> Result<(), EmulateError> {
+        enter(&ns_owned)?;
+        for (key, value) in &settings {
+            let path = Path::new("/proc/sys").join(key);
+            std::fs::write(&path, value)
+                .map_err(|e| EmulateError::Io { path: format!("{} in {ns_owned}", path.display()), source: e })?;
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| Err(EmulateError::Enter { netns: ns.into(), message: "sysctl thread panicked".into() }))
+}
+
 /// Starts `linkcal agent` inside `ns`, detached in its own process group, logging to `log`.
+/// The child enters the namespace with setns(2) between fork and exec.
 pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<u32, EmulateError> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let file = std::fs::File::create(log).map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
     let err = file.try_clone().map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| EmulateError::Tool { tool: "ip netns exec".into(), source: e })?;
+    let nsfile = std::fs::File::open(Path::new(NETNS_DIR).join(ns))
+        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
+    let nsfd = nsfile.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
+    // is async-signal-safe; `nsfile` outlives the spawn, so the descriptor is valid.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: format!("{} (in netns {ns})", exe.display()), source: e })?;
+    drop(nsfile);
     Ok(child.id())
 }
