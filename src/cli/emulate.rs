@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::emulate::{self, Rates, UpOptions};
-use crate::spec::{parse_nic_map, RackShape};
 
 /// Flags of `linkcal emulate`.
 #[derive(Debug, clap::Args)]
@@ -29,18 +28,9 @@ pub enum Action {
 /// Flags of `emulate up`.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// PP_prefill: prefill GPUs.
-    #[arg(long)]
-    pub pp_prefill: usize,
-    /// PP_decode: decode servers.
-    #[arg(long)]
-    pub pp_decode: usize,
-    /// Num_IB_Cards on the prefill server.
-    #[arg(long)]
-    pub ib_cards: usize,
-    /// NIC used by each prefill GPU, e.g. 0,1,0,1 (default: i mod Num_IB_Cards).
-    #[arg(long)]
-    pub nic_map: Option<String>,
+    /// The rack shape.
+    #[command(flatten)]
+    pub shape: super::shape::ShapeArgs,
     /// Rates file: {"mtu": 9000, "segments": {"GPU_P[0]_PCI": {"up_Bps": .., "down_Bps": ..}}} (B/s).
     #[arg(long)]
     pub rates: Option<PathBuf>,
@@ -89,8 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
 }
 
 fn up(u: UpArgs) -> anyhow::Result<u8> {
-    let map = u.nic_map.as_deref().map(parse_nic_map).transpose()?;
-    let shape = RackShape::with_nic_map(u.pp_prefill, u.pp_decode, u.ib_cards, map)?;
+    let shape = u.shape.shape()?;
     let rates = Rates::load(&shape, u.rates.as_deref(), u.mtu)?;
     emulate::check_prefix(&u.prefix)?;
     let out = u.out.unwrap_or_else(|| PathBuf::from(format!("out/emulate-{}", u.prefix)));

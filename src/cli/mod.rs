@@ -14,6 +14,7 @@ mod probe;
 mod report;
 mod run;
 mod schema;
+mod shape;
 mod sim;
 
 use clap::{Parser, Subcommand};

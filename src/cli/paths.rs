@@ -2,23 +2,14 @@
 
 use anyhow::Context;
 
-use crate::spec::{contention, parse_nic_map, HopOptions, RackShape, RouteSet};
+use crate::spec::{contention, HopOptions, RouteSet};
 
 /// Flags of `linkcal paths`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// PP_prefill: prefill pipeline stages (GPUs on the prefill server).
-    #[arg(long)]
-    pub pp_prefill: usize,
-    /// PP_decode: decode pipeline stages (decode servers).
-    #[arg(long)]
-    pub pp_decode: usize,
-    /// Num_IB_Cards on the prefill server.
-    #[arg(long)]
-    pub ib_cards: usize,
-    /// NIC used by each prefill GPU, e.g. 0,1,0,1 (default: i mod Num_IB_Cards).
-    #[arg(long)]
-    pub nic_map: Option<String>,
+    /// The rack shape.
+    #[command(flatten)]
+    pub shape: super::shape::ShapeArgs,
     /// Model layer count, to split layers exactly when PP_prefill != PP_decode (default: even split).
     #[arg(long)]
     pub layers: Option<u32>,
@@ -32,8 +23,7 @@ pub struct Args {
 
 /// Runs `linkcal paths`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let map = a.nic_map.as_deref().map(parse_nic_map).transpose()?;
-    let shape = RackShape::with_nic_map(a.pp_prefill, a.pp_decode, a.ib_cards, map)?;
+    let shape = a.shape.shape()?;
     let opt = if a.outside_spec { HopOptions { decode_ib_nic: true, staged_in_host: false } } else { HopOptions::default() };
     let set = RouteSet::build(&shape, a.layers, opt, a.outside_spec).context("building the spec's paths")?;
     let shared = contention(&set.routes);
