@@ -11,15 +11,35 @@ use super::EmulateError;
 /// Directory where `ip netns` keeps named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
 
-/// Runs `prog [-n ns] -batch -` with `lines` on stdin.
+/// Makes `cmd` start inside network namespace `ns`: the child calls setns(2) between fork and
+/// exec. Unlike `ip -n` / `ip netns exec`, this needs no mount-namespace work (which fails
+/// where / is not a mount point, e.g. in a chroot). Keep the returned file until `spawn`.
+pub fn in_netns(cmd: &mut Command, ns: &str) -> Result<std::fs::File, EmulateError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let nsfile = std::fs::File::open(Path::new(NETNS_DIR).join(ns))
+        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
+    let nsfd = nsfile.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
+    // is async-signal-safe; the caller keeps `nsfile` open until the spawn, so `nsfd` is valid.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(nsfile)
+}
+
+/// Runs `prog -batch -` with `lines` on stdin, inside `ns` when given.
 pub fn batch(prog: &str, ns: Option<&str>, lines: &[String]) -> Result<(), EmulateError> {
     if lines.is_empty() {
         return Ok(());
     }
     let mut cmd = Command::new(prog);
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
-    }
+    let _nsfile = ns.map(|ns| in_netns(&mut cmd, ns)).transpose()?;
     cmd.args(["-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     let what = format!("{prog}{} -batch", ns.map(|n| format!(" -n {n}")).unwrap_or_default());
     let mut child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: prog.into(), source: e })?;
@@ -135,25 +155,12 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) -> Result<(), EmulateError> {
 /// Starts `linkcal agent` inside `ns`, detached in its own process group, logging to `log`.
 /// The child enters the namespace with setns(2) between fork and exec.
 pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<u32, EmulateError> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let file = std::fs::File::create(log).map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
     let err = file.try_clone().map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
-    let nsfile = std::fs::File::open(Path::new(NETNS_DIR).join(ns))
-        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
-    let nsfd = nsfile.as_raw_fd();
     let mut cmd = Command::new(exe);
+    let nsfile = in_netns(&mut cmd, ns)?;
     cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
-    // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
-    // is async-signal-safe; `nsfile` outlives the spawn, so the descriptor is valid.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: format!("{} (in netns {ns})", exe.display()), source: e })?;
     drop(nsfile);
     Ok(child.id())
