@@ -12,38 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+
+mod rack_support;
 
 use linkcal::model::calibration::Method;
 use linkcal::model::rack::GroundTruth;
 use linkcal::model::Calibration;
 use linkcal::spec::{Hop, RackShape};
 use linkcal::stats::rng::SplitMix64;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_linkcal"))
-}
-
-fn have_root() -> bool {
-    let root = nix::unistd::geteuid().is_root() && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no root / iproute2: the emulated calibration test cannot run"
-        );
-        eprintln!("skipping: the emulated rack needs root and iproute2");
-    }
-    root
-}
-
-/// Takes the rack down whatever happens.
-struct Rack(String);
-
-impl Drop for Rack {
-    fn drop(&mut self) {
-        let _ = bin().args(["emulate", "down", "--prefix", &self.0]).output();
-    }
-}
+use rack_support::{can_emulate, linkcal as bin, unique_prefix, RackGuard};
 
 fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
@@ -62,7 +39,7 @@ fn rates(shape: &RackShape, seed: u64) -> serde_json::Value {
 
 #[test]
 fn emulated_rack_calibrates_within_bounds() {
-    if !have_root() {
+    if !can_emulate("the emulated calibration test") {
         return;
     }
     let seed = std::env::var("LINKCAL_CALIB_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
@@ -73,7 +50,7 @@ fn emulated_rack_calibrates_within_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("rates.json"), rates(&shape, seed).to_string()).unwrap();
-    let rack = Rack(format!("lcc{}", std::process::id() % 100_000));
+    let rack = RackGuard(unique_prefix("lcc"));
     let up = bin()
         .args([
             "emulate",

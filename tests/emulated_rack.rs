@@ -6,37 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
+mod rack_support;
+
 use linkcal::model::rack::GroundTruth;
 use linkcal::model::results::{MeasurementKind, Results};
 use linkcal::spec::{Hop, RouteKind};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_linkcal"))
-}
-
-/// True when this process may build namespaces; under CI=true its absence is a failure.
-fn have_root() -> bool {
-    let root = nix::unistd::geteuid().is_root() && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no root / iproute2: the emulated rack test cannot run"
-        );
-        eprintln!("skipping: the emulated rack needs root and iproute2");
-    }
-    root
-}
-
-/// Removes the rack whatever happens.
-struct Rack {
-    prefix: String,
-}
-
-impl Drop for Rack {
-    fn drop(&mut self) {
-        let _ = bin().args(["emulate", "down", "--prefix", &self.prefix]).output();
-    }
-}
+use rack_support::{can_emulate, linkcal as bin, unique_prefix, RackGuard};
 
 fn goodput(gt: &GroundTruth, h: &Hop) -> f64 {
     gt.segments
@@ -139,13 +114,13 @@ fn accuracy(results: &Results, gt: &GroundTruth) -> (usize, Vec<String>) {
 
 #[test]
 fn emulated_rack_2_2_1_accuracy_and_faults() {
-    if !have_root() {
+    if !can_emulate("the emulated rack test") {
         return;
     }
-    let prefix = format!("t{}", std::process::id() % 1_000_000);
+    let prefix = unique_prefix("t");
     let dir = tempfile::tempdir().unwrap();
     let rack_dir = dir.path().join("rack");
-    let _guard = Rack { prefix: prefix.clone() };
+    let _guard = RackGuard(prefix.clone());
     let up = bin()
         .args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", &prefix, "--out"])
         .arg(&rack_dir)

@@ -5,39 +5,22 @@
 //! nothing else; the report says FAIL at the top. scripts/verdict-emulated-check runs the
 //! full version (every spec path, several unchanged repeats).
 
+mod rack_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Namespace prefix, unique per process: every worktree runs this test, often at once.
+use rack_support::{can_emulate, linkcal, unique_prefix, RackGuard};
+
 fn prefix() -> String {
-    format!("lcv{:x}", std::process::id() % 0xfffff)
+    unique_prefix("lcv")
 }
 
-fn linkcal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_linkcal"))
-}
-
-/// True when this process may build network namespaces. Under CI=true a missing capability
-/// is a failure, never a silent skip.
-fn can_emulate() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    let ip = Command::new("ip").args(["netns", "list"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if root && ip {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the emulated rack cannot be built here (root: {root}, `ip netns` works: {ip})"
-    );
-    eprintln!("SKIP: the emulated rack needs root and iproute2 (root: {root}, ip netns: {ip})");
-    false
-}
-
-/// Tears the emulated rack down however the test ends.
+/// Builds the emulated rack; the guard tears it down however the test ends.
 struct Rack;
 
 impl Rack {
-    fn up(out: &Path, rates: Option<&Path>) -> Rack {
+    fn up(out: &Path, rates: Option<&Path>) -> RackGuard {
         let mut c = linkcal();
         c.args([
             "emulate",
@@ -58,13 +41,7 @@ impl Rack {
             c.arg("--rates").arg(r);
         }
         check(&c.output().unwrap(), 0, "emulate up");
-        Rack
-    }
-}
-
-impl Drop for Rack {
-    fn drop(&mut self) {
-        let _ = linkcal().args(["emulate", "down", "--prefix", &prefix()]).output();
+        RackGuard(prefix())
     }
 }
 
@@ -127,7 +104,7 @@ fn failed_segments(v: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn emulated_rack_verdicts() {
-    if !can_emulate() {
+    if !can_emulate("the emulated verdict test") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,43 @@
+//! Helpers shared by the tests that build the emulated rack (namespaces + tbf; needs root):
+//! the capability check (a failure, never a skip, under `CI=true`), a unique namespace prefix
+//! per test process, and a guard that takes the rack down however the test ends.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// The linkcal binary under test.
+pub fn linkcal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_linkcal"))
+}
+
+/// True when this process may build network namespaces (root and a working `ip netns`).
+/// Under `CI=true` a missing capability is a failure, never a silent skip; `what` names the
+/// test in the message.
+pub fn can_emulate(what: &str) -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let ip = Command::new("ip").args(["netns", "list"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if root && ip {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {what} cannot build the emulated rack here (root: {root}, `ip netns` works: {ip})"
+    );
+    eprintln!("SKIP: {what}: the emulated rack needs root and iproute2 (root: {root}, ip netns: {ip})");
+    false
+}
+
+/// A namespace prefix unique per test process (`tag` of at most 3 of a-z0-9, then at most 5
+/// hex digits of the process id): every worktree runs these tests, often at once.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("{tag}{:x}", std::process::id() % 0xfffff)
+}
+
+/// Takes the rack of a prefix down when dropped, however the test ends.
+pub struct RackGuard(pub String);
+
+impl Drop for RackGuard {
+    fn drop(&mut self) {
+        let _ = linkcal().args(["emulate", "down", "--prefix", &self.0]).output();
+    }
+}
