@@ -10,7 +10,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use linkcal::spec::{Dir, RackShape};
-use support::Synth;
+use support::{failed_segments, Synth};
 
 /// The default emulated rack's expected TCP goodputs (line rate x 0.9927 at MTU 9000).
 fn emulated_default() -> Synth {
@@ -63,16 +63,6 @@ fn accept(cal: &Path, res: &Path) -> (i32, serde_json::Value) {
         .unwrap();
     let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     (o.status.code().unwrap(), v)
-}
-
-fn failed_segments(v: &serde_json::Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "segment" && i["outcome"] == "fail")
-        .map(|i| i["item"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -6,11 +6,14 @@
 //! full version (every spec path, several unchanged repeats).
 
 mod rack_support;
+#[path = "verdict_support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rack_support::{can_emulate, linkcal, unique_prefix, RackGuard};
+use support::failed_segments;
 
 fn prefix() -> String {
     unique_prefix("lcv")
@@ -90,16 +93,6 @@ fn compare(base: &Path, new: &Path) -> (i32, serde_json::Value) {
     let o = linkcal().arg("compare").arg(base).arg(new).arg("--json").arg(&json).output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&o.stdout));
     (o.status.code().unwrap_or(-1), serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap())
-}
-
-fn failed_segments(v: &serde_json::Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["kind"] == "segment" && i["outcome"] == "fail")
-        .map(|i| i["item"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -315,3 +315,14 @@ pub fn truth_rules(synth: &Synth, path: &Path) {
     }
     std::fs::write(path, s).unwrap();
 }
+
+/// The segment items an accept report fails, by name.
+pub fn failed_segments(v: &serde_json::Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "segment" && i["outcome"] == "fail")
+        .map(|i| i["item"].as_str().unwrap().to_string())
+        .collect()
+}
