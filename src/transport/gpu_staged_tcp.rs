@@ -9,13 +9,13 @@
 //! Flow options: `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id), `chunk_bytes` (default
 //! 1 MiB).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cuda_p2p::{cuda_applicability, gpu_err};
-use super::host_tcp::{accept, connect, io_err, listen};
+use super::host_tcp::{accept, await_ack, connect, io_err, listen, send_finish};
 use super::net::{self, ACK, FINISH};
 use super::{
     Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport, TransportError, TransportKind,
@@ -96,19 +96,12 @@ impl Sender for StagedSender {
         let start = Instant::now();
         net::write_header(&mut self.stream, bytes).map_err(|e| io_err(flow, t, "send header", e))?;
         send_staged(&mut self.stager, &mut self.stream, bytes as usize, self.chunk).map_err(|e| staging_err(flow, t, e))?;
-        let mut ack = [0u8; 1];
-        self.stream.read_exact(&mut ack).map_err(|e| io_err(flow, t, "waiting for the completion ack", e))?;
-        let elapsed = start.elapsed();
-        if ack[0] != ACK {
-            return Err(TransportError::protocol(flow, format!("expected ack byte {ACK:#x}, got {:#x}", ack[0])));
-        }
-        Ok(elapsed)
+        await_ack(&mut self.stream, flow, t)?;
+        Ok(start.elapsed())
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), TransportError> {
-        net::write_header(&mut self.stream, FINISH).map_err(|e| io_err(self.flow, self.timeout_s, "send finish", e))?;
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        Ok(())
+        send_finish(&mut self.stream, self.flow, self.timeout_s)
     }
 }
 

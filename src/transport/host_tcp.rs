@@ -82,6 +82,23 @@ pub fn io_err(flow: u64, timeout_s: f64, what: impl Into<String>, e: std::io::Er
     }
 }
 
+/// Waits for the receiver's one-byte completion ack of a transfer (the end of its timing).
+pub fn await_ack(stream: &mut TcpStream, flow: u64, timeout_s: f64) -> Result<(), TransportError> {
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack).map_err(|e| io_err(flow, timeout_s, "waiting for the completion ack", e))?;
+    if ack[0] != ACK {
+        return Err(TransportError::protocol(flow, format!("expected ack byte {ACK:#x}, got {:#x}", ack[0])));
+    }
+    Ok(())
+}
+
+/// Tells the receiver no transfer follows and half-closes the connection.
+pub fn send_finish(stream: &mut TcpStream, flow: u64, timeout_s: f64) -> Result<(), TransportError> {
+    net::write_header(stream, FINISH).map_err(|e| io_err(flow, timeout_s, "send finish", e))?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
 struct TcpSender {
     flow: u64,
     timeout_s: f64,
@@ -104,19 +121,12 @@ impl Sender for TcpSender {
             self.stream.write_all(&self.buf[8..8 + n]).map_err(|e| io_err(flow, t, "send", e))?;
             left -= n as u64;
         }
-        let mut ack = [0u8; 1];
-        self.stream.read_exact(&mut ack).map_err(|e| io_err(flow, t, "waiting for the completion ack", e))?;
-        let elapsed = start.elapsed();
-        if ack[0] != ACK {
-            return Err(TransportError::protocol(flow, format!("expected ack byte {ACK:#x}, got {:#x}", ack[0])));
-        }
-        Ok(elapsed)
+        await_ack(&mut self.stream, flow, t)?;
+        Ok(start.elapsed())
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), TransportError> {
-        net::write_header(&mut self.stream, FINISH).map_err(|e| io_err(self.flow, self.timeout_s, "send finish", e))?;
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        Ok(())
+        send_finish(&mut self.stream, self.flow, self.timeout_s)
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::host_tcp::{accept, connect, io_err, listen};
+use super::host_tcp::{accept, await_ack, connect, io_err, listen, send_finish};
 use super::net::{self, ACK, FINISH};
 use super::{
     Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport, TransportError, TransportKind,
@@ -163,15 +163,12 @@ impl<B: DeviceBuffer> Sender for StagedSender<B> {
             Ok(free_rx.try_iter().collect::<Vec<_>>())
         });
         self.pinned = result?;
-        let mut ack = [0u8; 1];
-        self.stream.read_exact(&mut ack).map_err(|e| io_err(flow, t, "waiting for the completion ack", e))?;
+        await_ack(&mut self.stream, flow, t)?;
         Ok(start.elapsed())
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), TransportError> {
-        net::write_header(&mut self.stream, FINISH).map_err(|e| io_err(self.flow, self.timeout_s, "send finish", e))?;
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        Ok(())
+        send_finish(&mut self.stream, self.flow, self.timeout_s)
     }
 }
 
