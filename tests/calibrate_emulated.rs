@@ -20,7 +20,7 @@ use linkcal::model::rack::GroundTruth;
 use linkcal::model::Calibration;
 use linkcal::spec::{Hop, RackShape};
 use linkcal::stats::rng::SplitMix64;
-use rack_support::{can_emulate, linkcal as bin, unique_prefix, RackGuard};
+use rack_support::{can_emulate, emulate_up_221, linkcal as bin, unique_prefix, RackGuard};
 
 fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
@@ -51,26 +51,7 @@ fn emulated_rack_calibrates_within_bounds() {
     let d = dir.path();
     std::fs::write(d.join("rates.json"), rates(&shape, seed).to_string()).unwrap();
     let rack = RackGuard(unique_prefix("lcc"));
-    let up = bin()
-        .args([
-            "emulate",
-            "up",
-            "--pp-prefill",
-            "2",
-            "--pp-decode",
-            "2",
-            "--ib-cards",
-            "1",
-            "--replace",
-            "--prefix",
-            &rack.0,
-            "--rates",
-        ])
-        .arg(d.join("rates.json"))
-        .arg("--out")
-        .arg(d.join("rack"))
-        .output()
-        .unwrap();
+    let up = emulate_up_221(&rack.0, &d.join("rack")).arg("--replace").arg("--rates").arg(d.join("rates.json")).output().unwrap();
     assert!(up.status.success(), "emulate up: {}", String::from_utf8_lossy(&up.stderr));
     let t0 = std::time::Instant::now();
     let run = bin()

@@ -11,7 +11,7 @@ mod rack_support;
 use linkcal::model::rack::GroundTruth;
 use linkcal::model::results::{MeasurementKind, Results};
 use linkcal::spec::{Hop, RouteKind};
-use rack_support::{can_emulate, linkcal as bin, unique_prefix, RackGuard};
+use rack_support::{can_emulate, emulate_up_221, linkcal as bin, unique_prefix, RackGuard};
 
 fn goodput(gt: &GroundTruth, h: &Hop) -> f64 {
     gt.segments
@@ -121,19 +121,11 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
     let dir = tempfile::tempdir().unwrap();
     let rack_dir = dir.path().join("rack");
     let _guard = RackGuard(prefix.clone());
-    let up = bin()
-        .args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", &prefix, "--out"])
-        .arg(&rack_dir)
-        .output()
-        .unwrap();
+    let up = emulate_up_221(&prefix, &rack_dir).output().unwrap();
     assert!(up.status.success(), "emulate up: {}", String::from_utf8_lossy(&up.stderr));
 
     // A second `up` with the same prefix finds the namespaces and says how to clean up.
-    let again = bin()
-        .args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", &prefix, "--out"])
-        .arg(dir.path().join("again"))
-        .output()
-        .unwrap();
+    let again = emulate_up_221(&prefix, &dir.path().join("again")).output().unwrap();
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success() && err.contains(&format!("emulate down --prefix {prefix}")), "{err}");
 

@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rack_support::{can_emulate, linkcal, unique_prefix, RackGuard};
+use rack_support::{can_emulate, emulate_up_221, linkcal, unique_prefix, RackGuard};
 use support::failed_segments;
 
 fn prefix() -> String {
@@ -24,22 +24,8 @@ struct Rack;
 
 impl Rack {
     fn up(out: &Path, rates: Option<&Path>) -> RackGuard {
-        let mut c = linkcal();
-        c.args([
-            "emulate",
-            "up",
-            "--pp-prefill",
-            "2",
-            "--pp-decode",
-            "2",
-            "--ib-cards",
-            "1",
-            "--prefix",
-            &prefix(),
-            "--replace",
-            "--out",
-        ])
-        .arg(out);
+        let mut c = emulate_up_221(&prefix(), out);
+        c.arg("--replace");
         if let Some(r) = rates {
             c.arg("--rates").arg(r);
         }

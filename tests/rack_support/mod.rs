@@ -41,3 +41,11 @@ impl Drop for RackGuard {
         let _ = linkcal().args(["emulate", "down", "--prefix", &self.0]).output();
     }
 }
+
+/// `linkcal emulate up` of the small (2,2,1) rack under `prefix`, writing into `out`; callers
+/// add flags such as `--rates` or `--replace`.
+pub fn emulate_up_221(prefix: &str, out: &std::path::Path) -> Command {
+    let mut c = linkcal();
+    c.args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", prefix, "--out"]).arg(out);
+    c
+}
