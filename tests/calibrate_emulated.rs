@@ -1,13 +1,13 @@
 //! Calibration on a real emulated rack (needs root: network namespaces, veth, tbf): a random
 //! rates file (a different bottleneck each run; the seed is printed, LINKCAL_CALIB_SEED
-//! repeats one) is brought up, measured with `linkcal run --plan calibrate`, calibrated, and
-//! checked against the rack's ground truth: every identified segment direction within +-2% of
-//! its true goodput, every lower bound at most the truth (the ground-truth goodput model is
-//! itself good to about 0.2%: 0.5% is allowed), and the simulator predicting the measured
-//! contended bursts' makespans (and so their aggregate, bytes / makespan; the streaming sum is
-//! printed beside): median error within 2%, three quarters of the bursts within +-5% (the
-//! misses are sets where a flow limited elsewhere also crosses the saturated link: TCP loses a
-//! few percent more there than max-min predicts; the test prints the count and the worst). Under `CI=true` a missing
+//! repeats one, LINKCAL_CALIB_KEEP=1 keeps the files) is brought up, measured with `linkcal
+//! run --plan calibrate`, calibrated, and checked against the rack's ground truth: every
+//! identified segment direction within +-2% of its true goodput, every lower bound at most the
+//! truth (the ground-truth goodput model is itself good to about 0.2%: 0.5% is allowed), at
+//! least as many identifications (give or take one) as a noise-free replay of the same
+//! experiments on the true capacities gives, and the simulator predicting the measured
+//! contended bursts' makespans within +-5% (median within 2%; one burst of the run may miss,
+//! as a single burst on a shared 2-core machine can stall). Under `CI=true` a missing
 //! capability fails the test instead of skipping it.
 
 use std::collections::BTreeMap;
@@ -15,10 +15,12 @@ use std::path::Path;
 
 mod rack_support;
 
+use linkcal::calibrate::{calibrate, Inputs};
 use linkcal::model::calibration::Method;
 use linkcal::model::rack::GroundTruth;
-use linkcal::model::Calibration;
-use linkcal::spec::{Hop, RackShape};
+use linkcal::model::{Calibration, Results};
+use linkcal::sim::synth::{replay, SynthConfig};
+use linkcal::spec::{Hop, HopOptions, RackShape};
 use linkcal::stats::rng::SplitMix64;
 use rack_support::{can_emulate, emulate_up_221, linkcal as bin, unique_prefix, RackGuard};
 
@@ -48,7 +50,9 @@ fn emulated_rack_calibrates_within_bounds() {
     eprintln!("rates seed {seed} (LINKCAL_CALIB_SEED={seed} repeats this run)");
     let shape = RackShape::new(2, 2, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    // LINKCAL_CALIB_KEEP=1 keeps the rates, rack files, results and calibration for inspection.
+    let d = &if std::env::var_os("LINKCAL_CALIB_KEEP").is_some() { dir.keep() } else { dir.path().to_path_buf() };
+    eprintln!("files under {}", d.display());
     std::fs::write(d.join("rates.json"), rates(&shape, seed).to_string()).unwrap();
     let rack = RackGuard(unique_prefix("lcc"));
     let up = emulate_up_221(&rack.0, &d.join("rack")).arg("--replace").arg("--rates").arg(d.join("rates.json")).output().unwrap();
@@ -108,8 +112,36 @@ fn emulated_rack_calibrates_within_bounds() {
             }
         }
     }
-    eprintln!("{identified} identified (worst {:.2}%), {bounds} lower bounds", worst * 100.0);
-    assert!(identified >= 6, "the plan should identify most links of a (2,2,1) rack; got {identified}");
+    // What the same experiments identify at best: a noise-free replay on the true capacities.
+    let measured: Results = read(&d.join("run/results.json"));
+    let cfg = SynthConfig {
+        shape: shape.clone(),
+        truth: truth.clone(),
+        hops: HopOptions::default(),
+        sizes: Vec::new(),
+        alpha_s: 1e-4,
+        noise: 0.002,
+        samples: 7,
+        seed,
+    };
+    let ideal = calibrate(&Inputs { results: vec![("replay".into(), replay(&cfg, &measured))], ..Default::default() }).unwrap();
+    let best = ideal.segments.iter().filter(|s| s.method.identified()).count();
+    eprintln!(
+        "{identified} identified (worst {:.2}%), {bounds} lower bounds; a noise-free replay identifies {best}",
+        worst * 100.0
+    );
+    assert!(best >= 3, "the plan's experiments should identify several links of a (2,2,1) rack; a replay identifies {best}");
+    let known = |c: &Calibration| -> Vec<String> {
+        c.segments.iter().filter(|s| s.method.identified()).map(|s| format!("{} {}", s.segment, s.dir)).collect()
+    };
+    let mine = known(&cal);
+    let missed: Vec<String> = known(&ideal).into_iter().filter(|h| !mine.contains(h)).collect();
+    if !missed.is_empty() {
+        eprintln!("identified by the replay only: {missed:?}");
+    }
+    if identified + 1 < best {
+        problems.push(format!("{identified} identified, a noise-free replay of the same experiments identifies {best}"));
+    }
     let sim = bin().args(["sim", "--json", "--calibration"]).arg(&cal_path).arg("--against").arg(d.join("run")).output().unwrap();
     assert!(sim.status.success(), "sim: {}", String::from_utf8_lossy(&sim.stderr));
     let v: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
@@ -134,12 +166,9 @@ fn emulated_rack_calibrates_within_bounds() {
         median * 100.0,
         worst_sim * 100.0
     );
-    // Max-min misses TCP's extra losses where a flow limited elsewhere also crosses the
-    // saturated link, and a single burst on a shared 2-core machine can stall: the median must
-    // be tight and three quarters of the bursts within 5%.
-    if median > 0.02 || within * 4 < errs.len() * 3 {
+    if median > 0.02 || within + 1 < errs.len() {
         problems.push(format!(
-            "sim: median burst error {:.2}% (max 2%), {within}/{} within 5% (need 3/4), worst {:.2}%",
+            "sim: median burst error {:.2}% (max 2%), {within}/{} within 5% (one may miss), worst {:.2}%",
             median * 100.0,
             errs.len(),
             worst_sim * 100.0

@@ -151,10 +151,11 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
         let group_rate = e.group.and_then(|g| sol.groups[g].rate.as_ref());
         // A bound is the largest rate the segment direction surely carried (a solo flow's median
         // goodput, a burst's bytes / makespan, or one flow's throughput); a member of an
-        // identified series group is bounded below by the group's minimum.
+        // identified series group is bounded below by the low end of the group minimum's
+        // interval (the minimum itself is an estimate, and may sit a little above the truth).
         let bound = match (&e.rate, group_rate) {
-            (Some(r), Some(g)) => Some(r.value.max(g.value)),
-            (r, g) => r.as_ref().or(g).map(|r| r.value),
+            (Some(r), Some(g)) => Some(r.value.max(g.low)),
+            (r, g) => r.as_ref().map(|r| r.value).or(g.map(|g| g.low)),
         };
         segments.push(SegmentEstimate {
             segment: h.id,

@@ -117,8 +117,8 @@ fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
         if !pinned {
             continue;
         }
-        // The capacity that makes max-min reproduce the measured burst (each flow capped at its
-        // solo rate), when the streaming aggregate agrees within TOL (other shared hops or a
+        // The streaming aggregate, when the capacity that makes max-min reproduce the measured
+        // burst (each flow capped at its solo rate) agrees with it (other shared hops or a
         // noisy window would make them differ); without a burst, the streaming estimate.
         let rate = match o.spans.get(&s.measurement) {
             Some(span) => {
@@ -130,9 +130,13 @@ fn saturation_claims(o: &Observations, lb: &BTreeMap<Hop, Rate>) -> Vec<Claim> {
                 if flows.len() < co.len() {
                     continue;
                 }
-                // Two estimates must agree: the burst fit and the streaming aggregate.
+                // Two estimates must agree: the burst fit and the streaming aggregate. The
+                // burst reads low by TCP's ramps (see observe::settle), so they must agree
+                // within SAT_MARGIN, and the streaming aggregate is the value.
                 match burst_fit(&flows, *span, s.carried.value, &s.measurement) {
-                    Some(r) if (r.value / s.carried.value - 1.0).abs() <= TOL => r,
+                    Some(r) if (r.value / s.carried.value - 1.0).abs() <= SAT_MARGIN => {
+                        Rate { low: s.carried.low.min(r.low), ..s.carried.clone() }
+                    }
                     _ => continue,
                 }
             }
@@ -237,7 +241,12 @@ pub fn solve(o: &Observations, universe: &[Hop]) -> Solution {
     for _round in 0..8 {
         let mut changed = false;
         for c in &claims {
-            let v = c.rate.value * (1.0 + TOL);
+            // An aggregate under contention runs a little below the capacity it hit (TCP
+            // loses a few percent sharing a link): a hop is ruled out of a saturation claim
+            // only when shown faster by SAT_MARGIN, else a nearly full neighbour could be
+            // credited with the shortfall.
+            let margin = if c.method == Method::Saturation { SAT_MARGIN } else { TOL };
+            let v = c.rate.value * (1.0 + margin);
             let faster = |h: &Hop| lb.get(h).is_some_and(|r| r.value > v) || ident.get(h).is_some_and(|(r, _)| r.value > v);
             let binding: Vec<Hop> = c.hops.iter().copied().filter(|h| !faster(h)).collect();
             let better = |cur: Option<&(Rate, Method)>| {

@@ -188,6 +188,17 @@ fn build(plan: &Plan, o: &UpOptions) -> Result<usize, EmulateError> {
                 ("net/ipv4/tcp_slow_start_after_idle", "0"),
             ],
         )?;
+        netns::sysctl(ns, &[("net/ipv4/tcp_congestion_control", &o.rates.tcp_cc)]).map_err(|e| match e {
+            EmulateError::Io { path, source } => EmulateError::Io {
+                path: format!(
+                    "{path} (tcp_congestion_control {:?}: is it in net.ipv4.tcp_available_congestion_control? \
+                     load its module or name another in the rates file)",
+                    o.rates.tcp_cc
+                ),
+                source,
+            },
+            other => other,
+        })?;
     }
     let mtu = o.rates.mtu;
     let mut root = Vec::new();

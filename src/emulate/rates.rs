@@ -13,6 +13,11 @@ use crate::spec::{Dir, RackShape, SegmentId, SegmentKind};
 
 /// Default MTU of the data links, bytes.
 pub const DEFAULT_MTU: u64 = 9000;
+/// TCP congestion control every namespace of the rack uses unless the rates file names
+/// another. Loss-based cubic shares a tbf FIFO between flows close to max-min fairness, as the
+/// credit-arbitrated PCIe and IB links it stands for do; BBR (many hosts' default) keeps a
+/// flow that is limited elsewhere below its rate when it crosses a saturated link.
+pub const DEFAULT_TCP_CC: &str = "cubic";
 /// How far the default rates are scaled down from real hardware.
 pub const DEFAULT_SCALE: f64 = 500.0;
 
@@ -64,6 +69,8 @@ pub struct Rates {
     pub mtu: u64,
     /// False: no tbf at all (unshaped veths; for comparing with iperf3 at full speed).
     pub shaped: bool,
+    /// TCP congestion control of every namespace (`net.ipv4.tcp_congestion_control`).
+    pub tcp_cc: String,
     /// Per segment.
     pub segments: BTreeMap<SegmentId, SegmentRate>,
 }
@@ -74,6 +81,7 @@ struct RatesFile {
     mtu: Option<u64>,
     #[serde(default = "yes")]
     shape: bool,
+    tcp_congestion_control: Option<String>,
     #[serde(default)]
     segments: BTreeMap<String, RateEntry>,
 }
@@ -93,7 +101,7 @@ impl Rates {
     /// The defaults for `shape`.
     pub fn defaults(shape: &RackShape) -> Rates {
         let segments = shape.segments().into_iter().map(|s| (s, default_rate(s.kind))).collect();
-        Rates { mtu: DEFAULT_MTU, shaped: true, segments }
+        Rates { mtu: DEFAULT_MTU, shaped: true, tcp_cc: DEFAULT_TCP_CC.into(), segments }
     }
 
     /// The defaults overridden by a rates file and an `--mtu` flag.
@@ -102,6 +110,16 @@ impl Rates {
         if let Some(path) = file {
             let f: RatesFile = crate::error::read_json(path)?;
             r.shaped = f.shape;
+            if let Some(cc) = f.tcp_congestion_control {
+                if cc.is_empty() || !cc.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(InputError::field(
+                        path,
+                        "tcp_congestion_control",
+                        format!("is {cc:?}: name a kernel algorithm, e.g. cubic or bbr (default {DEFAULT_TCP_CC})"),
+                    ));
+                }
+                r.tcp_cc = cc;
+            }
             if let Some(m) = f.mtu {
                 r.mtu = m;
             }
@@ -197,6 +215,7 @@ mod tests {
             (r#"{"segments": {"GPU_P[0]_PCI": {"down_Bps": -5}}}"#, "segments.GPU_P[0]_PCI.down_Bps"),
             (r#"{"segments": {"GPU_P[0]_PCI": {"up_Bps": 0}}}"#, "segments.GPU_P[0]_PCI.up_Bps"),
             (r#"{"mtu": 100}"#, "mtu"),
+            (r#"{"tcp_congestion_control": "cubic; rm"}"#, "tcp_congestion_control"),
         ] {
             let p = write(&d, text);
             let e = Rates::load(&shape, Some(&p), None).unwrap_err();

@@ -6,7 +6,7 @@
 use super::{maxmin_rates, simulate, Capacities, SimFlow};
 use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, StopReason, Summary};
 use crate::model::{Provenance, Results, RESULTS_SCHEMA};
-use crate::spec::{Dir, Experiment, Hop, HopOptions, RackShape, RouteSet};
+use crate::spec::{Dir, Experiment, Hop, HopOptions, PathRef, RackShape, RouteSet};
 use crate::stats::rng::SplitMix64;
 
 /// How to synthesize a run.
@@ -73,79 +73,113 @@ pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Resul
         let routes = e
             .flows
             .iter()
-            .map(|p| set.find(p).ok_or_else(|| format!("experiment {}: route {p} is not in this rack", e.name)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|p| set.find(p).map(|r| (r.path, r.segments.clone())))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("experiment {}: a route is not in this rack", e.name))?;
         for &size in &cfg.sizes {
-            let flows: Vec<SimFlow> = routes
-                .iter()
-                .map(|r| SimFlow {
-                    name: r.path.to_string(),
-                    hops: r.segments.clone(),
-                    bytes: size,
-                    start_s: 0.0,
-                    alpha_s: cfg.alpha_s,
-                    cap_Bps: None,
-                })
-                .collect();
-            // As the runner measures: every flow streams transfers back to back for a window,
-            // so each transfer runs at the rate all flows share (the first max-min phase); the
-            // makespan is that of one released round (a burst).
-            let out = simulate(&flows, &cfg.truth);
-            let span = super::makespan(&out);
-            let hops: Vec<&[Hop]> = flows.iter().map(|f| f.hops.as_slice()).collect();
-            let shared = maxmin_rates(&hops, &vec![None; flows.len()], &cfg.truth);
-            let rounds: Vec<f64> = (0..cfg.samples).map(|_| span * (1.0 + cfg.noise * rng.unit())).collect();
-            let mut results = Vec::new();
-            for (r, rate) in routes.iter().zip(&shared) {
-                let t0 = cfg.alpha_s + size as f64 / rate;
-                let times: Vec<f64> = (0..cfg.samples).map(|_| t0 * (1.0 + cfg.noise * rng.unit())).collect();
-                let goodputs: Vec<f64> = times.iter().map(|t| size as f64 / t).collect();
-                results.push(FlowResult {
-                    path: r.path,
-                    segments: r.segments.clone(),
-                    payload_bytes: size,
-                    goodput_Bps: summarize(&goodputs),
-                    transfer_time_s: summarize(&times),
-                    samples: cfg.samples as u64,
-                    warmup: 0,
-                    stop: StopReason::SampleCap,
-                    transfer_times_s: times,
-                });
-            }
-            let contended = !e.is_solo();
-            let aggregate = contended.then(|| {
-                // The runner's sum is taken while every flow moves: the first max-min phase.
-                let hops: Vec<&[Hop]> = flows.iter().map(|f| f.hops.as_slice()).collect();
-                let sum0: f64 = maxmin_rates(&hops, &vec![None; flows.len()], &cfg.truth).iter().sum();
-                let sums: Vec<f64> = rounds.iter().map(|_| sum0 / (1.0 + cfg.noise * rng.unit())).collect();
-                let meds: Vec<f64> = results.iter().map(|f| f.goodput_Bps.p50).collect();
-                let (lo, hi) = meds.iter().fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
-                Aggregate {
-                    goodput_sum_Bps: summarize(&sums),
-                    makespan_s: Some(summarize(&rounds)),
-                    fairness_max_over_min: Some(hi / lo),
-                }
-            });
-            measurements.push(Measurement {
-                id: format!("{}/{size}", e.name),
-                kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
-                set: contended.then(|| e.name.clone()),
-                transport: "synthetic".into(),
-                started_at: crate::model::provenance::rfc3339_now(),
-                duration_s: rounds.iter().sum(),
-                flows: results,
-                aggregate,
-            });
+            measurements.push(synth_measurement(cfg, &mut rng, &e.name, !e.is_solo(), &routes, size));
         }
     }
-    Ok(Results {
+    Ok(results_of(cfg.shape.clone(), measurements))
+}
+
+/// What a noise-free runner would have measured for the same experiments (same flows, hops
+/// and payloads) on a rack whose capacities are `cfg.truth`: what the experiments of a real
+/// run could identify at best. `cfg.sizes` and `cfg.hops` are not used.
+pub fn replay(cfg: &SynthConfig, measured: &Results) -> Results {
+    let mut rng = SplitMix64::new(cfg.seed);
+    let measurements = measured
+        .measurements
+        .iter()
+        .filter_map(|m| {
+            let size = m.flows.first()?.payload_bytes;
+            let routes: Vec<(PathRef, Vec<Hop>)> = m.flows.iter().map(|f| (f.path, f.segments.clone())).collect();
+            let name = m.id.rsplit_once('/').map_or(m.id.as_str(), |(n, _)| n);
+            let mut out = synth_measurement(cfg, &mut rng, name, m.kind == MeasurementKind::Contended, &routes, size);
+            out.id = m.id.clone();
+            Some(out)
+        })
+        .collect();
+    results_of(measured.rack.shape.clone(), measurements)
+}
+
+fn results_of(shape: RackShape, measurements: Vec<Measurement>) -> Results {
+    Results {
         schema: RESULTS_SCHEMA.into(),
         provenance: Provenance::now(vec!["synthetic".into()]),
-        rack: RackSummary { shape: cfg.shape.clone(), emulated: true, payload_scale: 1.0, mtu_bytes: None },
+        rack: RackSummary { shape, emulated: true, payload_scale: 1.0, mtu_bytes: None },
         payloads: None,
         measurements,
         waivers: Vec::new(),
-    })
+    }
+}
+
+/// One experiment at one size through the max-min simulator.
+fn synth_measurement(
+    cfg: &SynthConfig,
+    rng: &mut SplitMix64,
+    name: &str,
+    contended: bool,
+    routes: &[(PathRef, Vec<Hop>)],
+    size: u64,
+) -> Measurement {
+    let flows: Vec<SimFlow> = routes
+        .iter()
+        .map(|(p, hops)| SimFlow {
+            name: p.to_string(),
+            hops: hops.clone(),
+            bytes: size,
+            start_s: 0.0,
+            alpha_s: cfg.alpha_s,
+            cap_Bps: None,
+        })
+        .collect();
+    // As the runner measures: every flow streams transfers back to back for a window, so each
+    // transfer runs at the rate all flows share (the first max-min phase); the makespan is
+    // that of one released round (a burst).
+    let span = super::makespan(&simulate(&flows, &cfg.truth));
+    let hops: Vec<&[Hop]> = flows.iter().map(|f| f.hops.as_slice()).collect();
+    let shared = maxmin_rates(&hops, &vec![None; flows.len()], &cfg.truth);
+    let rounds: Vec<f64> = (0..cfg.samples).map(|_| span * (1.0 + cfg.noise * rng.unit())).collect();
+    let mut results = Vec::new();
+    for ((path, segments), rate) in routes.iter().zip(&shared) {
+        let t0 = cfg.alpha_s + size as f64 / rate;
+        let times: Vec<f64> = (0..cfg.samples).map(|_| t0 * (1.0 + cfg.noise * rng.unit())).collect();
+        let goodputs: Vec<f64> = times.iter().map(|t| size as f64 / t).collect();
+        results.push(FlowResult {
+            path: *path,
+            segments: segments.clone(),
+            payload_bytes: size,
+            goodput_Bps: summarize(&goodputs),
+            transfer_time_s: summarize(&times),
+            samples: cfg.samples as u64,
+            warmup: 0,
+            stop: StopReason::SampleCap,
+            transfer_times_s: times,
+        });
+    }
+    let aggregate = contended.then(|| {
+        // The runner's sum is taken while every flow moves: the first max-min phase.
+        let sum0: f64 = shared.iter().sum();
+        let sums: Vec<f64> = rounds.iter().map(|_| sum0 / (1.0 + cfg.noise * rng.unit())).collect();
+        let meds: Vec<f64> = results.iter().map(|f| f.goodput_Bps.p50).collect();
+        let (lo, hi) = meds.iter().fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
+        Aggregate {
+            goodput_sum_Bps: summarize(&sums),
+            makespan_s: Some(summarize(&rounds)),
+            fairness_max_over_min: Some(hi / lo),
+        }
+    });
+    Measurement {
+        id: format!("{name}/{size}"),
+        kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
+        set: contended.then(|| name.to_string()),
+        transport: "synthetic".into(),
+        started_at: crate::model::provenance::rfc3339_now(),
+        duration_s: rounds.iter().sum(),
+        flows: results,
+        aggregate,
+    }
 }
 
 /// One solo experiment per route of the set (spec paths and isolation routes).
