@@ -24,15 +24,10 @@ pub struct Args {
     /// Fleet baseline (calibration or results) for deviation rules; overrides the rules' `baseline`.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Write the verdicts as JSON (`linkcal.acceptance/1`) here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write JUnit XML here (one test case per segment direction, group and path).
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-    /// Write the markdown table here too (it is always printed).
-    #[arg(long)]
-    pub markdown: Option<PathBuf>,
+    /// Output files (JSON `linkcal.acceptance/1`, JUnit: one test case per segment direction,
+    /// group and path).
+    #[command(flatten)]
+    pub out: VerdictOutputs,
     /// Treat items that are not measured (or not identified) as failures.
     #[arg(long)]
     pub strict: bool,
@@ -81,14 +76,36 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let report = judge(&a.rules, a.calibration.as_deref(), a.results.as_deref(), a.baseline.as_deref())?;
     let md = crate::report::markdown::acceptance(&report);
     print!("{md}");
-    if let Some(p) = &a.markdown {
-        write_out(p, &md)?;
-    }
-    if let Some(p) = &a.json {
-        crate::model::write_json(p, &report).with_context(|| format!("writing {}", p.display()))?;
-    }
-    if let Some(p) = &a.junit {
-        write_out(p, &crate::report::junit::junit(Some(&report), None))?;
-    }
+    a.out.write(&md, &report, || crate::report::junit::junit(Some(&report), None))?;
     Ok(report.exit_code(a.strict))
+}
+
+/// The files a verdict (`accept`, `compare`) writes besides printing its markdown.
+#[derive(Debug, clap::Args)]
+pub struct VerdictOutputs {
+    /// Write the verdicts as JSON here (`linkcal.acceptance/1` or `linkcal.compare/1`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML here (one test case per judged item).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the markdown here too (it is always printed).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+}
+
+impl VerdictOutputs {
+    /// Writes the markdown, the JSON of `report` and the JUnit XML where asked.
+    pub fn write<T: serde::Serialize>(&self, md: &str, report: &T, junit: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if let Some(p) = &self.markdown {
+            write_out(p, md)?;
+        }
+        if let Some(p) = &self.json {
+            crate::model::write_json(p, report).with_context(|| format!("writing {}", p.display()))?;
+        }
+        if let Some(p) = &self.junit {
+            write_out(p, &junit())?;
+        }
+        Ok(())
+    }
 }

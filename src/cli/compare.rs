@@ -33,15 +33,9 @@ pub struct Args {
     /// Bootstrap replicates.
     #[arg(long, default_value_t = 2000)]
     pub resamples: usize,
-    /// Write the comparison as JSON (`linkcal.compare/1`) here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write JUnit XML here (one test case per compared item).
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-    /// Write the markdown here too (it is always printed).
-    #[arg(long)]
-    pub markdown: Option<PathBuf>,
+    /// Output files (JSON `linkcal.compare/1`, JUnit: one test case per compared item).
+    #[command(flatten)]
+    pub out: super::accept::VerdictOutputs,
 }
 
 /// Runs `linkcal compare`.
@@ -57,14 +51,6 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let report = crate::verdict::compare(&base, &new, &opt)?;
     let md = crate::report::markdown::comparison(&report);
     print!("{md}");
-    if let Some(p) = &a.markdown {
-        super::accept::write_out(p, &md)?;
-    }
-    if let Some(p) = &a.json {
-        crate::model::write_json(p, &report).with_context(|| format!("writing {}", p.display()))?;
-    }
-    if let Some(p) = &a.junit {
-        super::accept::write_out(p, &crate::report::junit::junit(None, Some(&report)))?;
-    }
+    a.out.write(&md, &report, || crate::report::junit::junit(None, Some(&report)))?;
     Ok(if report.regression { crate::error::EXIT_FAIL } else { crate::error::EXIT_OK })
 }
