@@ -7,14 +7,7 @@ use anyhow::Context;
 use crate::spec::SpecError;
 use crate::topology::{self, Input, Role, RoleRequest};
 
-/// Role to check the server against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RoleArg {
-    /// The prefill server (PP_prefill GPUs, Num_IB_Cards RDMA NICs behind one PCIe switch).
-    Prefill,
-    /// A decode server (one GPU, one RDMA NIC, one Ethernet NIC).
-    Decode,
-}
+pub use super::shape::RoleArg;
 
 /// Flags of `linkcal discover`.
 #[derive(Debug, clap::Args)]

@@ -11,14 +11,7 @@ use crate::hwprobe::run::RunConfig;
 use crate::hwprobe::{self, Role, Status};
 use crate::spec::{parse_nic_map, RackShape, Workload};
 
-/// The role this host plays in the rack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RoleArg {
-    /// The prefill server.
-    Prefill,
-    /// A decode server.
-    Decode,
-}
+use super::shape::RoleArg;
 
 /// Flags of `linkcal probe`.
 #[derive(Debug, clap::Args)]

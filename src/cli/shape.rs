@@ -27,3 +27,12 @@ impl ShapeArgs {
         RackShape::with_nic_map(self.pp_prefill, self.pp_decode, self.ib_cards, map)
     }
 }
+
+/// The spec role a server plays (`discover --as`, `probe --as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// The prefill server (PP_prefill GPUs, Num_IB_Cards RDMA NICs behind one PCIe switch).
+    Prefill,
+    /// A decode server (one GPU, one RDMA NIC, one Ethernet NIC).
+    Decode,
+}
