@@ -161,6 +161,15 @@ pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<
     let mut cmd = Command::new(exe);
     let nsfile = in_netns(&mut cmd, ns)?;
     cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
+    let nice = super::AGENT_NICE;
+    // SAFETY: runs in the forked child before exec and only calls setpriority(2), which is
+    // async-signal-safe. A failure (no CAP_SYS_NICE) leaves the agent at its inherited niceness.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+            Ok(())
+        });
+    }
     let child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: format!("{} (in netns {ns})", exe.display()), source: e })?;
     drop(nsfile);
     Ok(child.id())

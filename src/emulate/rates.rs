@@ -73,6 +73,8 @@ pub struct Rates {
     pub tcp_cc: String,
     /// Per segment.
     pub segments: BTreeMap<SegmentId, SegmentRate>,
+    /// The rates file these came from (for error messages); None: the defaults.
+    pub file: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +103,7 @@ impl Rates {
     /// The defaults for `shape`.
     pub fn defaults(shape: &RackShape) -> Rates {
         let segments = shape.segments().into_iter().map(|s| (s, default_rate(s.kind))).collect();
-        Rates { mtu: DEFAULT_MTU, shaped: true, tcp_cc: DEFAULT_TCP_CC.into(), segments }
+        Rates { mtu: DEFAULT_MTU, shaped: true, tcp_cc: DEFAULT_TCP_CC.into(), segments, file: None }
     }
 
     /// The defaults overridden by a rates file and an `--mtu` flag.
@@ -109,6 +111,7 @@ impl Rates {
         let mut r = Rates::defaults(shape);
         if let Some(path) = file {
             let f: RatesFile = crate::error::read_json(path)?;
+            r.file = Some(path.to_path_buf());
             r.shaped = f.shape;
             if let Some(cc) = f.tcp_congestion_control {
                 if cc.is_empty() || !cc.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -152,6 +155,31 @@ impl Rates {
             return Err(InputError::field(src, "mtu", format!("is {}: use 576..=65535 (default {DEFAULT_MTU})", r.mtu)));
         }
         Ok(r)
+    }
+
+    /// Checks every rate is at most `max_Bps` (what this host's veth links carry, scaled);
+    /// the error names the rates file field (or the default) and the measured capacity.
+    pub fn check_max(&self, max_Bps: f64, veth_Bps: f64) -> Result<(), InputError> {
+        for (id, r) in &self.segments {
+            for (dir, v) in [("up_Bps", r.up_Bps), ("down_Bps", r.down_Bps)] {
+                if v > max_Bps {
+                    let src = self.file.clone().unwrap_or_else(|| "(default rates)".into());
+                    return Err(InputError::field(
+                        src,
+                        format!("segments.{id}.{dir}"),
+                        format!(
+                            "is {v:.4e} B/s, above what this host can emulate: one veth hop carried {veth_Bps:.4e} B/s \
+                             at MTU {} (measured at `emulate up`), and a segment may use at most {:.0}% of that \
+                             ({max_Bps:.4e} B/s) since routes cross several hops on shared CPUs: lower it (the rack \
+                             is a scaled model; see payload_scale)",
+                            self.mtu,
+                            100.0 * max_Bps / veth_Bps
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Expected TCP goodput for a line rate: rate x (MTU-52)/(MTU+14).

@@ -105,6 +105,7 @@ fn open(make: Factory, plan: &FlowPlan, id: u64, bytes: u64, cfg: &RunConfig) ->
         max_bytes: bytes,
         timeout_s: cfg.timeout_s,
         options,
+        tcp_congestion: None,
     };
     let t = make(plan.kind);
     let prepared = t.prepare_receiver(&flow)?;
@@ -510,7 +511,7 @@ pub fn run(
     let results = Results {
         schema: RESULTS_SCHEMA.into(),
         provenance,
-        rack: RackSummary { shape, emulated: false, payload_scale: 1.0, mtu_bytes: None },
+        rack: RackSummary { shape, emulated: false, payload_scale: 1.0, mtu_bytes: None, tcp_congestion_control: None, emulation: None },
         payloads: None,
         measurements: Vec::new(),
         waivers: catalogue.iter().filter_map(Probe::waiver).collect(),

@@ -1,4 +1,4 @@
-//! The one result model: measurement results (`linkcal.results/1`), calibrations
+//! The one result model: measurement results (`linkcal.results/2`), calibrations
 //! (`linkcal.calibration/1`), rack files and provenance. JSON, CSV and reports all derive from
 //! these types; JSON Schemas in `schemas/` are generated from them. Units are in field names
 //! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
@@ -22,13 +22,22 @@ use crate::error::InputError;
 pub fn check_schema(path: &Path, text: &str, want: &str) -> Result<(), InputError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
     match v.get("schema").and_then(|s| s.as_str()) {
-        Some(s) if s == want => Ok(()),
+        Some(s) if s == want || compatible(want).contains(&s) => Ok(()),
         Some(s) => Err(InputError::field(
             path,
             "schema",
             format!("is '{s}', expected '{want}': this file is of another kind or version"),
         )),
         None => Err(InputError::field(path, "schema", format!("is missing; expected '{want}'"))),
+    }
+}
+
+/// Older versions of a schema that read as `want` (their added fields are optional).
+fn compatible(want: &str) -> &'static [&'static str] {
+    match want {
+        RESULTS_SCHEMA => results::RESULTS_SCHEMA_COMPAT,
+        RACK_SCHEMA => rack::RACK_SCHEMA_COMPAT,
+        _ => &[],
     }
 }
 

@@ -8,19 +8,30 @@ use serde::{Deserialize, Serialize};
 use crate::spec::{Dir, Hop, PathRef, RackShape, SegmentId};
 
 /// Schema id of rack files.
-pub const RACK_SCHEMA: &str = "linkcal.rack/1";
+pub const RACK_SCHEMA: &str = "linkcal.rack/2";
+/// Older rack schemas read as [`RACK_SCHEMA`]: `linkcal.rack/1` lacks `tcp_congestion_control`
+/// and `emulation`, which read as null (the hosts' default TCP, shaping not recorded).
+pub const RACK_SCHEMA_COMPAT: &[&str] = &["linkcal.rack/1"];
 /// Schema id of ground-truth files.
 pub const GROUND_TRUTH_SCHEMA: &str = "linkcal.ground-truth/1";
 
 /// The rack the runner drives: one entry per agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RackFile {
-    /// Always `linkcal.rack/1`.
+    /// `linkcal.rack/2` (`/1` reads too: see [`RACK_SCHEMA_COMPAT`]).
     pub schema: String,
     /// Spec shape and NIC map.
     pub shape: RackShape,
     /// True for the emulated rack.
     pub emulated: bool,
+    /// TCP congestion control every TCP flow sets on its sockets (`TCP_CONGESTION`, which root
+    /// agents may set even where `net.ipv4.tcp_allowed_congestion_control` lacks it); null: the
+    /// hosts' default.
+    #[serde(default)]
+    pub tcp_congestion_control: Option<String>,
+    /// How the emulated rack shapes its links; null on hardware.
+    #[serde(default)]
+    pub emulation: Option<Emulation>,
     /// Model payloads are divided by this (about 500 on the default emulated rack, 1 on hardware).
     pub payload_scale: f64,
     /// MTU of the data links, bytes.
@@ -54,6 +65,28 @@ pub struct RouteEndpoints {
     pub dst_addr: String,
     /// Segment traversals the route crosses, spec hops plus outside-spec links, in order.
     pub segments: Vec<Hop>,
+}
+
+/// How the emulated rack shapes every segment direction, recorded in the rack file and in
+/// every results file measured on it (what its ground truth rests on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Emulation {
+    /// The queueing discipline on every segment direction (`tbf`).
+    pub shaper: String,
+    /// Token bucket of each segment direction: the larger of this many frames (MTU + 14
+    /// bytes each) ...
+    pub bucket_frames: u64,
+    /// ... and this many seconds at the segment's rate.
+    pub bucket_s: f64,
+    /// TSO, GSO and GRO of every data link (`off`: every frame is shaped and forwarded as
+    /// itself, so tbf accounts each one exactly).
+    pub offloads: String,
+    /// How the TCP congestion control is applied: `namespace default` or `per socket` (the
+    /// algorithm is not in the host's allowed list, so agents set it on each socket).
+    pub tcp_congestion_control_applied: String,
+    /// Scheduling niceness of the agents (below 0: they win the CPU from other work on a busy
+    /// host, so a sender never leaves a shaped link idle).
+    pub agent_nice: i32,
 }
 
 /// What an agent stands for.

@@ -10,12 +10,15 @@ use crate::payload::Payloads;
 use crate::spec::{Hop, PathRef, RackShape};
 
 /// Schema id of results files.
-pub const RESULTS_SCHEMA: &str = "linkcal.results/1";
+pub const RESULTS_SCHEMA: &str = "linkcal.results/2";
+/// Older results schemas read as [`RESULTS_SCHEMA`]: `linkcal.results/1` lacks
+/// `rack.tcp_congestion_control` and `rack.emulation`, which read as null.
+pub const RESULTS_SCHEMA_COMPAT: &[&str] = &["linkcal.results/1"];
 
 /// A run's results: `results.json` in the output directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Results {
-    /// Always `linkcal.results/1`.
+    /// `linkcal.results/2` (`/1` reads too: see [`RESULTS_SCHEMA_COMPAT`]).
     pub schema: String,
     /// Where and when it was measured.
     pub provenance: Provenance,
@@ -40,6 +43,12 @@ pub struct RackSummary {
     pub payload_scale: f64,
     /// MTU of the data links in bytes, when known.
     pub mtu_bytes: Option<u64>,
+    /// TCP congestion control the flows set (null: the hosts' default, or not recorded).
+    #[serde(default)]
+    pub tcp_congestion_control: Option<String>,
+    /// How the emulated rack shaped its links (null on hardware, or not recorded).
+    #[serde(default)]
+    pub emulation: Option<crate::model::rack::Emulation>,
 }
 
 /// Solo (one flow alone) or contended (several flows started on one barrier).

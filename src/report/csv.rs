@@ -111,6 +111,8 @@ mod tests {
                 emulated: true,
                 payload_scale: 500.0,
                 mtu_bytes: Some(9000),
+                tcp_congestion_control: None,
+                emulation: None,
             },
             payloads: None,
             measurements: vec![Measurement {

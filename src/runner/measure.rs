@@ -161,6 +161,7 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
             max_bytes: bytes.max(1),
             timeout_s: o.timeout_s,
             options: options.clone(),
+            tcp_congestion: ctx.rack.tcp_congestion_control.clone(),
         };
         let endpoint =
             match ctx.client(&f.r.dst)?.call(&Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {

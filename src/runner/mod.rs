@@ -199,6 +199,8 @@ pub fn run(
             emulated: rack.emulated,
             payload_scale: rack.payload_scale,
             mtu_bytes: rack.mtu_bytes,
+            tcp_congestion_control: rack.tcp_congestion_control.clone(),
+            emulation: rack.emulation.clone(),
         },
         payloads: opts.payloads.clone(),
         measurements: Vec::new(),

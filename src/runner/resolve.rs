@@ -109,6 +109,8 @@ mod tests {
             hosts,
             control_netns: None,
             routes: Vec::new(),
+            tcp_congestion_control: None,
+            emulation: None,
         }
     }
 

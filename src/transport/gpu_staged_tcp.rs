@@ -158,6 +158,7 @@ mod tests {
             max_bytes: 1 << 20,
             timeout_s: 1.0,
             options,
+            tcp_congestion: None,
         }
     }
 

@@ -214,6 +214,10 @@ pub struct FlowSpec {
     /// Transport-specific options (e.g. GPU index, staging chunk size); `null` for defaults.
     #[serde(default)]
     pub options: serde_json::Value,
+    /// TCP congestion control TCP transports set on their sockets (`TCP_CONGESTION`); null:
+    /// the host's default.
+    #[serde(default)]
+    pub tcp_congestion: Option<String>,
 }
 
 impl FlowSpec {

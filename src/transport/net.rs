@@ -79,10 +79,62 @@ pub fn accept_timeout(listener: &TcpListener, timeout: Duration) -> std::io::Res
 }
 
 /// Prepares a data socket: no Nagle delay, read/write timeouts.
-pub fn tune(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+pub fn tune(stream: &TcpStream, timeout: Duration, congestion: Option<&str>) -> std::io::Result<()> {
+    if let Some(cc) = congestion {
+        set_congestion(stream, cc)?;
+    }
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))
+}
+
+/// Longest congestion control name the kernel takes (`TCP_CA_NAME_MAX` - 1), bytes.
+pub const CC_NAME_MAX: usize = 15;
+
+/// Sets the socket's congestion control (`TCP_CONGESTION`). A root process may set any
+/// algorithm the kernel has (`net.ipv4.tcp_available_congestion_control`), also one missing
+/// from `tcp_allowed_congestion_control`, which only limits unprivileged sockets and the
+/// defaults of child network namespaces.
+pub fn set_congestion(stream: &TcpStream, name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.len() > CC_NAME_MAX || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("TCP congestion control {name:?}: not a kernel algorithm name (1-{CC_NAME_MAX} letters, digits or _)"),
+        ));
+    }
+    // SAFETY: the fd is a live TCP socket owned by `stream`; the pointer and length describe
+    // `name`'s bytes, which outlive the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(e.kind(), format!("setting TCP congestion control {name:?}: {e}")));
+    }
+    Ok(())
+}
+
+/// The socket's congestion control (`TCP_CONGESTION`).
+pub fn congestion(stream: &TcpStream) -> std::io::Result<String> {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 16];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the fd is a live TCP socket; the kernel writes at most `len` bytes into `buf`.
+    let rc = unsafe {
+        libc::getsockopt(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_CONGESTION, buf.as_mut_ptr().cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let b = &buf[..(len as usize).min(buf.len())];
+    Ok(String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or_default()).into_owned())
 }
 
 /// Writes a transfer header (payload length, or [`FINISH`]).
