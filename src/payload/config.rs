@@ -229,12 +229,14 @@ impl ModelConfig {
         let head_dim = match src.opt("head_dim")? {
             Some(d) => d,
             None if hidden_size % heads == 0 => hidden_size / heads,
-            None => return Err(src.err(
-                "hidden_size",
-                format!(
+            None => {
+                return Err(src.err(
+                    "hidden_size",
+                    format!(
                     "is {hidden_size}, not a multiple of num_attention_heads {heads}, and there is no head_dim: give head_dim"
                 ),
-            )),
+                ))
+            }
         };
         let mla = match src.opt("kv_lora_rank")? {
             Some(r) => Some(Mla { kv_lora_rank: r, qk_rope_head_dim: src.req("qk_rope_head_dim")? }),

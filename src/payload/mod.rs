@@ -242,3 +242,11 @@ pub struct Payloads {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tests_configs.rs"]
+mod tests_configs;
+
+#[cfg(test)]
+#[path = "tests_engine.rs"]
+mod tests_engine;
