@@ -1,4 +1,4 @@
-//! The one result model: measurement results (`linkcal.results/1`), calibrations
+//! The one result model: measurement results (`linkcal.results/2`), calibrations
 //! (`linkcal.calibration/1`), rack files and provenance. JSON, CSV and reports all derive from
 //! these types; JSON Schemas in `schemas/` are generated from them. Units are in field names
 //! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
@@ -11,7 +11,7 @@ pub mod results;
 pub use calibration::{Calibration, CALIBRATION_SCHEMA};
 pub use provenance::Provenance;
 pub use rack::{GroundTruth, RackFile, RACK_SCHEMA};
-pub use results::{Results, RESULTS_SCHEMA};
+pub use results::{Results, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
 
 use std::path::Path;
 
@@ -22,7 +22,7 @@ use crate::error::InputError;
 pub fn check_schema(path: &Path, text: &str, want: &str) -> Result<(), InputError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
     match v.get("schema").and_then(|s| s.as_str()) {
-        Some(s) if s == want => Ok(()),
+        Some(s) if s == want || (want == RESULTS_SCHEMA && s == RESULTS_SCHEMA_V1) => Ok(()),
         Some(s) => Err(InputError::field(
             path,
             "schema",
