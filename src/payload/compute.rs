@@ -56,7 +56,7 @@ fn spec(model: &ModelConfig, w: &Workload, shape: &RackShape, s: &Serving) -> Re
 
 /// What the engine holds and moves.
 fn engine(model: &ModelConfig, w: &Workload, shape: &RackShape, s: &Serving) -> Result<Payloads, PayloadError> {
-    let act = s.dtype.unwrap_or_else(|| s.engine.served_dtype(model.dtype));
+    let act = s.dtype.unwrap_or_else(|| s.engine.served_dtype(model.dtype, &model.model_type));
     let kv_cache = s.kv_cache_dtype.resolve(act);
     let block = s.block_size.unwrap_or_else(|| s.engine.default_block());
     let rules = Rules {

@@ -119,12 +119,14 @@ impl Engine {
 
     /// Served activation dtype for a checkpoint dtype (None: the config declares none).
     /// vLLM `_find_dtype` takes float32 when nothing is declared, and `_resolve_auto_dtype`
-    /// downcasts float32 to the platform's first supported dtype (bfloat16 on CUDA sm80+);
-    /// SGLang's `_get_and_verify_dtype` (sglang/srt/configs/model_config.py) follows vLLM's.
-    pub fn served_dtype(self, config: Option<Dtype>) -> Dtype {
-        match config.unwrap_or(Dtype::Fp32) {
-            Dtype::Fp32 => Dtype::Bf16,
-            d => d,
+    /// downcasts float32 to the platform's first supported dtype (bfloat16 on CUDA sm80+).
+    /// SGLang `_get_and_verify_dtype` (sglang/srt/configs/model_config.py) downcasts float32
+    /// to float16, except Gemma 2 to bfloat16. Either way 2 bytes.
+    pub fn served_dtype(self, config: Option<Dtype>, model_type: &str) -> Dtype {
+        match (self, config.unwrap_or(Dtype::Fp32)) {
+            (Engine::Sglang, Dtype::Fp32) if model_type != "gemma2" => Dtype::Fp16,
+            (_, Dtype::Fp32) => Dtype::Bf16,
+            (_, d) => d,
         }
     }
 

@@ -103,6 +103,11 @@ fn float32_checkpoints_are_served_in_bf16() {
     assert_eq!(p.kv_per_token_layer_bytes, 2 * 4 * 256 * 2);
     let p32 = one_stage(&m, 1, 16, Serving { dtype: Some(Dtype::Fp32), ..Serving::default() }).unwrap();
     assert_eq!(p32.kv_per_token_layer_bytes, 2 * 4 * 256 * 4);
+    // SGLang downcasts float32 to float16, Gemma 2 to bfloat16: 2 B either way.
+    let sg = one_stage(&m, 1, 16, Serving { engine: Engine::Sglang, ..Serving::default() }).unwrap();
+    assert_eq!(sg.serving.unwrap().activation_dtype, Dtype::Bf16);
+    assert_eq!(Engine::Sglang.served_dtype(Some(Dtype::Fp32), "llama"), Dtype::Fp16);
+    assert_eq!(Engine::Vllm.served_dtype(None, "llama"), Dtype::Bf16);
     // The uniform formula keeps the config's float32.
     let spec = one_stage(&m, 1, 16, Serving { formula: Formula::Spec, ..Serving::default() }).unwrap();
     assert_eq!(spec.bytes_per_element, 4);
