@@ -56,10 +56,116 @@ fn payload_json_matches_hand_computation() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["bytes_per_element"], 2);
-    assert_eq!(v["chunk_activation_bytes"], 4_194_304u64);
-    assert_eq!(v["decode_activation_bytes"], 65_536u64);
+    // vLLM passes hidden states and the residual: 2 x 512 x 4096 x 2 B; 2 x 8 x 4096 x 2 B.
+    assert_eq!(v["chunk_activation_bytes"], 8_388_608u64);
+    assert_eq!(v["decode_activation_bytes"], 131_072u64);
+    assert_eq!(v["serving"]["engine"], "vllm");
+    assert_eq!(v["serving"]["activation_tensors"], 2);
+    // 32 layers over 4 stages: 8 each; 8 x 4096 x 8 x (2 x 8 x 128 x 2) B.
     assert_eq!(v["stages"][2]["layers"], 8);
     assert_eq!(v["stages"][2]["kv_handoff_bytes"], 1_073_741_824u64);
+    assert_eq!(v["layers"].as_array().unwrap().len(), 32);
+    assert_eq!(
+        v["layers"][9],
+        serde_json::json!({"layer": 9, "stage": 1, "kind": "full", "kv_heads": 8, "head_dim": 128, "tokens_held": 4096, "bytes": 134_217_728u64})
+    );
+}
+
+fn payload_json(args: &[&str]) -> serde_json::Value {
+    let out = linkcal().arg("payload").args(args).args(["--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn payload_engine_profiles_and_spec_formula() {
+    let gpt = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/model-configs/gpt-oss-20b.json");
+    let common = ["--n", "8", "--t", "8192", "--m", "2048", "--pp-prefill", "2", "--pp-decode", "2"];
+    let with = |extra: &[&str]| payload_json(&[&["--model-config", gpt][..], &common[..], extra].concat());
+    let per_token = 2 * 8 * 64 * 2;
+    // vLLM: 12 sliding layers keep 128 tokens, 12 full layers all 8192; 24 layers, 12 per stage.
+    let v = with(&[]);
+    assert_eq!(v["stages"][0]["kv_handoff_bytes"], 6 * 8 * 128 * per_token + 6 * 8 * 8192 * per_token);
+    assert_eq!(v["layers"][0]["kind"], "sliding");
+    assert_eq!(v["layers"][0]["window"], 128);
+    // SGLang pages of one token keep W - 1 = 127.
+    let v = with(&["--engine", "sglang"]);
+    assert_eq!(v["stages"][0]["kv_handoff_bytes"], 6 * 8 * 127 * per_token + 6 * 8 * 8192 * per_token);
+    // The README's uniform formula: every layer over T, hidden states only.
+    let v = with(&["--formula", "spec"]);
+    assert_eq!(v["stages"][0]["kv_handoff_bytes"], 12 * 8 * 8192 * per_token);
+    assert_eq!(v["chunk_activation_bytes"], 2048 * 2880 * 2);
+    // fp8 KV cache: 1 B per element, activations stay bf16 (x2 for the residual).
+    let v = with(&["--kv-cache-dtype", "fp8"]);
+    assert_eq!(v["stages"][1]["kv_handoff_bytes"], (6 * 8 * 128 + 6 * 8 * 8192) * per_token / 2);
+    assert_eq!(v["chunk_activation_bytes"], 2 * 2048 * 2880 * 2);
+}
+
+#[test]
+fn payload_reads_nonfinite_tokens_and_refuses_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("config.json");
+    std::fs::write(&p, r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,"rope_scaling":{"factor":Infinity}}"#).unwrap();
+    let v = payload_json(&[
+        "--model-config",
+        p.to_str().unwrap(),
+        "--n",
+        "1",
+        "--t",
+        "16",
+        "--m",
+        "1",
+        "--pp-prefill",
+        "1",
+        "--pp-decode",
+        "1",
+    ]);
+    // No dtype declared: float32 per vLLM, served as bf16. 2 layers x 16 tokens x 2 x 4 x 16 x 2 B.
+    assert_eq!(v["stages"][0]["kv_handoff_bytes"], 2 * 16 * (2 * 4 * 16 * 2));
+    let big = (1u64 << 32).to_string();
+    bad(
+        &["payload", "--model", "llama-3.1-8b", "--n", &big, "--t", &big, "--m", "1", "--pp-prefill", "1", "--pp-decode", "1"],
+        "overflows",
+    );
+    std::fs::write(&p, r#"{"hidden_size":8192,"num_hidden_layers":2,"num_attention_heads":64,"num_key_value_heads":7}"#).unwrap();
+    bad(
+        &[
+            "payload",
+            "--model-config",
+            p.to_str().unwrap(),
+            "--n",
+            "1",
+            "--t",
+            "1",
+            "--m",
+            "1",
+            "--pp-prefill",
+            "1",
+            "--pp-decode",
+            "1",
+        ],
+        "num_key_value_heads",
+    );
+    bad(
+        &[
+            "payload",
+            "--model",
+            "llama-3.1-8b",
+            "--n",
+            "1",
+            "--t",
+            "1",
+            "--m",
+            "1",
+            "--pp-prefill",
+            "1",
+            "--pp-decode",
+            "1",
+            "--kv-cache-dtype",
+            "fp8_ds_mla",
+        ],
+        "no MLA",
+    );
 }
 
 #[test]
@@ -87,7 +193,8 @@ fn payload_dtype_override() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["bytes_per_element"], 1);
-    assert_eq!(v["chunk_activation_bytes"], 10 * 8192);
+    // Hidden states and residual, 1 B each.
+    assert_eq!(v["chunk_activation_bytes"], 2 * 10 * 8192);
 }
 
 fn bad(args: &[&str], needle: &str) {

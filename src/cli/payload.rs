@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use crate::payload::{payloads, preset, Dtype, ModelConfig};
+use crate::payload::{payloads_with, preset, Dtype, Engine, Formula, KvCacheDtype, ModelConfig, Payloads, Serving};
 use crate::spec::{RackShape, Workload};
 
 /// Flags of `linkcal payload`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["model", "model_config"])))]
 pub struct Args {
-    /// Built-in preset: llama-3.1-8b, llama-3.1-70b, qwen3-30b-a3b, qwen3-32b, gpt-oss-120b, deepseek-v3.
+    /// Built-in preset: llama-3.1-8b, llama-3.1-70b, llama-4-scout, qwen3-30b-a3b, qwen3-32b,
+    /// qwen3.5-27b, gpt-oss-20b, gpt-oss-120b, gemma-3-27b, gemma-4-26b-a4b, deepseek-v3, nemotron-super-49b.
     #[arg(long)]
     pub model: Option<String>,
     /// A HuggingFace config.json.
@@ -30,9 +31,27 @@ pub struct Args {
     /// PP_decode.
     #[arg(long)]
     pub pp_decode: usize,
-    /// Element type override: bf16, fp16, fp8, fp32.
+    /// Activation element type override: bf16, fp16, fp8, fp32 (default: the config's, float32
+    /// served as bf16).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// KV cache element type: auto (the activation dtype), bf16, fp16, fp32, fp8 (fp8_e4m3,
+    /// fp8_e5m2) or fp8_ds_mla (vLLM's DeepSeek MLA layout, 656 B per token per layer).
+    #[arg(long, default_value = "auto")]
+    pub kv_cache_dtype: String,
+    /// Engine whose rules size the payloads.
+    #[arg(long, value_enum, default_value = "vllm")]
+    pub engine: Engine,
+    /// engine: what the engine holds and moves; spec: the README's uniform formula.
+    #[arg(long, value_enum, default_value = "engine")]
+    pub formula: Formula,
+    /// KV block (page) size in tokens (default: vLLM 16, SGLang 1).
+    #[arg(long)]
+    pub block_size: Option<u64>,
+    /// Element type of linear-attention / SSM recurrent state (default: the config's
+    /// mamba_ssm_dtype, else the activation dtype).
+    #[arg(long)]
+    pub mamba_ssm_cache_dtype: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -56,16 +75,59 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         (None, Some(path)) => ModelConfig::from_file(path)?,
         (None, None) => unreachable!("clap requires --model or --model-config"),
     };
-    let dtype = a.dtype.as_deref().map(Dtype::parse).transpose()?;
+    let serving = Serving {
+        engine: a.engine,
+        formula: a.formula,
+        dtype: a.dtype.as_deref().map(Dtype::parse).transpose()?,
+        kv_cache_dtype: KvCacheDtype::parse(&a.kv_cache_dtype)?,
+        block_size: a.block_size,
+        ssm_dtype: a.mamba_ssm_cache_dtype.as_deref().map(Dtype::parse).transpose()?,
+    };
     let w = Workload::new(a.n, a.t, a.m)?;
     // The IB card count does not change sizes; 1 is always valid here.
     let shape = RackShape::new(a.pp_prefill, a.pp_decode, 1)?;
-    let p = payloads(&model, &w, &shape, dtype)?;
+    let p = payloads_with(&model, &w, &shape, &serving)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
-        return Ok(0);
+    } else {
+        print_table(&p, &w);
     }
+    Ok(0)
+}
+
+/// Runs of equal layer kinds, e.g. `12 x sliding(128)`, in layer order.
+fn layer_runs(p: &Payloads) -> String {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for l in &p.layers {
+        match runs.last_mut() {
+            Some((label, count)) if *label == l.kv.label() => *count += 1,
+            _ => runs.push((l.kv.label(), 1)),
+        }
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for (label, n) in runs {
+        match counts.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, c)) => *c += n,
+            None => counts.push((label, n)),
+        }
+    }
+    counts.iter().map(|(l, n)| format!("{n} x {l}")).collect::<Vec<_>>().join(", ")
+}
+
+fn print_table(p: &Payloads, w: &Workload) {
     println!("model {} ({} B/element, KV {} B per token per layer)", p.model, p.bytes_per_element, p.kv_per_token_layer_bytes);
+    if let Some(s) = &p.serving {
+        println!(
+            "{:?} {:?}: activations {:?} x{}, KV cache {:?}, blocks of {} tokens; layers: {}",
+            s.engine,
+            s.formula,
+            s.activation_dtype,
+            s.activation_tensors,
+            s.kv_cache_dtype,
+            s.block_tokens,
+            layer_runs(p)
+        );
+    }
     println!(
         "Path 1 chunk activation (M={} tokens):  {} B ({})",
         w.m,
@@ -90,5 +152,4 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             to.join("; ")
         );
     }
-    Ok(0)
 }

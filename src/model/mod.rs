@@ -11,7 +11,7 @@ pub mod results;
 pub use calibration::{Calibration, CALIBRATION_SCHEMA};
 pub use provenance::Provenance;
 pub use rack::{GroundTruth, RackFile, RACK_SCHEMA};
-pub use results::{Results, RESULTS_SCHEMA};
+pub use results::{Results, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
 
 use std::path::Path;
 

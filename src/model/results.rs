@@ -1,5 +1,10 @@
-//! `linkcal.results/1`: every measurement of a run, solo and contended, with summaries and the
+//! `linkcal.results/2`: every measurement of a run, solo and contended, with summaries and the
 //! raw per-transfer times they came from.
+//!
+//! Migration from `linkcal.results/1`: only `payloads` changed. /2 adds `payloads.serving`
+//! (engine, formula, dtypes, block size, activation tensors), `payloads.layers` (per-layer kind
+//! and bytes) and `payloads.stages[].first_layer`; sizes are now what the engine holds and
+//! moves (README "Payload sizes"). /1 files still load: the new fields default to absent.
 #![allow(non_snake_case)]
 
 use schemars::JsonSchema;
@@ -12,8 +17,11 @@ use crate::spec::{Hop, PathRef, RackShape};
 /// Schema id of results files.
 pub const RESULTS_SCHEMA: &str = "linkcal.results/2";
 /// Older results schemas read as [`RESULTS_SCHEMA`]: `linkcal.results/1` lacks
-/// `rack.tcp_congestion_control` and `rack.emulation`, which read as null.
+/// `rack.tcp_congestion_control`, `rack.emulation` and the per-layer `payloads` fields, which
+/// read as null / their defaults.
 pub const RESULTS_SCHEMA_COMPAT: &[&str] = &["linkcal.results/1"];
+/// The previous version, still read.
+pub const RESULTS_SCHEMA_V1: &str = "linkcal.results/1";
 
 /// A run's results: `results.json` in the output directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -158,4 +166,26 @@ pub struct Waiver {
     pub path: Option<PathRef>,
     /// Why, e.g. `libcuda.so not found`.
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_of_version_1_still_load() {
+        // results/example-2-2-1 was written as linkcal.results/1, before payloads had
+        // `serving`, `layers` and `first_layer`.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/example-2-2-1/results.json");
+        let r: Results = crate::model::load(&path, RESULTS_SCHEMA).unwrap();
+        assert_eq!(r.schema, RESULTS_SCHEMA_V1);
+        let p = r.payloads.unwrap();
+        assert!(p.serving.is_none() && p.layers.is_empty());
+        assert_eq!((p.stages[1].first_layer, p.stages[1].layers), (0, 40));
+        // Another kind's file is still refused under the results schema.
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("x.json");
+        std::fs::write(&other, r#"{"schema":"linkcal.calibration/1"}"#).unwrap();
+        assert!(crate::model::load::<Results>(&other, RESULTS_SCHEMA).unwrap_err().to_string().contains("linkcal.calibration/1"));
+    }
 }

@@ -1,16 +1,24 @@
 //! Payload sizes from a model config: chunk activations (Path 1), KV handoff per stage
-//! (Path 2) and decode activations (Path 3), from a HuggingFace `config.json` or a preset.
+//! (Path 2) and decode activations (Path 3), from a HuggingFace `config.json` or a preset,
+//! as a serving engine (vLLM, SGLang) holds and moves them, or by the README's uniform formula.
 
+mod compute;
+mod config;
+mod engine;
+mod kinds;
+mod layers;
 mod presets;
 
+pub use compute::{payloads, payloads_with};
+pub use config::passes_residual;
+pub use engine::{pp_indices, Engine, Formula, KvCacheDtype, Serving};
+pub use layers::LayerKv;
 pub use presets::{preset, PRESETS};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::spec::{handoff_pairs, stage_ranges, RackShape, Workload};
 
 /// Errors reading a model config or choosing a preset; each names the file, field or flag.
 #[derive(Debug, thiserror::Error)]
@@ -31,19 +39,31 @@ pub enum PayloadError {
         /// What went wrong.
         message: String,
     },
-    /// A required field is missing or not a positive integer.
-    #[error("{}: field '{field}' {problem}; a HuggingFace config.json has it at top level (or under text_config)", path.display())]
+    /// A field is missing, out of range or inconsistent with another.
+    #[error("{}: field '{field}' {problem}", path.display())]
     Field {
         /// The config file.
         path: PathBuf,
-        /// The field name.
-        field: &'static str,
-        /// What is wrong with it.
+        /// The field, with `text_config.` when read from there.
+        field: String,
+        /// What is wrong with it and what to do.
         problem: String,
     },
     /// dtype not understood.
     #[error("unknown dtype '{0}': use bf16, fp16, fp8 or fp32 (also bfloat16, float16, float8_e4m3fn, float32)")]
     Dtype(String),
+    /// --kv-cache-dtype not understood.
+    #[error("unknown --kv-cache-dtype '{0}': use auto, bf16, fp16, fp32, fp8 (fp8_e4m3, fp8_e5m2) or fp8_ds_mla")]
+    KvCacheDtype(String),
+    /// A flag that does not apply to this model.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A size beyond 2^64 - 1 bytes.
+    #[error("{what} overflows 64 bits: lower --n, --t or --m")]
+    Overflow {
+        /// What was being computed.
+        what: &'static str,
+    },
     /// The rack shape does not fit the model.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
@@ -90,20 +110,29 @@ impl Dtype {
 pub struct ModelConfig {
     /// Model name (preset name or the config's `_name_or_path` / file name).
     pub name: String,
+    /// model_type of the text model (decides transformers defaults and what stages pass).
+    pub model_type: String,
     /// hidden_size: elements per token of an activation.
     pub hidden_size: u64,
     /// num_hidden_layers.
     pub num_hidden_layers: u32,
     /// num_attention_heads.
     pub num_attention_heads: u64,
-    /// num_key_value_heads (equal to num_attention_heads when the config omits it).
+    /// num_key_value_heads as vLLM resolves it (the attention heads when the config omits it;
+    /// Nemotron-NAS: from `block_configs`).
     pub num_key_value_heads: u64,
-    /// head_dim (hidden_size / num_attention_heads when the config omits it).
+    /// head_dim (hidden_size / num_attention_heads, exact, when the config omits it).
     pub head_dim: u64,
-    /// torch_dtype.
-    pub dtype: Dtype,
+    /// Checkpoint dtype (`dtype` / `torch_dtype`); None when the config declares none.
+    pub dtype: Option<Dtype>,
     /// Multi-head latent attention (DeepSeek): KV stored as a latent plus a rope key.
     pub mla: Option<Mla>,
+    /// What each decoder layer keeps, one entry per layer.
+    pub layers: Vec<LayerKv>,
+    /// `mamba_ssm_dtype`: element type of linear-attention / SSM recurrent state.
+    pub ssm_dtype: Option<Dtype>,
+    /// Pipeline stages pass the residual with the hidden states (see [`passes_residual`]).
+    pub residual: bool,
 }
 
 /// MLA latent sizes (elements per token per layer).
@@ -116,70 +145,30 @@ pub struct Mla {
 }
 
 impl ModelConfig {
-    /// KV bytes per token per layer at `bytes` per element: 2 x kv_heads x head_dim x bytes,
-    /// or (kv_lora_rank + qk_rope_head_dim) x bytes for MLA.
+    /// KV bytes per token per layer by the README's uniform formula at `bytes` per element:
+    /// 2 x kv_heads x head_dim x bytes, or (kv_lora_rank + qk_rope_head_dim) x bytes for MLA.
     pub fn kv_per_token_layer_bytes(&self, bytes: u64) -> u64 {
         match self.mla {
             Some(m) => (m.kv_lora_rank + m.qk_rope_head_dim) * bytes,
             None => 2 * self.num_key_value_heads * self.head_dim * bytes,
         }
     }
+}
 
-    /// Reads a HuggingFace `config.json`. Multimodal configs with a `text_config` use it.
-    pub fn from_file(path: &Path) -> Result<ModelConfig, PayloadError> {
-        let unreadable = |message: String| PayloadError::Unreadable { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| unreadable(format!("cannot read model config: {e}")))?;
-        let root: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| unreadable(format!("not valid JSON ({e}); expected a HuggingFace config.json")))?;
-        let v = root.get("text_config").filter(|t| t.get("hidden_size").is_some()).unwrap_or(&root);
-        let field = |name: &'static str, required: bool| -> Result<Option<u64>, PayloadError> {
-            match v.get(name) {
-                None | Some(serde_json::Value::Null) if !required => Ok(None),
-                None | Some(serde_json::Value::Null) => {
-                    Err(PayloadError::Field { path: path.to_path_buf(), field: name, problem: "is missing".into() })
-                }
-                Some(x) => match x.as_u64() {
-                    Some(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(PayloadError::Field {
-                        path: path.to_path_buf(),
-                        field: name,
-                        problem: format!("is {x}, not a positive integer"),
-                    }),
-                },
-            }
-        };
-        let hidden_size = field("hidden_size", true)?.unwrap_or_default();
-        let layers = field("num_hidden_layers", true)?.unwrap_or_default();
-        let heads = field("num_attention_heads", true)?.unwrap_or_default();
-        let kv_heads = field("num_key_value_heads", false)?.unwrap_or(heads);
-        let head_dim = field("head_dim", false)?.unwrap_or(hidden_size / heads);
-        let mla = match field("kv_lora_rank", false)? {
-            Some(r) => Some(Mla { kv_lora_rank: r, qk_rope_head_dim: field("qk_rope_head_dim", true)?.unwrap_or_default() }),
-            None => None,
-        };
-        let dtype_name = v.get("torch_dtype").or_else(|| v.get("dtype")).and_then(|d| d.as_str()).unwrap_or("bfloat16");
-        let dtype = Dtype::parse(dtype_name).map_err(|_| PayloadError::Field {
-            path: path.to_path_buf(),
-            field: "torch_dtype",
-            problem: format!("is '{dtype_name}', not one of bfloat16, float16, float32, float8_e4m3fn"),
-        })?;
-        let name = root
-            .get("_name_or_path")
-            .and_then(|n| n.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| path.display().to_string());
-        Ok(ModelConfig {
-            name,
-            hidden_size,
-            num_hidden_layers: u32::try_from(layers).unwrap_or(u32::MAX),
-            num_attention_heads: heads,
-            num_key_value_heads: kv_heads,
-            head_dim,
-            dtype,
-            mla,
-        })
-    }
+/// What one decoder layer holds for the handoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LayerPayload {
+    /// Layer index.
+    pub layer: u32,
+    /// Prefill stage holding it.
+    pub stage: usize,
+    /// What the layer keeps.
+    #[serde(flatten)]
+    pub kv: LayerKv,
+    /// Tokens of one request it keeps (0 for state and no-KV layers), whole blocks.
+    pub tokens_held: u64,
+    /// Bytes for N requests: N x tokens_held x bytes per token, or N x state bytes.
+    pub bytes: u64,
 }
 
 /// KV handoff of one prefill stage.
@@ -187,9 +176,12 @@ impl ModelConfig {
 pub struct StagePayload {
     /// Prefill stage i.
     pub stage: usize,
+    /// First layer of this stage.
+    #[serde(default)]
+    pub first_layer: u32,
     /// Layers this stage holds.
     pub layers: u32,
-    /// KV bytes this stage hands off: N x T x layers x kv_per_token_layer, bytes.
+    /// KV bytes this stage hands off: the sum of its layers' bytes.
     pub kv_handoff_bytes: u64,
     /// Where it goes: one entry per decode server whose layer range overlaps this stage's.
     pub handoffs: Vec<Handoff>,
@@ -206,56 +198,55 @@ pub struct Handoff {
     pub bytes: u64,
 }
 
+/// How the sizes were derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServingSummary {
+    /// Engine profile.
+    pub engine: Engine,
+    /// Formula.
+    pub formula: Formula,
+    /// Activation element type.
+    pub activation_dtype: Dtype,
+    /// KV cache element type.
+    pub kv_cache_dtype: KvCacheDtype,
+    /// KV block (page) size, tokens.
+    pub block_tokens: u64,
+    /// Tensors of M (or N) x hidden_size passed between stages: 2 with the residual.
+    pub activation_tensors: u64,
+}
+
 /// All payload sizes for one model, workload and rack shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Payloads {
     /// Model name.
     pub model: String,
-    /// Bytes per element after any --dtype override.
+    /// How the sizes were derived (absent in files written before engine profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSummary>,
+    /// Bytes per activation element after any --dtype override.
     pub bytes_per_element: u64,
-    /// KV bytes per token per layer.
+    /// KV bytes per token of a full-attention layer with the config's KV heads and head_dim
+    /// (MLA: latent + rope; `fp8_ds_mla`: 656).
     pub kv_per_token_layer_bytes: u64,
-    /// Path 1, one pipeline step: M x hidden_size x bytes.
+    /// Path 1, one pipeline step: M x hidden_size x bytes x activation_tensors.
     pub chunk_activation_bytes: u64,
-    /// Path 3, one decode step: N x hidden_size x bytes.
+    /// Path 3, one decode step: N x hidden_size x bytes x activation_tensors.
     pub decode_activation_bytes: u64,
     /// Path 2, per prefill stage.
     pub stages: Vec<StagePayload>,
-}
-
-/// Computes every payload size. `dtype` overrides the config's torch_dtype.
-pub fn payloads(model: &ModelConfig, w: &Workload, shape: &RackShape, dtype: Option<Dtype>) -> Result<Payloads, PayloadError> {
-    let bytes = dtype.unwrap_or(model.dtype).bytes();
-    let kv = model.kv_per_token_layer_bytes(bytes);
-    let pairs = handoff_pairs(shape, Some(model.num_hidden_layers))?;
-    let pre = stage_ranges(model.num_hidden_layers, shape.pp_prefill);
-    let dec = stage_ranges(model.num_hidden_layers, shape.pp_decode);
-    let per_layer = w.n * w.t * kv;
-    let stages = pre
-        .iter()
-        .enumerate()
-        .map(|(i, &(a, b))| {
-            let handoffs = pairs
-                .iter()
-                .filter(|p| p.0 == i)
-                .map(|&(_, j, _)| {
-                    let ov = b.min(dec[j].1) - a.max(dec[j].0);
-                    Handoff { decode: j, layers: ov, bytes: per_layer * ov as u64 }
-                })
-                .collect();
-            StagePayload { stage: i, layers: b - a, kv_handoff_bytes: per_layer * (b - a) as u64, handoffs }
-        })
-        .collect();
-    Ok(Payloads {
-        model: model.name.clone(),
-        bytes_per_element: bytes,
-        kv_per_token_layer_bytes: kv,
-        chunk_activation_bytes: w.m * model.hidden_size * bytes,
-        decode_activation_bytes: w.n * model.hidden_size * bytes,
-        stages,
-    })
+    /// Per layer: kind and bytes (empty in files written before engine profiles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerPayload>,
 }
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tests_configs.rs"]
+mod tests_configs;
+
+#[cfg(test)]
+#[path = "tests_engine.rs"]
+mod tests_engine;

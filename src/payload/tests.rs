@@ -1,14 +1,24 @@
 //! Payload sizes against hand computation (N=8, T=4096, M=512, 4 prefill and 4 decode stages).
 
 use super::*;
+use crate::spec::{RackShape, Workload};
 
-fn sizes(name: &str) -> Payloads {
+const SPEC: Serving = Serving {
+    engine: Engine::Vllm,
+    formula: Formula::Spec,
+    dtype: None,
+    kv_cache_dtype: KvCacheDtype::Auto,
+    block_size: None,
+    ssm_dtype: None,
+};
+
+fn spec_sizes(name: &str) -> Payloads {
     let w = Workload::new(8, 4096, 512).unwrap();
-    payloads(&preset(name).unwrap(), &w, &RackShape::new(4, 4, 2).unwrap(), None).unwrap()
+    payloads_with(&preset(name).unwrap(), &w, &RackShape::new(4, 4, 2).unwrap(), &SPEC).unwrap()
 }
 
 #[test]
-fn every_preset_by_hand() {
+fn spec_formula_keeps_the_readme_numbers() {
     // (preset, kv bytes per token-layer, chunk, decode, KV of stage 0, KV of stage 3)
     let cases: [(&str, u64, u64, u64, u64, u64); 6] = [
         ("llama-3.1-8b", 4096, 4_194_304, 65_536, 1_073_741_824, 1_073_741_824),
@@ -20,7 +30,7 @@ fn every_preset_by_hand() {
         ("deepseek-v3", 1152, 7_340_032, 114_688, 603_979_776, 566_231_040),
     ];
     for (name, kv, chunk, decode, kv0, kv3) in cases {
-        let p = sizes(name);
+        let p = spec_sizes(name);
         assert_eq!(p.kv_per_token_layer_bytes, kv, "{name}");
         assert_eq!(p.chunk_activation_bytes, chunk, "{name}");
         assert_eq!(p.decode_activation_bytes, decode, "{name}");
@@ -33,10 +43,10 @@ fn every_preset_by_hand() {
 }
 
 #[test]
-fn dtype_override_and_uneven_split() {
+fn spec_dtype_override_and_uneven_split() {
     let w = Workload::new(1, 1000, 100).unwrap();
     let m = preset("llama-3.1-8b").unwrap();
-    let p = payloads(&m, &w, &RackShape::new(3, 2, 1).unwrap(), Some(Dtype::Fp8)).unwrap();
+    let p = payloads_with(&m, &w, &RackShape::new(3, 2, 1).unwrap(), &Serving { dtype: Some(Dtype::Fp8), ..SPEC }).unwrap();
     assert_eq!(p.bytes_per_element, 1);
     assert_eq!(p.chunk_activation_bytes, 100 * 4096);
     // 32 layers over 3 stages: 11, 11, 10; over 2 decode servers: 16, 16.
@@ -50,17 +60,35 @@ fn dtype_override_and_uneven_split() {
 }
 
 #[test]
+fn vllm_split_gives_the_remainder_to_stages_before_the_last() {
+    // get_pp_indices: L / P each, then +1 for partitions[-2], [-3], ... (remainder r).
+    // 64 over 3: 21 each, r = 1 -> stage 1 gets 22.
+    assert_eq!(pp_indices(64, 3), vec![(0, 21), (21, 43), (43, 64)]);
+    // 61 over 4: 15 each, r = 1 -> stage 2 gets 16.
+    assert_eq!(pp_indices(61, 4), vec![(0, 15), (15, 30), (30, 46), (46, 61)]);
+    // 32 over 5: 6 each, r = 2 -> stages 3 and 2 get 7.
+    assert_eq!(pp_indices(32, 5), vec![(0, 6), (6, 12), (12, 19), (19, 26), (26, 32)]);
+    // Engine payloads use that split on both sides: 64 layers, P=3, D=2 (32, 32).
+    let w = Workload::new(1, 16, 16).unwrap();
+    let p = payloads(&preset("qwen3-32b").unwrap(), &w, &RackShape::new(3, 2, 1).unwrap(), None).unwrap();
+    let per_layer = 16 * 2 * 8 * 128 * 2;
+    let stage1: Vec<(usize, u32, u64)> = p.stages[1].handoffs.iter().map(|h| (h.decode, h.layers, h.bytes)).collect();
+    assert_eq!(stage1, vec![(0, 11, 11 * per_layer), (1, 11, 11 * per_layer)]);
+    assert_eq!((p.stages[1].first_layer, p.stages[1].layers), (21, 22));
+}
+
+#[test]
 fn reads_hf_config_and_defaults_head_dim() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("config.json");
     std::fs::write(
         &p,
-        r#"{"_name_or_path":"x/llama","hidden_size":4096,"num_hidden_layers":32,"num_attention_heads":32,
+        r#"{"_name_or_path":"x/llama","model_type":"llama","hidden_size":4096,"num_hidden_layers":32,"num_attention_heads":32,
             "num_key_value_heads":8,"torch_dtype":"bfloat16"}"#,
     )
     .unwrap();
     let m = ModelConfig::from_file(&p).unwrap();
-    assert_eq!((m.head_dim, m.dtype, m.name.as_str()), (128, Dtype::Bf16, "x/llama"));
+    assert_eq!((m.head_dim, m.dtype, m.name.as_str()), (128, Some(Dtype::Bf16), "x/llama"));
     assert_eq!(m, ModelConfig { name: "x/llama".into(), ..preset("llama-3.1-8b").unwrap() });
 }
 

@@ -16,7 +16,7 @@ use super::Outcome;
 use crate::error::InputError;
 use crate::model::calibration::{Method, SegmentEstimate};
 use crate::model::results::{MeasurementKind, Results};
-use crate::model::{Calibration, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
+use crate::model::{Calibration, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
 use crate::spec::{Hop, PathRef, RackShape, RouteSet};
 
 /// Schema id of acceptance reports.
@@ -27,7 +27,7 @@ pub const ACCEPT_SCHEMA: &str = "linkcal.acceptance/1";
 pub enum Baseline {
     /// A `linkcal.calibration/1` file.
     Calibration(PathBuf, Box<Calibration>),
-    /// A `linkcal.results/1` file.
+    /// A `linkcal.results/2` (or `/1`) file.
     Results(PathBuf, Box<Results>),
 }
 
@@ -40,7 +40,7 @@ impl Baseline {
             serde_json::from_str(&text).map_err(|e| InputError::file(&file, format!("not valid JSON: {e}")))?;
         match v.get("schema").and_then(|s| s.as_str()) {
             Some(CALIBRATION_SCHEMA) => Ok(Baseline::Calibration(file.clone(), Box::new(crate::error::read_json(&file)?))),
-            Some(RESULTS_SCHEMA) => Ok(Baseline::Results(file.clone(), Box::new(crate::error::read_json(&file)?))),
+            Some(RESULTS_SCHEMA | RESULTS_SCHEMA_V1) => Ok(Baseline::Results(file.clone(), Box::new(crate::error::read_json(&file)?))),
             other => Err(InputError::field(
                 &file,
                 "schema",
