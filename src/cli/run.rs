@@ -83,6 +83,11 @@ pub struct Args {
     /// Time cap per measurement once every flow has 3 samples, seconds (default 1; --quick 2).
     #[arg(long)]
     pub time_cap: Option<f64>,
+    /// Experiments run at the same time at most, in waves of experiments that share no segment
+    /// (either direction) and no host (default with --plan calibrate: 8 on hardware, half the cores on the emulated rack; 1 with
+    /// --plan spec).
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -145,6 +150,14 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         })?;
     }
     opts.ci_target = a.ci_target;
+    opts.max_parallel = match (a.parallel, a.plan) {
+        (Some(0), _) => {
+            return Err(InputError::field("--parallel", "value", "is 0: run at least 1 experiment at a time").into());
+        }
+        (Some(n), _) => n,
+        (None, Plan::Calibrate) => runner::calibrate_parallel(rack.emulated),
+        (None, Plan::Spec) => 1,
+    };
     opts.progress = !a.no_progress && !a.json;
     if let Some(t) = a.time_cap {
         opts.time_cap_s = t;

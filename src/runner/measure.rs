@@ -25,13 +25,21 @@ pub struct Ctx<'a> {
     pub opts: &'a RunOptions,
     clients: HashMap<String, Client>,
     applies: HashMap<String, Vec<(TransportKind, Applicability)>>,
-    next_flow: u64,
+    next_flow: &'a std::sync::atomic::AtomicU64,
 }
 
 impl<'a> Ctx<'a> {
     /// A context with no connections yet.
-    pub fn new(rack: &'a crate::model::RackFile, rack_path: &'a std::path::Path, token: String, opts: &'a RunOptions) -> Self {
-        Ctx { rack, rack_path, token, opts, clients: HashMap::new(), applies: HashMap::new(), next_flow: 1 }
+    /// Flow ids come from `ids`, shared by every context of a run (so ids stay unique when
+    /// experiments run at the same time).
+    pub fn new(
+        rack: &'a crate::model::RackFile,
+        rack_path: &'a std::path::Path,
+        token: String,
+        opts: &'a RunOptions,
+        ids: &'a std::sync::atomic::AtomicU64,
+    ) -> Self {
+        Ctx { rack, rack_path, token, opts, clients: HashMap::new(), applies: HashMap::new(), next_flow: ids }
     }
 
     fn client(&mut self, h: &crate::model::rack::HostEntry) -> Result<&mut Client, RunError> {
@@ -76,8 +84,8 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
     let mut flows = Vec::new();
     for p in &exp.flows {
         let r = resolve(ctx.rack, ctx.rack_path, p)?;
-        flows.push(Flow { id: ctx.next_flow, transport: ctx.opts.transport_of(p.kind), r, times: Vec::new(), warmup: 0 });
-        ctx.next_flow += 1;
+        let id = ctx.next_flow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        flows.push(Flow { id, transport: ctx.opts.transport_of(p.kind), r, times: Vec::new(), warmup: 0 });
     }
     let mut waivers = Vec::new();
     for f in &flows {

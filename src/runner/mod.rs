@@ -7,14 +7,17 @@
 pub mod journal;
 pub mod measure;
 pub mod resolve;
+pub mod waves;
 
 use std::path::Path;
+
+use std::sync::atomic::AtomicU64;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control::ControlError;
 use crate::error::InputError;
-use crate::model::results::{RackSummary, Results, RESULTS_SCHEMA};
+use crate::model::results::{Measurement, RackSummary, Results, Waiver, RESULTS_SCHEMA};
 use crate::model::{Provenance, RackFile};
 use crate::payload::Payloads;
 use crate::spec::{Experiment, RouteKind};
@@ -97,6 +100,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Model payloads the sizes came from, recorded in the results.
     pub payloads: Option<Payloads>,
+    /// Experiments run at the same time at most, when they share no segment and no host
+    /// ([`waves`]); 1 runs them one by one.
+    pub max_parallel: usize,
 }
 
 impl RunOptions {
@@ -119,6 +125,7 @@ impl RunOptions {
             timeout_s: 30.0,
             progress: true,
             payloads: None,
+            max_parallel: 1,
         }
     }
 
@@ -131,6 +138,19 @@ impl RunOptions {
     pub fn quick() -> RunOptions {
         RunOptions { time_cap_s: 2.0, window_s: 0.15, max_samples: 400, ..RunOptions::full() }
     }
+}
+
+/// Experiments `run --plan calibrate` runs at the same time at most (when they share no
+/// segment and no host): 8 on hardware, where flows cost the hosts little CPU; on the emulated
+/// rack, where every flow at ~100 MB/s keeps about one core busy with its frames on every
+/// hop (measured on a 2-core VM), half the cores (so 1 on 2 cores: parallel flows there
+/// starve each other's shaping and read up to 36% low).
+pub fn calibrate_parallel(emulated: bool) -> usize {
+    if !emulated {
+        return 8;
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    (cores / 2).clamp(1, 8)
 }
 
 /// The hardware transport of each route kind: what `--transport auto` picks on a real rack
@@ -158,8 +178,15 @@ pub fn schedule(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions) ->
     let contended = if opts.contended_sizes.is_empty() { vec![largest.min(16 << 20)] } else { opts.contended_sizes.clone() };
     let mut out = Vec::new();
     for (n, e) in experiments.iter().enumerate() {
-        let mut s: Vec<u64> = if e.is_solo() { sizes.to_vec() } else { contended.clone() };
-        if e.is_solo() {
+        // Isolation routes (GPU<->host copies, host RDMA) exist to split series groups: only
+        // their capacity matters, so they run at the largest payload alone.
+        let isolation = e.is_solo() && !e.flows[0].kind.is_spec_path();
+        let mut s: Vec<u64> = match (e.is_solo(), isolation) {
+            (true, true) => vec![largest],
+            (true, false) => sizes.to_vec(),
+            (false, _) => contended.clone(),
+        };
+        if e.is_solo() && !isolation {
             s.extend(opts.route_sizes.iter().filter(|(k, _)| *k == e.flows[0].kind).map(|(_, b)| *b));
         }
         s.sort_unstable();
@@ -190,7 +217,8 @@ pub fn run(
     let mut journal = journal::Journal::create(&jpath).map_err(io(&jpath))?;
     let plan = schedule(experiments, sizes, opts);
     let bar = progress_bar(opts.progress, plan.len() as u64);
-    let mut ctx = measure::Ctx::new(rack, rack_path, token, opts);
+    let fps = waves::footprints(rack, rack_path, experiments)?;
+    let groups = waves::waves(&fps, opts.max_parallel);
     let mut results = Results {
         schema: RESULTS_SCHEMA.into(),
         provenance: provenance.clone(),
@@ -206,37 +234,116 @@ pub fn run(
         measurements: Vec::new(),
         waivers: Vec::new(),
     };
-    for (n, bytes) in plan {
-        let e = &experiments[n];
-        bar.set_message(format!("{} {}", e.name, human_bytes(bytes)));
-        let m = measure::measure(&mut ctx, e, bytes).inspect_err(|_| {
-            bar.abandon();
-            eprintln!("linkcal run: stopped; {} finished measurements are in {}", results.measurements.len(), jpath.display());
-        })?;
-        match m {
-            Ok(m) => {
-                journal.append(&m).map_err(io(&jpath))?;
-                results.measurements.push(m);
-            }
-            Err(w) => {
-                for x in w {
-                    if !results.waivers.contains(&x) {
-                        results.waivers.push(x);
-                    }
-                }
+    let shared = Shared { rack, rack_path, token: &token, opts, ids: AtomicU64::new(1), bar: &bar };
+    let mut done: Vec<(usize, Measurement)> = Vec::new();
+    let started = std::time::Instant::now();
+    for wave in &groups {
+        let jobs: Vec<Job> = wave
+            .iter()
+            .map(|e| (*e, plan.iter().enumerate().filter(|(_, (n, _))| n == e).map(|(k, (_, b))| (k, *b)).collect()))
+            .collect();
+        let outcome = run_wave(&shared, experiments, jobs, |k, m| {
+            journal.append(&m)?;
+            done.push((k, m));
+            Ok(())
+        })
+        .map_err(io(&jpath))?;
+        for w in outcome.waivers {
+            if !results.waivers.contains(&w) {
+                results.waivers.push(w);
             }
         }
-        bar.inc(1);
+        if let Some(e) = outcome.error {
+            bar.abandon();
+            eprintln!("linkcal run: stopped; {} finished measurements are in {}", done.len(), jpath.display());
+            return Err(e);
+        }
     }
+    if groups.len() < experiments.len() {
+        eprintln!(
+            "linkcal run: {} experiments in {} waves (up to {} at a time) in {:.1} s",
+            experiments.len(),
+            groups.len(),
+            groups.iter().map(Vec::len).max().unwrap_or(0),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    done.sort_by_key(|(k, _)| *k);
+    results.measurements = done.into_iter().map(|(_, m)| m).collect();
     bar.finish_and_clear();
     provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
-    provenance.hosts = ctx.hosts();
+    provenance.hosts =
+        fps.iter().flat_map(|f| f.hosts.iter().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     results.provenance = provenance;
     let rpath = out_dir.join("results.json");
     crate::model::write_json(&rpath, &results).map_err(io(&rpath))?;
     let cpath = out_dir.join("results.csv");
     crate::report::csv::write(&results, &cpath).map_err(io(&cpath))?;
     Ok(results)
+}
+
+/// What every thread of a run shares.
+struct Shared<'a> {
+    rack: &'a RackFile,
+    rack_path: &'a Path,
+    token: &'a str,
+    opts: &'a RunOptions,
+    ids: AtomicU64,
+    bar: &'a ProgressBar,
+}
+
+/// One experiment of a wave: its index and its (schedule position, payload bytes) pairs.
+type Job = (usize, Vec<(usize, u64)>);
+
+/// What a wave left besides its measurements.
+struct WaveOutcome {
+    waivers: Vec<Waiver>,
+    error: Option<RunError>,
+}
+
+/// Runs the experiments of one wave at the same time, one thread (and one set of agent
+/// connections) each, every experiment's payloads in order. `keep` gets each measurement (with
+/// its place in the schedule) as it finishes, so it is on disk before the next one starts.
+fn run_wave(
+    sh: &Shared,
+    experiments: &[Experiment],
+    jobs: Vec<Job>,
+    mut keep: impl FnMut(usize, Measurement) -> std::io::Result<()>,
+) -> std::io::Result<WaveOutcome> {
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Result<Measurement, Vec<Waiver>>, RunError>)>();
+    let mut out = WaveOutcome { waivers: Vec::new(), error: None };
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        for (e, sizes) in jobs {
+            let tx = tx.clone();
+            scope.spawn(move || {
+                let exp = &experiments[e];
+                let mut ctx = measure::Ctx::new(sh.rack, sh.rack_path, sh.token.to_string(), sh.opts, &sh.ids);
+                for (k, bytes) in sizes {
+                    if sh.opts.progress && sh.opts.max_parallel <= 1 {
+                        sh.bar.set_message(format!("{} {}", exp.name, human_bytes(bytes)));
+                    }
+                    let r = measure::measure(&mut ctx, exp, bytes);
+                    let stop = r.is_err();
+                    if tx.send((k, r)).is_err() || stop {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (k, r) in rx {
+            sh.bar.inc(1);
+            match r {
+                Ok(Ok(m)) => keep(k, m)?,
+                Ok(Err(w)) => out.waivers.extend(w),
+                Err(e) => {
+                    out.error.get_or_insert(e);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// A relative token path in a rack file is relative to the rack file's directory.
