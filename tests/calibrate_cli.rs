@@ -100,13 +100,25 @@ fn calibrate_sim_export_pipeline() {
         .assert()
         .success()
         .stdout(predicate::str::contains("other"));
-    for (fmt, needle) in
-        [("simgrid", "<platform version=\"4.1\">"), ("astra-sim", "GiB/s"), ("aiconfigurator", "node:"), ("vidur", "send_recv")]
-    {
+    for (fmt, needle) in [("simgrid", "<platform version=\"4.1\">"), ("astra-sim", "GB/s")] {
         let out = d.path().join(format!("out.{fmt}"));
         linkcal().args(["export", "--format", fmt, "--calibration"]).arg(&cal).arg("--out").arg(&out).assert().success();
         assert!(std::fs::read_to_string(&out).unwrap().contains(needle), "{fmt}");
     }
+    let base = d.path().join("base.yaml");
+    std::fs::write(&base, "data_dir: data/x\ngpu:\n  mem_bw: 1\nnode:\n  num_gpus_per_node: 8\n").unwrap();
+    let out = d.path().join("aic");
+    let export = |fmt: &str, extra: &[&str]| {
+        let mut c = linkcal();
+        c.args(["export", "--format", fmt, "--calibration"]).arg(&cal).arg("--out").arg(&out).args(extra);
+        c
+    };
+    export("aiconfigurator", &[]).assert().code(2).stderr(predicate::str::contains("--aic-base"));
+    export("aiconfigurator", &["--aic-base", base.to_str().unwrap()]).assert().success();
+    assert!(std::fs::read_to_string(out.join("linkcal_decode.yaml")).unwrap().contains("data_dir: data/x"));
+    export("vidur", &[]).assert().code(2).stderr(predicate::str::contains("--vidur-node"));
+    export("vidur", &["--vidur-node", "decode"]).assert().success();
+    assert!(std::fs::read_to_string(out.join("send_recv.csv")).unwrap().contains("send_recv,1,1"));
 }
 
 #[test]

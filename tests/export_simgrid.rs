@@ -35,7 +35,10 @@ fn xml_attr(line: &str, key: &str) -> String {
 #[test]
 fn simgrid_times_every_route_and_the_kv_burst_like_linkcal() {
     if !simgrid_present() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3-simgrid is missing under CI=true: scripts/setup installs it");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3-simgrid is missing under CI=true: scripts/setup installs it"
+        );
         eprintln!("WAIVED: /usr/bin/python3 cannot import simgrid (apt-get install python3-simgrid)");
         return;
     }
@@ -47,7 +50,13 @@ fn simgrid_times_every_route_and_the_kv_burst_like_linkcal() {
     linkcal().args(["calibrate", "--results"]).arg(&example).arg("--out").arg(&cal_path).assert().success();
     let cal: Calibration = serde_json::from_str(&std::fs::read_to_string(&cal_path).unwrap()).unwrap();
     let xml_path = d.join("platform.xml");
-    linkcal().args(["export", "--format", "simgrid", "--calibration"]).arg(&cal_path).arg("--out").arg(&xml_path).assert().success();
+    linkcal()
+        .args(["export", "--format", "simgrid", "--calibration"])
+        .arg(&cal_path)
+        .arg("--out")
+        .arg(&xml_path)
+        .assert()
+        .success();
     let xml = std::fs::read_to_string(&xml_path).unwrap();
     let links: BTreeMap<String, (f64, f64)> = xml
         .lines()
@@ -104,7 +113,8 @@ fn simgrid_times_every_route_and_the_kv_burst_like_linkcal() {
         .iter()
         .map(|f| {
             let name = f["name"].as_str().unwrap();
-            let p = cal.paths.iter().map(|m| m.path).find(|p| p.kind == RouteKind::PrefillToDecode && p.to_string() == name).unwrap();
+            let p =
+                cal.paths.iter().map(|m| m.path).find(|p| p.kind == RouteKind::PrefillToDecode && p.to_string() == name).unwrap();
             let (src, dst) = endpoints(&p);
             json!({"name": name, "src": src, "dst": dst, "bytes": f["bytes"]})
         })

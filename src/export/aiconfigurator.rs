@@ -56,7 +56,8 @@ fn file(cal: &Calibration, base_name: &str, base: &str, role: &str, n: &Node) ->
         cal.origin.payload_scale,
         cal.origin.run_ids.join(" ")
     );
-    let _ = writeln!(s, "# node: measured by linkcal (B/s per GPU per direction, seconds). Other blocks: copied from {base_name}.");
+    let _ =
+        writeln!(s, "# node: measured by linkcal (B/s per GPU per direction, seconds). Other blocks: copied from {base_name}.");
     for w in n.what {
         let _ = writeln!(s, "# {w}");
     }

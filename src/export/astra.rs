@@ -34,7 +34,8 @@ pub fn astra_sim(cal: &Calibration) -> Result<String, String> {
         cal.origin.run_ids.join(" ")
     );
     let _ = writeln!(s, "# Model of that backend: time = 2 hops * latency + bytes / bandwidth through the Switch.");
-    let _ = writeln!(s, "# bandwidth: slowest Path-1 sustained rate {bw:.6e} B/s = {:.6} GiB/s (ASTRA-sim GB = 2^30 B).", bw / GIB);
+    let _ =
+        writeln!(s, "# bandwidth: slowest Path-1 sustained rate {bw:.6e} B/s = {:.6} GiB/s (ASTRA-sim GB = 2^30 B).", bw / GIB);
     let _ = writeln!(s, "# latency: half the median Path-1 fixed cost ({:.3} ns), charged twice per message.", alpha * 1e9);
     let _ = writeln!(s, "# Not for congestion_aware: it stores and forwards through the switch (2x the serialization).");
     let _ = writeln!(s, "# Dropped: Path 2 (IB handoff) and Path 3 (decode Ethernet), which are no symmetric dimension of");

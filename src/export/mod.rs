@@ -67,9 +67,9 @@ pub fn export(cal: &Calibration, format: Format, opt: &Options) -> Result<Vec<Ex
             aiconfigurator(cal, name, text)
         }
         Format::Vidur => {
-            let node = opt.vidur_node.ok_or(
-                "Vidur reads one node type's rows (devices_per_node 2 or 1): give --vidur-node prefill or decode",
-            )?;
+            let node = opt
+                .vidur_node
+                .ok_or("Vidur reads one node type's rows (devices_per_node 2 or 1): give --vidur-node prefill or decode")?;
             vidur_send_recv(cal, node)
         }
     }

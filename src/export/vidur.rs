@@ -41,11 +41,13 @@ impl VidurNode {
 
 /// A route model's time for `bytes`: the piece covering it (or the nearest), seconds.
 pub fn model_time(m: &PathModel, bytes: u64) -> Option<f64> {
-    let p = m
-        .pieces
-        .iter()
-        .find(|p| bytes >= p.min_bytes && bytes <= p.max_bytes)
-        .or_else(|| if bytes < m.pieces.first()?.min_bytes { m.pieces.first() } else { m.pieces.last() })?;
+    let p = m.pieces.iter().find(|p| bytes >= p.min_bytes && bytes <= p.max_bytes).or_else(|| {
+        if bytes < m.pieces.first()?.min_bytes {
+            m.pieces.first()
+        } else {
+            m.pieces.last()
+        }
+    })?;
     Some(p.alpha_s + bytes as f64 / p.beta_Bps)
 }
 
@@ -81,7 +83,11 @@ pub fn vidur_send_recv(cal: &Calibration, node: VidurNode) -> Result<Vec<ExportF
         let _ = writeln!(csv, "{row},{},{},{mean},{med},{std},0,2,{size},send_recv,{dpn},{dpn}", t[0], t[t.len() - 1]);
     }
     let mut side = String::new();
-    let _ = writeln!(side, "linkcal {} -> Vidur send_recv.csv, node type {node:?} (devices_per_node {dpn}).", cal.provenance.tool_version);
+    let _ = writeln!(
+        side,
+        "linkcal {} -> Vidur send_recv.csv, node type {node:?} (devices_per_node {dpn}).",
+        cal.provenance.tool_version
+    );
     let _ = writeln!(
         side,
         "Calibration of a {} rack (payload scale {}), runs {}; calibrated {}.",
@@ -98,5 +104,8 @@ pub fn vidur_send_recv(cal: &Calibration, node: VidurNode) -> Result<Vec<ExportF
     let _ = writeln!(side, "alpha-beta model; min/max/mean/median/std over the {} routes.", ms.len());
     let _ = writeln!(side, "Dropped: contention, per-direction values, which route a row came from, the per-transfer");
     let _ = writeln!(side, "spread (only the models are summarized), and the other node type's path.");
-    Ok(vec![ExportFile { name: "send_recv.csv".into(), text: csv }, ExportFile { name: "send_recv.linkcal.txt".into(), text: side }])
+    Ok(vec![
+        ExportFile { name: "send_recv.csv".into(), text: csv },
+        ExportFile { name: "send_recv.linkcal.txt".into(), text: side },
+    ])
 }
