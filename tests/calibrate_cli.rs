@@ -64,7 +64,7 @@ fn calibrate_sim_export_pipeline() {
     assert!(csv.starts_with("segment,dir,outside_spec,method,capacity_Bps"));
     linkcal().args(["schema", "--check"]).assert().success();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();
-    assert_eq!(v["schema"], "linkcal.calibration/1");
+    assert_eq!(v["schema"], "linkcal.calibration/2");
     assert!(v["provenance"]["argv"].as_array().unwrap().len() > 2);
     // The simulator replays the contended runs within 5% (makespan and aggregate).
     let out = linkcal()
@@ -100,13 +100,25 @@ fn calibrate_sim_export_pipeline() {
         .assert()
         .success()
         .stdout(predicate::str::contains("other"));
-    for (fmt, needle) in
-        [("simgrid", "<platform version=\"4.1\">"), ("astra-sim", "GiB/s"), ("aiconfigurator", "node:"), ("vidur", "send_recv")]
-    {
+    for (fmt, needle) in [("simgrid", "<platform version=\"4.1\">"), ("astra-sim", "GB/s")] {
         let out = d.path().join(format!("out.{fmt}"));
         linkcal().args(["export", "--format", fmt, "--calibration"]).arg(&cal).arg("--out").arg(&out).assert().success();
         assert!(std::fs::read_to_string(&out).unwrap().contains(needle), "{fmt}");
     }
+    let base = d.path().join("base.yaml");
+    std::fs::write(&base, "data_dir: data/x\ngpu:\n  mem_bw: 1\nnode:\n  num_gpus_per_node: 8\n").unwrap();
+    let out = d.path().join("aic");
+    let export = |fmt: &str, extra: &[&str]| {
+        let mut c = linkcal();
+        c.args(["export", "--format", fmt, "--calibration"]).arg(&cal).arg("--out").arg(&out).args(extra);
+        c
+    };
+    export("aiconfigurator", &[]).assert().code(2).stderr(predicate::str::contains("--aic-base"));
+    export("aiconfigurator", &["--aic-base", base.to_str().unwrap()]).assert().success();
+    assert!(std::fs::read_to_string(out.join("linkcal_decode.yaml")).unwrap().contains("data_dir: data/x"));
+    export("vidur", &[]).assert().code(2).stderr(predicate::str::contains("--vidur-node"));
+    export("vidur", &["--vidur-node", "decode"]).assert().success();
+    assert!(std::fs::read_to_string(out.join("send_recv.csv")).unwrap().contains("send_recv,1,1"));
 }
 
 #[test]
@@ -148,7 +160,7 @@ fn bad_inputs_exit_2_naming_file_and_field() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("bad.json").and(predicate::str::contains("linkcal.calibration/7")));
-    v["schema"] = "linkcal.calibration/1".into();
+    v["schema"] = "linkcal.calibration/2".into();
     v.as_object_mut().unwrap().remove("segments");
     std::fs::write(&bad, v.to_string()).unwrap();
     linkcal()

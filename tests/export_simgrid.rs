@@ -1,116 +1,146 @@
-//! The SimGrid export against linkcal's own simulator: a synthetic rack is calibrated, the
-//! platform is loaded by SimGrid 3.32 (Debian's python3-simgrid, run with /usr/bin/python3),
-//! the KV handoff burst is simulated there, and its per-flow completion times and makespan
-//! must match `linkcal sim --scenario kv_burst --ideal` within 1%.
+//! The SimGrid export of the committed example run's calibration, loaded by SimGrid 3.32
+//! (Debian's python3-simgrid, run with /usr/bin/python3): a 16 MiB transfer on every route in
+//! both directions, timed by SimGrid, against the hand computation alpha + bytes / min(beta,
+//! capacity of each hop) from cal.json; and the KV burst against `linkcal sim`, within 1%.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 
 use assert_cmd::Command as Cmd;
-use linkcal::calibrate::plan::plan;
 use linkcal::export::endpoints;
-use linkcal::sim::synth::{random_truth, solo_experiments, synthesize, SynthConfig};
-use linkcal::spec::{HopOptions, PathRef, RackShape, RouteKind, RouteSet};
-
-const BURST: &str = r#"
-import json, sys
-from simgrid import Actor, Engine, Host, Mailbox
-e = Engine(sys.argv[:1])
-e.load_platform(sys.argv[1])
-flows = json.load(open(sys.argv[2]))
-done = {}
-def sender(mb, size):
-    Mailbox.by_name(mb).put("kv", size)
-def receiver(mb):
-    Mailbox.by_name(mb).get()
-    done[mb] = Engine.clock
-for f in flows:
-    Actor.create("s_" + f["name"], Host.by_name(f["src"]), sender, f["name"], f["bytes"])
-    Actor.create("r_" + f["name"], Host.by_name(f["dst"]), receiver, f["name"])
-e.run()
-print(json.dumps(done))
-"#;
+use linkcal::model::Calibration;
+use linkcal::spec::{Hop, RouteKind};
+use serde_json::{json, Value};
 
 fn simgrid_present() -> bool {
     Command::new("/usr/bin/python3").args(["-c", "import simgrid"]).output().is_ok_and(|o| o.status.success())
 }
 
+/// Capacity per hop as the calibration states it: identified value, else the lower bound
+/// raised to the capacity of the series group the hop belongs to.
+fn capacity(cal: &Calibration, h: &Hop) -> Option<f64> {
+    let s = cal.segments.iter().find(|s| s.segment == h.id && s.dir == h.dir)?;
+    let group = s.series_group.as_ref().and_then(|g| cal.series_groups.iter().find(|x| &x.id == g)?.capacity_Bps);
+    s.capacity_Bps.or(match (s.lower_bound_Bps, group) {
+        (Some(b), Some(g)) => Some(b.max(g)),
+        (b, g) => b.or(g),
+    })
+}
+
+fn xml_attr(line: &str, key: &str) -> String {
+    line.split(&format!("{key}=\"")).nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
 #[test]
-fn simgrid_burst_matches_linkcal_sim() {
+fn simgrid_times_every_route_and_the_kv_burst_like_linkcal() {
     if !simgrid_present() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "python3-simgrid is missing under CI=true: scripts/setup installs it"
         );
-        eprintln!("SKIP: /usr/bin/python3 cannot import simgrid (apt-get install python3-simgrid)");
+        eprintln!("WAIVED: /usr/bin/python3 cannot import simgrid (apt-get install python3-simgrid)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // (4,4,2): GPUs 0 and 2 share NIC 0, so the burst contends on the NIC group.
-    let shape = RackShape::new(4, 4, 2).unwrap();
-    let set = RouteSet::build(&shape, None, HopOptions::default(), true).unwrap();
-    let mut exps = solo_experiments(&set);
-    exps.extend(plan(&set, None).experiments);
-    let cfg = SynthConfig {
-        shape: shape.clone(),
-        truth: random_truth(&shape, 42, 1e8, 1e9),
-        hops: HopOptions::default(),
-        sizes: vec![1 << 20, 16 << 20],
-        alpha_s: 1e-5,
-        noise: 0.005,
-        samples: 5,
-        seed: 42,
-    };
-    let res = synthesize(&cfg, &exps).unwrap();
-    let rdir = d.join("run");
-    std::fs::create_dir(&rdir).unwrap();
-    linkcal::model::write_json(&rdir.join("results.json"), &res).unwrap();
-    let cal = d.join("cal.json");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/example-2-2-1");
+    let cal_path = d.join("cal.json");
     let linkcal = || Cmd::cargo_bin("linkcal").unwrap();
-    linkcal().args(["calibrate", "--results"]).arg(&rdir).arg("--out").arg(&cal).assert().success();
-    let xml = d.join("platform.xml");
-    linkcal().args(["export", "--format", "simgrid", "--calibration"]).arg(&cal).arg("--out").arg(&xml).assert().success();
-    let text = std::fs::read_to_string(&xml).unwrap();
-    assert!(text.contains("<platform version=\"4.1\">") && text.contains("network/crosstraffic"));
-    assert!(text.contains("sharing_policy=\"SHARED\"") && text.contains("symmetrical=\"NO\""));
+    linkcal().args(["calibrate", "--results"]).arg(&example).arg("--out").arg(&cal_path).assert().success();
+    let cal: Calibration = serde_json::from_str(&std::fs::read_to_string(&cal_path).unwrap()).unwrap();
+    let xml_path = d.join("platform.xml");
+    linkcal()
+        .args(["export", "--format", "simgrid", "--calibration"])
+        .arg(&cal_path)
+        .arg("--out")
+        .arg(&xml_path)
+        .assert()
+        .success();
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+    let links: BTreeMap<String, (f64, f64)> = xml
+        .lines()
+        .filter(|l| l.trim_start().starts_with("<link id="))
+        .map(|l| {
+            let num = |k: &str| xml_attr(l, k).trim_end_matches("Bps").trim_end_matches('s').parse::<f64>().unwrap();
+            (xml_attr(l, "id"), (num("bandwidth"), num("latency")))
+        })
+        .collect();
+    assert!(links.iter().any(|(id, (_, lat))| id.starts_with("route:") && *lat > 0.0), "fixed costs are exported");
+    for g in cal.series_groups.iter().filter(|g| g.capacity_Bps.is_some()) {
+        for m in &g.members {
+            let bw = links[&format!("{}:{}", m.id, m.dir)].0;
+            assert!(bw >= g.capacity_Bps.unwrap() * (1.0 - 1e-6), "{m} of {} carries {bw}", g.id);
+        }
+    }
 
-    let bytes: u64 = 20 << 20;
+    // Every measured route and its reverse, 16 MiB each, with the hand-computed time.
+    let bytes: u64 = 16 << 20;
+    let mut solo = Vec::new();
+    let mut expected = Vec::new();
+    let mut names = Vec::new();
+    for m in &cal.paths {
+        let last = m.pieces.last().unwrap();
+        let (a, b) = endpoints(&m.path);
+        let rev: Vec<Hop> = m.segments.iter().rev().map(|h| Hop { id: h.id, dir: h.dir.reverse() }).collect();
+        for (src, dst, hops) in [(a.clone(), b.clone(), m.segments.clone()), (b, a, rev)] {
+            if names.contains(&(src.clone(), dst.clone())) {
+                continue;
+            }
+            let measured_reverse = cal.paths.iter().any(|p| endpoints(&p.path) == (src.clone(), dst.clone()) && p.path != m.path);
+            if measured_reverse {
+                continue;
+            }
+            let rate = hops.iter().filter_map(|h| capacity(&cal, h)).fold(last.beta_Bps, f64::min);
+            expected.push(last.alpha_s + bytes as f64 / rate);
+            solo.push(json!({"src": src, "dst": dst, "bytes": bytes}));
+            names.push((src, dst));
+        }
+    }
+    assert!(names.contains(&("gpu_p1".into(), "gpu_p0".into())) && names.contains(&("gpu_d1".into(), "gpu_p1".into())));
+
+    let kv: u64 = 64 << 20;
     let out = linkcal()
-        .args(["sim", "--scenario", "kv-burst", "--ideal", "--json", "--bytes", &bytes.to_string(), "--calibration"])
-        .arg(&cal)
+        .args(["sim", "--scenario", "kv-burst", "--json", "--bytes", &kv.to_string(), "--calibration"])
+        .arg(&cal_path)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The same flows for SimGrid, by endpoints.
-    let flows: Vec<serde_json::Value> = ours["flows"]
+    let ours: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let burst: Vec<Value> = ours["flows"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| {
             let name = f["name"].as_str().unwrap();
             let p =
-                set.of_kind(RouteKind::PrefillToDecode).map(|(_, r)| r.path).find(|p: &PathRef| p.to_string() == name).unwrap();
+                cal.paths.iter().map(|m| m.path).find(|p| p.kind == RouteKind::PrefillToDecode && p.to_string() == name).unwrap();
             let (src, dst) = endpoints(&p);
-            serde_json::json!({"name": name, "src": src, "dst": dst, "bytes": f["bytes"]})
+            json!({"name": name, "src": src, "dst": dst, "bytes": f["bytes"]})
         })
         .collect();
-    let ff = d.join("flows.json");
-    std::fs::write(&ff, serde_json::to_string(&flows).unwrap()).unwrap();
-    let script = d.join("burst.py");
-    std::fs::write(&script, BURST).unwrap();
-    let sg = Command::new("/usr/bin/python3").arg(&script).arg(&xml).arg(&ff).output().unwrap();
+    let work = d.join("work.json");
+    std::fs::write(&work, json!({"solo": solo, "burst": burst}).to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consumers/simgrid_run.py");
+    let sg = Command::new("/usr/bin/python3").arg(&script).arg(&xml_path).arg(&work).output().unwrap();
     assert!(sg.status.success(), "simgrid failed: {}", String::from_utf8_lossy(&sg.stderr));
-    let theirs: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&sg.stdout).lines().last().unwrap()).unwrap();
+    let theirs: Value = serde_json::from_str(String::from_utf8_lossy(&sg.stdout).lines().last().unwrap()).unwrap();
+    for (k, (src, dst)) in names.iter().enumerate() {
+        let t = theirs["solo"][k].as_f64().unwrap();
+        assert!((t / expected[k] - 1.0).abs() < 0.01, "{src}->{dst}: SimGrid {t:.6} s vs calibration {:.6} s", expected[k]);
+    }
     let mut span_sg: f64 = 0.0;
     for f in ours["flows"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
-        let a = f["finish_s"].as_f64().unwrap();
-        let b = theirs[name].as_f64().unwrap();
+        let (a, b) = (f["finish_s"].as_f64().unwrap(), theirs["burst"][name].as_f64().unwrap());
         span_sg = span_sg.max(b);
         assert!((a / b - 1.0).abs() < 0.01, "{name}: linkcal {a:.6} s vs SimGrid {b:.6} s");
     }
     let span = ours["makespan_s"].as_f64().unwrap();
     assert!((span / span_sg - 1.0).abs() < 0.01, "makespan: linkcal {span:.6} s vs SimGrid {span_sg:.6} s");
-    eprintln!("kv_burst makespan: linkcal {span:.6} s, SimGrid {span_sg:.6} s ({:+.3}%)", (span / span_sg - 1.0) * 100.0);
+    eprintln!(
+        "SimGrid: {} routes both ways within 1%; kv_burst 2x64 MiB makespan linkcal {span:.6} s, SimGrid {span_sg:.6} s ({:+.4}%)",
+        names.len(),
+        (span / span_sg - 1.0) * 100.0
+    );
 }

@@ -81,6 +81,27 @@ pub fn alpha_beta(points: &[(u64, f64)]) -> Vec<AlphaBeta> {
     }
 }
 
+/// Interval of a piece's fixed cost: the 2.5% and 97.5% quantiles (linear interpolation) of the
+/// per-size intercepts `time - bytes / beta` over the sizes the piece covers, seconds, clamped
+/// at 0 below and always containing the piece's alpha.
+pub fn alpha_interval(points: &[(u64, f64)], piece: &AlphaBeta) -> (f64, f64) {
+    let mut icpt: Vec<f64> = points
+        .iter()
+        .filter(|(b, _)| *b >= piece.min_bytes && *b <= piece.max_bytes)
+        .map(|(b, t)| t - *b as f64 / piece.beta_Bps)
+        .collect();
+    icpt.sort_by(f64::total_cmp);
+    let q = |p: f64| -> f64 {
+        if icpt.is_empty() {
+            return piece.alpha_s;
+        }
+        let x = p * (icpt.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        icpt[lo] + (icpt[hi] - icpt[lo]) * (x - lo as f64)
+    };
+    (q(0.025).min(piece.alpha_s).max(0.0), q(0.975).max(piece.alpha_s))
+}
+
 /// Raw percentiles per size, the efficiency curve (median goodput / peak) and the peak.
 pub fn curve(flows: &BTreeMap<u64, FlowResult>) -> (Vec<RawPoint>, Vec<EfficiencyPoint>, Option<f64>) {
     let raw: Vec<RawPoint> = flows
@@ -194,6 +215,18 @@ pub fn segment_latency(rows: &[(Vec<Hop>, f64)]) -> BTreeMap<Hop, f64> {
 mod tests {
     use super::*;
     use crate::spec::{Dir, SegmentKind};
+
+    #[test]
+    fn alpha_interval_spans_the_intercepts() {
+        // time = 1e-4 + b / 1e9 with +-2e-5 s of noise alternating: intercepts are 1e-4 +- 2e-5.
+        let pts: Vec<(u64, f64)> =
+            (1..=9u64).map(|k| (k << 20, 1e-4 + (k << 20) as f64 / 1e9 + if k % 2 == 0 { 2e-5 } else { -2e-5 })).collect();
+        let piece = AlphaBeta { min_bytes: 1 << 20, max_bytes: 9 << 20, alpha_s: 1e-4, beta_Bps: 1e9 };
+        let (lo, hi) = alpha_interval(&pts, &piece);
+        assert!((lo - 0.8e-4).abs() < 1e-9 && (hi - 1.2e-4).abs() < 1e-9, "{lo} {hi}");
+        let outside = AlphaBeta { min_bytes: 1 << 30, ..piece };
+        assert_eq!(alpha_interval(&pts, &outside), (1e-4, 1e-4), "no size in range: the point value");
+    }
 
     #[test]
     fn theil_sen_recovers_line_despite_an_outlier() {

@@ -9,7 +9,7 @@ mod observe;
 pub mod plan;
 mod solve;
 
-pub use fit::{alpha_beta, segment_latency, theil_sen};
+pub use fit::{alpha_beta, alpha_interval, segment_latency, theil_sen};
 pub use nominal::read_nominal;
 pub use solve::{SAT_MARGIN, TOL};
 
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
-use crate::model::calibration::{Method, PathModel, SegmentEstimate, SeriesGroup};
+use crate::model::calibration::{Method, Origin, PathModel, SegmentEstimate, SeriesGroup};
 use crate::model::results::Measurement;
 use crate::model::{Calibration, Provenance, Results, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
 use crate::spec::{Dir, Hop};
@@ -127,10 +127,22 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
         let pts: Vec<(u64, f64)> = s.flows.iter().map(|(b, f)| (*b, f.transfer_time_s.p50)).collect();
         let pieces = fit::alpha_beta(&pts);
         let (raw, efficiency, peak) = fit::curve(&s.flows);
-        if let Some(p) = pieces.first().filter(|_| pts.len() >= 2) {
-            lat_rows.push((s.hops.clone(), p.alpha_s));
+        let alpha = pieces.first().filter(|_| pts.len() >= 2).map(|p| (p.alpha_s, fit::alpha_interval(&pts, p)));
+        if let Some((a, _)) = alpha {
+            lat_rows.push((s.hops.clone(), a));
         }
-        paths.push(PathModel { path: s.path, segments: s.hops.clone(), peak_Bps: peak, pieces, efficiency, raw });
+        paths.push(PathModel {
+            path: s.path,
+            segments: s.hops.clone(),
+            capacity_Bps: pieces.last().map(|p| p.beta_Bps),
+            raw_peak_Bps: peak,
+            alpha_s: alpha.map(|a| a.0),
+            alpha_ci95_low_s: alpha.map(|a| a.1 .0),
+            alpha_ci95_high_s: alpha.map(|a| a.1 .1),
+            pieces,
+            efficiency,
+            raw,
+        });
     }
     let latency = fit::segment_latency(&lat_rows);
     let groups: Vec<SeriesGroup> = sol
@@ -141,6 +153,8 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
             id: format!("G{}", g + 1),
             members: grp.members.clone(),
             capacity_Bps: grp.rate.as_ref().map(|r| r.value),
+            ci95_low_Bps: grp.rate.as_ref().map(|r| r.low),
+            ci95_high_Bps: grp.rate.as_ref().map(|r| r.high),
             reason: "every measurement crossed these segment directions with the same flows: only their minimum is identified"
                 .into(),
         })
@@ -178,17 +192,15 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
         });
     }
     segments.sort_by_key(|s| (s.segment.outside_spec(), s.segment, s.dir));
-    let mut notes = plan::never_identifiable(&shape).into_iter().map(|(h, why)| format!("{h}: {why}")).collect::<Vec<_>>();
-    let lb = segments.iter().filter(|s| s.method == Method::LowerBound).count();
-    if lb > 0 {
-        notes.push(format!("{lb} segment directions are lower bounds only (capacity >= value): `linkcal run --plan calibrate` adds the contention experiments that identify them"));
-    }
+    let origin = origin(&inp.results);
+    let notes = run_notes(&shape, &segments, &origin);
     let hosts = first.provenance.hosts.clone();
     let mut provenance = Provenance::now(hosts);
     provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
     let mut cal = Calibration {
         schema: CALIBRATION_SCHEMA.into(),
         provenance,
+        origin,
         shape,
         sources: inp.results.iter().map(|(d, _)| d.display().to_string()).collect(),
         topology_digest: inp.topology_digest.clone(),
@@ -200,6 +212,45 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
     };
     cal.sharing_efficiency = sharing_efficiency(&cal, &measurements, &obs);
     Ok(cal)
+}
+
+/// Where the calibration's data came from: emulated or real, payload scale, runs, hosts.
+fn origin(results: &[(PathBuf, Results)]) -> Origin {
+    let mut hosts: Vec<String> = results.iter().flat_map(|(_, r)| r.provenance.hosts.iter().cloned()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut versions: Vec<String> = results.iter().map(|(_, r)| r.provenance.tool_version.clone()).collect();
+    versions.sort();
+    versions.dedup();
+    Origin {
+        emulated: results.iter().all(|(_, r)| r.rack.emulated),
+        payload_scale: results.first().map_or(1.0, |(_, r)| r.rack.payload_scale),
+        mtu_bytes: results.first().and_then(|(_, r)| r.rack.mtu_bytes),
+        run_ids: results.iter().map(|(d, r)| format!("{}@{}", d.display(), r.provenance.started_at)).collect(),
+        hosts,
+        run_tool_versions: versions,
+    }
+}
+
+/// Notes about this calibration only: what kind of rack it measured, the segment directions
+/// this run left unidentified that no spec path can ever identify, and how many are bounds.
+fn run_notes(shape: &crate::spec::RackShape, segments: &[SegmentEstimate], origin: &Origin) -> Vec<String> {
+    let mut notes = Vec::new();
+    if origin.emulated {
+        notes.push(format!(
+            "emulated rack: capacities are the emulator's shaped rates and payloads were divided by {}; they are not hardware figures",
+            origin.payload_scale
+        ));
+    }
+    let unidentified = |h: &Hop| segments.iter().any(|s| s.segment == h.id && s.dir == h.dir && !s.method.identified());
+    notes.extend(
+        plan::never_identifiable(shape).into_iter().filter(|(h, _)| unidentified(h)).map(|(h, why)| format!("{h}: {why}")),
+    );
+    let lb = segments.iter().filter(|s| s.method == Method::LowerBound).count();
+    if lb > 0 {
+        notes.push(format!("{lb} segment directions are lower bounds only (capacity >= value): `linkcal run --plan calibrate` adds the contention experiments that identify them"));
+    }
+    notes
 }
 
 /// The burst efficiency of shared links: max-min predicted over measured makespan, median over

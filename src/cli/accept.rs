@@ -15,7 +15,7 @@ pub struct Args {
     /// several together (e.g. rules/pcie-gen5-x16.toml, rules/ib-ndr.toml, rules/eth-100g.toml).
     #[arg(long, required = true)]
     pub rules: Vec<PathBuf>,
-    /// Calibration file (`linkcal.calibration/1`): judges segments and series groups.
+    /// Calibration file (`linkcal.calibration/2`): judges segments and series groups.
     #[arg(long)]
     pub calibration: Option<PathBuf>,
     /// Results directory (or its results.json): judges paths.

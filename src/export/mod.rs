@@ -1,43 +1,96 @@
 //! Exporters: a calibration written in the formats simulators and planners load. Each output
-//! starts with a comment saying what the format cannot carry.
+//! says, in a comment its consumer tolerates (or a sidecar file where none is), what it drops.
 #![allow(non_snake_case)]
 
-mod planners;
+mod aiconfigurator;
+mod astra;
 mod simgrid;
+mod vidur;
 
-pub use planners::{aiconfigurator, astra_sim, vidur_send_recv};
-pub use simgrid::{endpoints, simgrid_platform};
+pub use aiconfigurator::{aiconfigurator, yaml_float};
+pub use astra::{astra_sim, GIB};
+pub use simgrid::{endpoints, routes, simgrid_platform, SimgridRoute};
+pub use vidur::{model_time, vidur_send_recv, VidurNode, SWEEP_SIZES};
 
 use crate::model::calibration::PathModel;
 use crate::model::Calibration;
-use crate::spec::{Hop, RouteKind};
+use crate::spec::{Dir, Hop, RouteKind, SegmentId, SegmentKind};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// SimGrid platform XML v4.1: one link per segment direction, routes as link lists.
+    /// SimGrid platform XML v4.1: one link per segment direction, one per route, routes both ways.
     Simgrid,
-    /// ASTRA-sim analytical network YAML (the prefill server's PCIe switch as one dimension).
+    /// ASTRA-sim analytical network YAML, congestion-unaware backend (the prefill PCIe switch).
     AstraSim,
-    /// The `node:` block of an AIConfigurator systems YAML.
+    /// Two complete AIConfigurator systems YAMLs (prefill server, decode server); needs --aic-base.
     Aiconfigurator,
-    /// A Vidur-style `send_recv.csv`, one row per payload size.
+    /// Vidur `send_recv.csv` for one node type (--vidur-node) with a provenance sidecar.
     Vidur,
 }
 
-/// Writes `cal` in `format`.
-pub fn export(cal: &Calibration, format: Format) -> Result<String, String> {
-    match format {
-        Format::Simgrid => simgrid_platform(cal),
-        Format::AstraSim => astra_sim(cal),
-        Format::Aiconfigurator => aiconfigurator(cal),
-        Format::Vidur => vidur_send_recv(cal),
+impl Format {
+    /// True when the format writes several files (then `--out` is a directory).
+    pub fn multi_file(self) -> bool {
+        matches!(self, Format::Aiconfigurator | Format::Vidur)
     }
 }
 
-/// The capacity a planner should use for `hop`: identified value, else the lower bound.
+/// Format-specific inputs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// AIConfigurator: the base systems YAML (file name, text) supplying everything but `node:`.
+    pub aic_base: Option<(String, String)>,
+    /// Vidur: which node type's rows to write.
+    pub vidur_node: Option<VidurNode>,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportFile {
+    /// File name (for single-file formats, ignored: the output is `--out`).
+    pub name: String,
+    /// Contents.
+    pub text: String,
+}
+
+/// Writes `cal` in `format`.
+pub fn export(cal: &Calibration, format: Format, opt: &Options) -> Result<Vec<ExportFile>, String> {
+    let one = |name: &str, text: String| vec![ExportFile { name: name.into(), text }];
+    match format {
+        Format::Simgrid => Ok(one("platform.xml", simgrid_platform(cal)?)),
+        Format::AstraSim => Ok(one("network.yml", astra_sim(cal)?)),
+        Format::Aiconfigurator => {
+            let (name, text) = opt.aic_base.as_ref().ok_or(
+                "AIConfigurator needs GPU and memory figures linkcal does not measure: give --aic-base with one of its systems/*.yaml files",
+            )?;
+            aiconfigurator(cal, name, text)
+        }
+        Format::Vidur => {
+            let node = opt
+                .vidur_node
+                .ok_or("Vidur reads one node type's rows (devices_per_node 2 or 1): give --vidur-node prefill or decode")?;
+            vidur_send_recv(cal, node)
+        }
+    }
+}
+
+/// The capacity a planner should use for `hop`: identified value, else the lower bound
+/// (raised to its series group's capacity).
 fn usable(cal: &Calibration, hop: &Hop) -> Option<f64> {
     crate::sim::capacities(cal).get(hop).copied()
+}
+
+fn need(v: Option<f64>, what: &str) -> Result<f64, String> {
+    v.ok_or_else(|| format!("the calibration has no value for {what}: measure it (linkcal run) and calibrate again"))
+}
+
+/// The smallest usable capacity over both directions of every segment of `kind`, B/s.
+fn min_over(cal: &Calibration, kind: SegmentKind) -> Option<f64> {
+    (0..cal.shape.count(kind))
+        .flat_map(|i| [Dir::Up, Dir::Down].map(|dir| Hop { id: SegmentId::new(kind, i), dir }))
+        .filter_map(|h| usable(cal, &h))
+        .reduce(f64::min)
 }
 
 /// Path models of one route kind.
@@ -45,14 +98,15 @@ fn models(cal: &Calibration, kind: RouteKind) -> impl Iterator<Item = &PathModel
     cal.paths.iter().filter(move |p| p.path.kind == kind)
 }
 
-/// The smallest peak goodput over measured routes of `kind` (the per-flow rate a planner can count on), B/s.
-fn min_peak(cal: &Calibration, kind: RouteKind) -> Option<f64> {
-    models(cal, kind).filter_map(|p| p.peak_Bps).reduce(f64::min)
+/// The smallest sustained rate over measured routes of `kind` (the per-flow rate a planner
+/// can count on at large payloads), B/s.
+fn min_capacity(cal: &Calibration, kind: RouteKind) -> Option<f64> {
+    models(cal, kind).filter_map(|p| p.capacity_Bps).reduce(f64::min)
 }
 
-/// The median fixed cost (alpha of the smallest-size piece) over routes of `kind`, seconds.
+/// The median fixed cost (alpha) over routes of `kind`, seconds.
 fn typical_alpha(cal: &Calibration, kind: RouteKind) -> Option<f64> {
-    let mut a: Vec<f64> = models(cal, kind).filter_map(|p| p.pieces.first().map(|x| x.alpha_s)).collect();
+    let mut a: Vec<f64> = models(cal, kind).filter_map(|p| p.alpha_s).collect();
     a.sort_by(f64::total_cmp);
     (!a.is_empty()).then(|| a[a.len() / 2])
 }

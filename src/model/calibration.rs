@@ -1,5 +1,7 @@
-//! `linkcal.calibration/1`: per-segment, per-direction capacities and latencies with how each
-//! was obtained, series groups, and per-path size-dependent models. What simulators load.
+//! `linkcal.calibration/2`: per-segment, per-direction capacities and latencies with how each
+//! was obtained, series groups with intervals, per-path size-dependent models with their fixed
+//! cost (alpha) and sustained rate, and where the data came from (emulated or real rack, payload
+//! scale, runs). What simulators and planners load.
 #![allow(non_snake_case)]
 
 use schemars::JsonSchema;
@@ -9,15 +11,17 @@ use super::Provenance;
 use crate::spec::{Dir, Hop, PathRef, RackShape, SegmentId};
 
 /// Schema id of calibration files.
-pub const CALIBRATION_SCHEMA: &str = "linkcal.calibration/1";
+pub const CALIBRATION_SCHEMA: &str = "linkcal.calibration/2";
 
 /// A calibration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Calibration {
-    /// Always `linkcal.calibration/1`.
+    /// Always `linkcal.calibration/2`.
     pub schema: String,
     /// Where it came from (tool, git sha, hosts, time, argv).
     pub provenance: Provenance,
+    /// The rack and runs measured: emulated or real, payload scale, run ids, hosts.
+    pub origin: Origin,
     /// Spec parameters of the calibrated rack.
     pub shape: RackShape,
     /// Results files it was computed from.
@@ -38,6 +42,24 @@ pub struct Calibration {
     /// lose a few percent). Null when no contended burst was measured.
     #[serde(default)]
     pub sharing_efficiency: Option<f64>,
+}
+
+/// The rack and runs a calibration rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Origin {
+    /// True when every run was on the emulated rack (network namespaces and shapers): its
+    /// capacities are the emulator's rates, not hardware figures.
+    pub emulated: bool,
+    /// Payload scale of the runs (model payloads were divided by it; 1 on a real rack).
+    pub payload_scale: f64,
+    /// MTU of the measured links, bytes.
+    pub mtu_bytes: Option<u64>,
+    /// One id per run: `<results directory>@<run start time>`.
+    pub run_ids: Vec<String>,
+    /// Hosts (agents) that took part in the runs.
+    pub hosts: Vec<String>,
+    /// linkcal versions that wrote the runs' results.
+    pub run_tool_versions: Vec<String>,
 }
 
 /// How a capacity was obtained.
@@ -104,6 +126,10 @@ pub struct SeriesGroup {
     pub members: Vec<Hop>,
     /// The group's identified capacity (the minimum of its members), B/s.
     pub capacity_Bps: Option<f64>,
+    /// Lower end of the capacity's 95% interval, B/s.
+    pub ci95_low_Bps: Option<f64>,
+    /// Upper end of the capacity's 95% interval, B/s.
+    pub ci95_high_Bps: Option<f64>,
     /// Why the members cannot be told apart.
     pub reason: String,
 }
@@ -115,8 +141,19 @@ pub struct PathModel {
     pub path: PathRef,
     /// Its hops.
     pub segments: Vec<Hop>,
-    /// Largest measured goodput, B/s.
-    pub peak_Bps: Option<f64>,
+    /// Sustained rate at large payloads: the asymptotic rate (beta) of the piece covering the
+    /// largest measured payload, B/s. What planners should use per flow.
+    pub capacity_Bps: Option<f64>,
+    /// Largest median goodput over all sizes, B/s. Small transfers can outrun a shaper's
+    /// sustained rate (burst allowance), so this is not a capacity.
+    pub raw_peak_Bps: Option<f64>,
+    /// Fixed cost per transfer (alpha of the smallest-size piece), seconds; null with fewer than
+    /// two sizes.
+    pub alpha_s: Option<f64>,
+    /// Lower end of alpha's 95% interval (2.5% quantile of the per-size intercepts), seconds.
+    pub alpha_ci95_low_s: Option<f64>,
+    /// Upper end of alpha's 95% interval (97.5% quantile of the per-size intercepts), seconds.
+    pub alpha_ci95_high_s: Option<f64>,
     /// Piecewise alpha-beta model: time = alpha_s + bytes / beta_Bps on each size range.
     pub pieces: Vec<AlphaBeta>,
     /// Efficiency curve: payload size -> achieved / peak.

@@ -1,5 +1,5 @@
 //! The one result model: measurement results (`linkcal.results/2`), calibrations
-//! (`linkcal.calibration/1`), rack files and provenance. JSON, CSV and reports all derive from
+//! (`linkcal.calibration/2`), rack files and provenance. JSON, CSV and reports all derive from
 //! these types; JSON Schemas in `schemas/` are generated from them. Units are in field names
 //! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
 

@@ -13,15 +13,24 @@ use crate::model::calibration::{Method, PathModel};
 use crate::model::Calibration;
 use crate::spec::{handoff_pairs, Hop, PathRef, RouteKind, RouteSet};
 
-/// The capacities a simulation uses: identified values, and for `lower_bound` segments their
-/// bound (the only value known; the true capacity may be higher). Unobserved ones are left out
+/// The capacities a simulation uses: identified values; for `lower_bound` segments their bound
+/// (the only value known; the true capacity may be higher), raised to their series group's
+/// capacity when they belong to an identified group. Unobserved ones are left out
 /// (unconstrained).
 pub fn capacities(cal: &Calibration) -> Capacities {
     let mut out = Capacities::new();
+    let group = |id: &Option<String>| -> Option<f64> {
+        let id = id.as_ref()?;
+        cal.series_groups.iter().find(|g| &g.id == id)?.capacity_Bps
+    };
     for s in &cal.segments {
         let v = match s.method {
             Method::Isolated | Method::Saturation | Method::Bottleneck => s.capacity_Bps,
-            Method::LowerBound => s.lower_bound_Bps,
+            // A series group's members carry the group's flows at the group's capacity.
+            Method::LowerBound => match (s.lower_bound_Bps, group(&s.series_group)) {
+                (Some(b), Some(g)) => Some(b.max(g)),
+                (b, g) => b.or(g),
+            },
             Method::Unobserved => None,
         };
         if let Some(v) = v.filter(|v| *v > 0.0) {

@@ -25,7 +25,7 @@ pub const ACCEPT_SCHEMA: &str = "linkcal.acceptance/1";
 /// A fleet baseline: a calibration (segments and path models) or a results file (paths).
 #[derive(Debug, Clone)]
 pub enum Baseline {
-    /// A `linkcal.calibration/1` file.
+    /// A `linkcal.calibration/2` file.
     Calibration(PathBuf, Box<Calibration>),
     /// A `linkcal.results/2` (or `/1`) file.
     Results(PathBuf, Box<Results>),

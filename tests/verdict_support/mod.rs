@@ -214,7 +214,11 @@ impl Synth {
                 PathModel {
                     path: r.path,
                     segments: r.segments.clone(),
-                    peak_Bps: Some(beta),
+                    capacity_Bps: Some(beta),
+                    raw_peak_Bps: Some(beta),
+                    alpha_s: Some(self.alpha),
+                    alpha_ci95_low_s: Some(self.alpha),
+                    alpha_ci95_high_s: Some(self.alpha),
                     pieces: vec![AlphaBeta {
                         min_bytes: self.sizes[0],
                         max_bytes: *self.sizes.last().unwrap(),
@@ -240,8 +244,16 @@ impl Synth {
             })
             .collect();
         Calibration {
-            schema: "linkcal.calibration/1".into(),
+            schema: "linkcal.calibration/2".into(),
             provenance: provenance(),
+            origin: linkcal::model::calibration::Origin {
+                emulated: false,
+                payload_scale: 1.0,
+                mtu_bytes: None,
+                run_ids: vec!["synthetic".into()],
+                hosts: vec![],
+                run_tool_versions: vec![],
+            },
             shape: self.shape.clone(),
             sources: vec!["synthetic".into()],
             topology_digest: None,
@@ -250,6 +262,8 @@ impl Synth {
                 id: "G1".into(),
                 members: group.clone(),
                 capacity_Bps: Some(group.iter().map(|h| self.rates[h]).fold(f64::INFINITY, f64::min)),
+                ci95_low_Bps: None,
+                ci95_high_Bps: None,
                 reason: "always crossed together by Path 2".into(),
             }],
             paths,
