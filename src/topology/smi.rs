@@ -39,6 +39,16 @@ pub struct Matrix {
     pub numa: Vec<Option<u32>>,
 }
 
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Own => f.write_str("X"),
+            Cell::Nv(k) => write!(f, "NV{k}"),
+            Cell::Pcie(c) => write!(f, "{c}"),
+        }
+    }
+}
+
 impl Matrix {
     /// True for GPU columns.
     pub fn is_gpu(&self, i: usize) -> bool {
@@ -171,7 +181,7 @@ fn symmetric(m: &Matrix) -> Result<(), String> {
             if let (Some(a), Some(b)) = (m.cells[i][j], m.cells[j][i]) {
                 if a != b {
                     return Err(format!(
-                        "line {}: {} / {} is {a:?} but line {} has {} / {} as {b:?}",
+                        "line {}: {} / {} is {a} but line {} has {} / {} as {b}",
                         m.lines[i], m.labels[i], m.labels[j], m.lines[j], m.labels[j], m.labels[i]
                     ));
                 }
