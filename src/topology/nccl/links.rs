@@ -47,12 +47,14 @@ pub fn apply_nets(nics: &mut [Nic], nets: &[NetFact]) {
     }
 }
 
+/// A direct GPU pair (a < b): fabric, link count listed by a, listed by b.
+type Listed = (PeerFabric, Option<u32>, Option<u32>);
+
 /// Resolves the link elements into one [`GpuLink`] per GPU pair.
 pub fn resolve(path: &Path, inv: &Inventory, raw: &[RawLink]) -> Result<(Vec<GpuLink>, Vec<String>), TopologyError> {
     let is_gpu = |b: &str| inv.gpus.iter().any(|g| g.pci == b);
     let mut notes = Vec::new();
-    // (a, b) -> (fabric, count listed by a, count listed by b)
-    let mut direct: BTreeMap<(String, String), (PeerFabric, Option<u32>, Option<u32>)> = BTreeMap::new();
+    let mut direct: BTreeMap<(String, String), Listed> = BTreeMap::new();
     let mut to_switch: BTreeMap<String, u32> = BTreeMap::new();
     for l in raw {
         if !is_gpu(&l.gpu) {
