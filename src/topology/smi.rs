@@ -251,3 +251,33 @@ fn legends(path: &Path, m: &mut Matrix, rest: &[&str], offset: usize) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEGEND: &str = "\nLegend:\n\n  X    = Self\n  PIX  = Connection traversing at most a single PCIe bridge\n";
+
+    #[test]
+    fn old_format_names_nics_in_the_header_and_soc_is_sys() {
+        let text = format!(
+            "\tGPU0\tGPU1\tmlx5_0\tCPU Affinity\nGPU0\t X \tSOC\tPIX\t0-7\nGPU1\tSOC\t X \tSOC\t8-15\nmlx5_0\tPIX\tSOC\t X \t\n{LEGEND}"
+        );
+        let m = parse(Path::new("t.txt"), &text).unwrap();
+        assert_eq!(m.names, vec!["GPU0", "GPU1", "mlx5_0"]);
+        assert_eq!(m.cell(0, 1), Some(Cell::Pcie(LocalityClass::SYS)));
+        let l = tree::loaded(Path::new("t.txt"), &m).unwrap();
+        assert_eq!(l.inv.nics[0].name, "mlx5_0");
+    }
+
+    #[test]
+    fn a_matrix_no_tree_can_produce_is_bad_input() {
+        // GPU0-GPU1 PIX and GPU1-NIC0 PIX put all three behind one switch, so GPU0-NIC0 cannot be SYS.
+        let text = format!(
+            "\tGPU0\tGPU1\tNIC0\nGPU0\t X \tPIX\tSYS\nGPU1\tPIX\t X \tPIX\nNIC0\tSYS\tPIX\t X \n{LEGEND}\nNIC Legend:\n\n  NIC0: mlx5_0\n"
+        );
+        let m = parse(Path::new("t.txt"), &text).unwrap();
+        let e = tree::loaded(Path::new("t.txt"), &m).unwrap_err().to_string();
+        assert!(e.contains("t.txt") && e.contains("line 2") && e.contains("GPU0 / NIC0") && e.contains("inconsistent"), "{e}");
+    }
+}

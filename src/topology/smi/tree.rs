@@ -12,6 +12,10 @@ use crate::topology::locality::{between, LocalityClass};
 use crate::topology::model::{GpuLink, GpuVendor, NodeKind, OsDevice, OsDeviceKind, PciNode, PeerFabric, Source, SourceKind};
 use crate::topology::{Inventory, Loaded, TopologyError};
 
+/// Placeholder NUMA ids count down from here for groups the matrix gives no NUMA affinity for;
+/// devices in them report `numa: null`.
+pub const UNKNOWN_NUMA: u32 = u32::MAX;
+
 /// Union-find over device indexes.
 struct Groups(Vec<usize>);
 
@@ -122,8 +126,9 @@ fn build(m: &Matrix) -> (Vec<PciNode>, Vec<usize>) {
     let [mut pix, mut pxb, mut phb, mut node] =
         [LocalityClass::PIX, LocalityClass::PXB, LocalityClass::PHB, LocalityClass::NODE].map(|c| Groups::new(m, c));
     let mut b = Build { nodes: Vec::new(), device_node: vec![0; n] };
-    for numa_group in node.split(&all) {
-        let numa: Vec<u32> = numa_group.iter().find_map(|&d| m.numa[d]).into_iter().collect();
+    for (k, numa_group) in node.split(&all).into_iter().enumerate() {
+        // Without a NUMA affinity, a placeholder keeps NUMA groups apart (SYS between them).
+        let numa = vec![numa_group.iter().find_map(|&d| m.numa[d]).unwrap_or(UNKNOWN_NUMA - k as u32)];
         for hb_group in phb.split(&numa_group) {
             let hb = b.push(None, NodeKind::HostBridge, format!("hostbridge{:03}", b.nodes.len()), &numa);
             for rp_group in pxb.split(&hb_group) {
@@ -188,8 +193,13 @@ pub fn loaded(path: &Path, m: &Matrix) -> Result<Loaded, TopologyError> {
     let (nodes, at) = build(m);
     verify(path, m, &nodes, &at)?;
     let mut inv = Inventory::from_tree(nodes);
+    let placeholder = |n: Option<u32>| n.filter(|&x| x < UNKNOWN_NUMA - m.labels.len() as u32);
     for g in &mut inv.gpus {
         g.vendor = GpuVendor::Nvidia;
+        g.numa = placeholder(g.numa);
+    }
+    for n in &mut inv.nics {
+        n.numa = placeholder(n.numa);
     }
     inv.gpu_links = links(m);
     let mut notes = vec![
@@ -202,9 +212,20 @@ pub fn loaded(path: &Path, m: &Matrix) -> Result<Loaded, TopologyError> {
     if !inv.gpu_links.is_empty() {
         notes.push("the PCIe class between NVLink-joined GPUs is not shown (NV#): it is inferred from the other cells".into());
     }
-    let no_numa: Vec<&str> = inv.gpus.iter().filter(|g| g.numa.is_none()).map(|g| g.pci.as_str()).collect();
+    let no_numa: Vec<&str> = inv
+        .gpus
+        .iter()
+        .map(|g| (&g.pci, g.numa))
+        .chain(inv.nics.iter().map(|n| (&n.name, n.numa)))
+        .filter(|x| x.1.is_none())
+        .map(|x| x.0.as_str())
+        .collect();
     if !no_numa.is_empty() {
-        notes.push(format!("no single NUMA affinity for {}", no_numa.join(", ")));
+        notes.push(format!(
+            "no NUMA node known for {} (no single NUMA affinity in the matrix): numa is null, and the rebuilt tree \
+             keeps such groups apart with placeholder NUMA ids counting down from {UNKNOWN_NUMA}",
+            no_numa.join(", ")
+        ));
     }
     let source = Source {
         kind: SourceKind::NvidiaSmi,
