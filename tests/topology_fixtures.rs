@@ -1,7 +1,7 @@
-//! The four real hwloc exports in ../shared/topo-fixtures against the expectations in
-//! topo/expected/ (GPUs, NICs, switches, locality, conformance, NIC map, capacities), the
-//! NIC map's optimality checked by brute force over the report's own locality classes, and
-//! the hwloc v1 XML reader.
+//! The four real hwloc exports and the two NCCL/RCCL topology files in ../shared/topo-fixtures
+//! against the expectations in topo/expected/ (GPUs, NICs, switches, locality, NVLink/xGMI,
+//! conformance, NIC map, capacities), the NIC map's optimality checked by brute force over the
+//! report's own locality classes, and the hwloc v1 XML reader.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,9 @@ use serde_json::Value;
 
 const FIXTURES: [&str; 4] =
     ["ParaStation_psmgmt_topo.jwb0004", "LLNL_mpibind_cts1-pascal", "LLNL_mpibind_coral-lassen", "open-mpi_hwloc_nvidiaDGX2"];
+
+/// NCCL/RCCL-format fixtures (root `<system>`), read through `--xml`'s root detection.
+const NCCL_FIXTURES: [&str; 2] = ["Azure_azhpc-images_ndv4-topo", "ROCm_rccl_topo_8p_940vm"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -129,7 +132,7 @@ fn fixtures_yield_what_their_readme_says() {
     for name in FIXTURES {
         let e = expected(name);
         let r = discover(&fixture(name), &e);
-        assert_eq!(r.schema, "linkcal.topology/1");
+        assert_eq!(r.schema, "linkcal.topology/2");
         check_devices(name, &r, &e);
         check_switches(name, &r, &e);
         check_mapping(name, &r, &e);
@@ -237,4 +240,102 @@ fn decode_role_on_fixtures() {
     let failed: Vec<&str> = c.deviations().map(|d| d.check.as_str()).collect();
     assert_eq!(failed, vec!["gdr_locality", "link_speeds"]);
     assert!(c.deviations().next().unwrap().detail.contains("SYS"));
+}
+
+/// GPU, NIC and NVLink/xGMI pair counts read off the file's own text, independently of the
+/// reader: a GPU is a `<pci>` line of class 0x03xxxx or 0x12xxxx; a NIC is a `<net>` element
+/// or, in a file without any (a hint file), a `<pci>` line of class 0x02xxxx; each GPU pair
+/// is listed from both ends, so pairs = `<nvlink>`/`<xgmi>` elements / 2.
+fn counts_from_text(text: &str) -> (usize, usize, usize) {
+    let class_of = |l: &str| l.split("class=\"").nth(1).map(|c| c[..4].to_string());
+    let pci: Vec<String> = text.lines().filter(|l| l.trim_start().starts_with("<pci ")).filter_map(class_of).collect();
+    let gpus = pci.iter().filter(|c| *c == "0x03" || *c == "0x12").count();
+    let nets = text.matches("<net ").count();
+    let nics = if nets > 0 { nets } else { pci.iter().filter(|c| *c == "0x02").count() };
+    let links = text.matches("<xgmi ").count() + text.matches("<nvlink ").count();
+    assert_eq!(links % 2, 0, "links must be listed from both ends");
+    (gpus, nics, links / 2)
+}
+
+#[test]
+fn nccl_fixtures_yield_their_hand_derived_expectations() {
+    for name in NCCL_FIXTURES {
+        let e = expected(name);
+        let path = fixture(name);
+        let r = discover(&path, &e);
+        assert_eq!(r.schema, "linkcal.topology/2");
+        assert_eq!(serde_json::to_value(r.source.kind).unwrap(), "nccl", "{name}: --xml must pick the NCCL reader");
+        let (gpus, nics, pairs) = counts_from_text(&std::fs::read_to_string(&path).unwrap());
+        assert_eq!((r.gpus.len(), r.nics.len(), r.gpu_links.len()), (gpus, nics, pairs), "{name}: counts from the file's text");
+        assert_eq!(r.gpu_links.len() as u64, e["gpu_links"]["pairs"].as_u64().unwrap(), "{name}: link pairs");
+        for l in &r.gpu_links {
+            assert_eq!(serde_json::to_value(l.fabric).unwrap(), e["gpu_links"]["fabric"], "{name}");
+            assert_eq!(u64::from(l.links), e["gpu_links"]["links"].as_u64().unwrap(), "{name}: {} - {}", l.a, l.b);
+            assert_eq!(l.via_nvswitch, e["gpu_links"]["via_nvswitch"].as_bool(), "{name}");
+        }
+        if let Some(f) = e.get("nic_facts") {
+            for n in &r.nics {
+                close(
+                    n.line_rate_Bps.unwrap(),
+                    f["line_rate_Bps"].as_f64().unwrap(),
+                    &format!("{name}: line rate of {}", n.name),
+                );
+                assert_eq!((n.port.map(u64::from), n.gdr), (f["port"].as_u64(), f["gdr"].as_bool()), "{name}: {}", n.name);
+            }
+        } else {
+            assert!(r.nics.iter().all(|n| n.line_rate_Bps.is_none() && n.gdr.is_none()), "{name}: a hint file has no NIC facts");
+        }
+        check_devices(name, &r, &e);
+        check_switches(name, &r, &e);
+        check_mapping(name, &r, &e);
+    }
+}
+
+/// The `nvidia-smi topo -m` fixtures in topo/fixtures: every cell of every GPU row, read here
+/// by splitting the file's lines, must be what the report gives (NV# as an NVLink pair, the
+/// PCIe classes as locality), the NIC names come from the NIC Legend, NUMA from the column.
+#[test]
+fn nvidia_smi_fixtures_match_their_own_cells() {
+    let dir = root().join("topo/fixtures");
+    for (file, gpus, nics, numa) in [
+        ("nvidia-smi_dgx-a100_oyanghd.txt", 8, 10, vec![3, 3, 1, 1, 7, 7, 5, 5]),
+        ("nvidia-smi_h100-sxm_sglang-30401.txt", 8, 8, vec![0, 0, 0, 0, 1, 1, 1, 1]),
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let r = topology::discover(&Input::NvidiaSmi(path.clone()), Some((Role::Prefill, &RoleRequest::default()))).unwrap();
+        assert_eq!((r.gpus.len(), r.nics.len()), (gpus, nics), "{file}");
+        assert_eq!(r.gpus.iter().map(|g| g.numa.unwrap()).collect::<Vec<_>>(), numa, "{file}");
+        let legend: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("NIC").and_then(|x| x.split_once(": ")).map(|(_, n)| n.to_string()))
+            .collect();
+        assert_eq!(r.nics.iter().map(|n| n.name.clone()).collect::<Vec<_>>(), legend, "{file}: NIC names from the legend");
+        let header: Vec<&str> = text.lines().find(|l| l.contains("GPU0")).unwrap().split_whitespace().collect();
+        let cols = gpus + nics;
+        let mut nv = 0;
+        for row in text.lines().filter(|l| l.starts_with("GPU")) {
+            let t: Vec<&str> = row.split_whitespace().collect();
+            for (c, cell) in t[1..=cols].iter().enumerate() {
+                let (a, b) = (t[0], header[c]);
+                let b = if c < gpus { b.to_string() } else { legend[c - gpus].clone() };
+                match *cell {
+                    "X" => assert_eq!(a, b),
+                    nvc if nvc.starts_with("NV") => {
+                        let l = r.gpu_links.iter().find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a)).unwrap();
+                        assert_eq!(format!("NV{}", l.links), nvc, "{file}: {a} - {b}");
+                        nv += 1;
+                    }
+                    class => assert_eq!(class_of(&r, a, &b).as_str(), class, "{file}: {a} - {b}"),
+                }
+            }
+        }
+        assert_eq!(r.gpu_links.len() * 2, nv, "{file}: every NV# cell is one link, listed from both rows");
+        let c = r.conformance.unwrap();
+        let failed: Vec<String> = c.deviations().map(|d| d.check.clone()).collect();
+        let mut want = vec!["one_switch_fabric".to_string()];
+        want.extend((0..gpus - 1).map(|i| format!("p2p_over_pcie[{i}]")));
+        assert_eq!(failed, want, "{file}: Path 1 over NVLink, no single switch, GDR pairs in the fabric");
+        assert!(c.capacities.iter().all(|x| x.nominal_Bps.is_none()), "{file}: no link speeds in the matrix");
+    }
 }

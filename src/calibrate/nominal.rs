@@ -1,5 +1,5 @@
 //! Nominal per-direction capacities from a discovery file (`linkcal discover --json`,
-//! schema `linkcal.topology/1`), read loosely: any object naming a spec segment
+//! schema `linkcal.topology/2` or `/1`), read loosely: any object naming a spec segment
 //! (`segment` or `name`) with a `nominal_Bps` (or `nominal_up_Bps` / `nominal_down_Bps`)
 //! number, and any map keyed by segment name whose value is a number or `{up, down}`.
 
@@ -75,10 +75,12 @@ pub fn read_nominal(path: &Path) -> Result<(BTreeMap<Hop, f64>, String), InputEr
             return Err(InputError::field(
                 path,
                 "schema",
-                format!("is '{s}', expected 'linkcal.topology/1' (from `linkcal discover --json`)"),
+                format!("is '{s}', expected 'linkcal.topology/2' or 'linkcal.topology/1' (from `linkcal discover --json`)"),
             ))
         }
-        None => return Err(InputError::field(path, "schema", "is missing; expected 'linkcal.topology/1'")),
+        None => {
+            return Err(InputError::field(path, "schema", "is missing; expected 'linkcal.topology/2' or 'linkcal.topology/1'"))
+        }
     }
     let mut out = BTreeMap::new();
     walk(&v, &mut out);

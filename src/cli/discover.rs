@@ -1,4 +1,5 @@
-//! `linkcal discover`: the server's PCIe/NIC topology from hwloc, mapped onto a spec role.
+//! `linkcal discover`: the server's PCIe/NIC topology from hwloc, an NCCL/RCCL topology dump or
+//! `nvidia-smi topo -m`, mapped onto a spec role.
 
 use std::path::PathBuf;
 
@@ -12,9 +13,17 @@ pub use super::shape::RoleArg;
 /// Flags of `linkcal discover`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Read an hwloc XML export (v1 or v2; `lstopo-no-graphics --whole-io --of xml FILE`) instead of this machine.
+    /// Read an XML file instead of this machine: an hwloc export (v1 or v2; `lstopo-no-graphics
+    /// --whole-io --of xml FILE`) or an NCCL/RCCL topology (`<system>`), told apart by the root element.
     #[arg(long, value_name = "FILE")]
     pub xml: Option<PathBuf>,
+    /// Read an NCCL/RCCL topology XML (`NCCL_TOPO_DUMP_FILE`, or a hint file); with --xml (an
+    /// hwloc export of the same server) merge the two and report where they disagree.
+    #[arg(long, value_name = "FILE")]
+    pub nccl_topo: Option<PathBuf>,
+    /// Read the saved output of `nvidia-smi topo -m` (with its Legend and NIC Legend).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["xml", "nccl_topo"])]
+    pub nvidia_smi_topo: Option<PathBuf>,
     /// Map the server onto a spec role and check the spec's assumptions.
     #[arg(long = "as", value_enum, value_name = "ROLE")]
     pub role: Option<RoleArg>,
@@ -33,7 +42,7 @@ pub struct Args {
     /// Decode server index j, for segment names (with --as decode).
     #[arg(long, default_value_t = 0)]
     pub decode_index: usize,
-    /// Print the result as JSON (`linkcal.topology/1`) instead of text.
+    /// Print the result as JSON (`linkcal.topology/2`) instead of text.
     #[arg(long)]
     pub json: bool,
     /// Also write a Graphviz drawing with spec segment names on the edges.
@@ -51,9 +60,15 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             return Err(SpecError::Zero { flag }.into());
         }
     }
-    let input = match &a.xml {
-        Some(p) => Input::Xml(p.clone()),
-        None => Input::Live,
+    let (input, what) = match (&a.xml, &a.nccl_topo, &a.nvidia_smi_topo) {
+        (_, _, Some(p)) => (Input::NvidiaSmi(p.clone()), format!("reading the nvidia-smi topo -m output {}", p.display())),
+        (Some(x), Some(n), None) => (
+            Input::Merged { hwloc: x.clone(), nccl: n.clone() },
+            format!("merging the hwloc export {} with the NCCL dump {}", x.display(), n.display()),
+        ),
+        (Some(x), None, None) => (Input::Xml(x.clone()), format!("reading the XML topology {}", x.display())),
+        (None, Some(n), None) => (Input::Nccl(n.clone()), format!("reading the NCCL topology {}", n.display())),
+        (None, None, None) => (Input::Live, "discovering this machine with hwloc".to_string()),
     };
     let req = RoleRequest {
         pp_prefill: a.pp_prefill,
@@ -66,10 +81,6 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         RoleArg::Prefill => Role::Prefill,
         RoleArg::Decode => Role::Decode,
     });
-    let what = match &a.xml {
-        Some(p) => format!("reading the hwloc export {}", p.display()),
-        None => "discovering this machine with hwloc".into(),
-    };
     let report = topology::discover(&input, role.map(|r| (r, &req))).context(what)?;
     if let Some(path) = &a.dot {
         std::fs::write(path, topology::dot::render(&report)).with_context(|| format!("writing {}", path.display()))?;

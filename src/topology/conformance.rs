@@ -190,12 +190,15 @@ fn check_links(nodes: &[PciNode], checks: &mut Vec<Check>, links: &[(String, usi
 
 /// Checks that no two selected NICs are ports of one card (one PCIe link shared by both).
 fn check_shared_nic_links(nodes: &[PciNode], checks: &mut Vec<Check>, nics: &[usize], names: &[String]) {
-    let slot = |i: usize| nodes[i].pci.rsplit_once('.').map(|(s, _)| s.to_string()).unwrap_or_default();
+    // Functions of one card share bus, device and parent port (sources without bus ids have no slot).
+    let slot = |i: usize| nodes[i].pci.rsplit_once('.').map(|(s, _)| s.to_string());
     let mut shared = Vec::new();
     for a in 0..nics.len() {
         for b in a + 1..nics.len() {
-            if nics[a] != nics[b] && slot(nics[a]) == slot(nics[b]) && nodes[nics[a]].parent == nodes[nics[b]].parent {
-                shared.push(format!("NIC {a} ({}) and NIC {b} ({}) are functions of card {}", names[a], names[b], slot(nics[a])));
+            let same = slot(nics[a]).is_some() && slot(nics[a]) == slot(nics[b]);
+            if nics[a] != nics[b] && same && nodes[nics[a]].parent == nodes[nics[b]].parent {
+                let card = slot(nics[a]).unwrap_or_default();
+                shared.push(format!("NIC {a} ({}) and NIC {b} ({}) are functions of card {card}", names[a], names[b]));
             }
         }
     }
@@ -267,8 +270,10 @@ fn pick_prefill(
     Ok((Picked::new(&gpus, &gsel, p), Picked::new(&rdma, &nsel, k), p, k))
 }
 
-/// One switch above everything, and Path 1 pairs inside the fabric; returns that switch.
-fn fabric_checks(nodes: &[PciNode], g: &[usize], n: &[usize], checks: &mut Vec<Check>) -> Option<usize> {
+/// One switch above everything, and Path 1 pairs inside the fabric (or over NVLink/xGMI);
+/// returns that switch.
+fn fabric_checks(inv: &Inventory, gpus: &Picked, n: &[usize], checks: &mut Vec<Check>) -> Option<usize> {
+    let (nodes, g) = (&inv.tree, &gpus.nodes);
     let members: Vec<usize> = g.iter().chain(n).copied().collect();
     let fabric = common_switch(nodes, &members);
     let detail = match fabric {
@@ -282,6 +287,23 @@ fn fabric_checks(nodes: &[PciNode], g: &[usize], n: &[usize], checks: &mut Vec<C
     });
     for i in 0..g.len().saturating_sub(1) {
         let (class, _) = distance(nodes, g[i], g[i + 1]);
+        if let Some(l) = inv.gpu_link(&gpus.names[i], &gpus.names[i + 1]) {
+            let fabric = match l.fabric {
+                super::PeerFabric::Nvlink => "NVLink",
+                super::PeerFabric::Xgmi => "xGMI",
+            };
+            let detail = format!("GPU {i} -> GPU {}: {} {fabric} link(s) (PCIe path {class})", i + 1, l.links);
+            check(checks, format!("p2p_over_pcie[{i}]"), false, detail, || {
+                format!(
+                    "Path 1 peer copies from GPU {i} to GPU {} go over {fabric} and bypass the PCIe switch: GPU_P[{i}]_PCI \
+                     and GPU_P[{}]_PCI are not measured by Path 1 (its bandwidth is the {fabric} link's), so the spec's \
+                     PCIe model of Path 1 does not hold here",
+                    i + 1,
+                    i + 1
+                )
+            });
+            continue;
+        }
         check(
             checks,
             format!("p2p_locality[{i}]"),
@@ -344,7 +366,7 @@ pub fn prefill(inv: &Inventory, req: &RoleRequest) -> Result<Conformance, Topolo
     let (mut checks, mut notes) = (Vec::new(), Vec::new());
     let (gpus, nics, p, k) = pick_prefill(inv, req, &mut checks, &mut notes)?;
     let (g, n) = (&gpus.nodes, &nics.nodes);
-    let fabric = fabric_checks(nodes, g, n, &mut checks);
+    let fabric = fabric_checks(inv, &gpus, n, &mut checks);
     let (spec_pairs, proposed, proposed_pairs) = nic_map_checks(nodes, g, &nics, &mut checks);
     check_shared_nic_links(nodes, &mut checks, n, &nics.names);
     let mut links: Vec<(String, usize)> = g.iter().enumerate().map(|(i, &x)| (format!("GPU {i}"), x)).collect();

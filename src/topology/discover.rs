@@ -28,7 +28,13 @@ pub(crate) fn hwloc_lock() -> std::sync::MutexGuard<'static, ()> {
 pub fn live() -> Result<(Vec<PciNode>, Source), TopologyError> {
     let _hwloc = hwloc_lock();
     let topo = builder()?.build().map_err(|e| TopologyError::Hwloc(format!("live discovery failed: {e}")))?;
-    let source = Source { kind: SourceKind::Live, file: None, hostname: hostname(&topo) };
+    let source = Source {
+        kind: SourceKind::Live,
+        file: None,
+        reader: Some("hwloc, live discovery".into()),
+        merged_with: None,
+        hostname: hostname(&topo),
+    };
     Ok((tree(&topo), source))
 }
 
@@ -49,7 +55,13 @@ fn load_xml(path: &Path, text: &str) -> Result<(Vec<PciNode>, Source), TopologyE
         .map_err(|_| TopologyError::input(path, REJECTED))?
         .build()
         .map_err(|_| TopologyError::input(path, REJECTED))?;
-    let source = Source { kind: SourceKind::Xml, file: Some(path.display().to_string()), hostname: hostname(&topo) };
+    let source = Source {
+        kind: SourceKind::Xml,
+        file: Some(path.display().to_string()),
+        reader: Some("hwloc XML export (<topology>)".into()),
+        merged_with: None,
+        hostname: hostname(&topo),
+    };
     Ok((tree(&topo), source))
 }
 
@@ -183,6 +195,7 @@ fn pci_node(obj: &TopologyObject, parent: Option<usize>, id: usize) -> Option<Pc
         link_GBps: pci_attr.and_then(|p| round_speed(p.link_speed())),
         numa_nodes,
         os_devices: Vec::new(),
+        synthetic: false,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Graphviz drawing of the PCI fabric: host bridges, root ports, switches (one node each,
 //! ports folded in), GPUs and NICs; edges carry link speeds and, with a role, the spec's
-//! segment names (`GPU_P[0]_PCI`, `IB_NIC_P[1]_PCI`, `Uplink_P_PCI`, ...).
+//! segment names (`GPU_P[0]_PCI`, `IB_NIC_P[1]_PCI`, `Uplink_P_PCI`, ...); NVLink/xGMI GPU
+//! pairs are dashed edges.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -94,6 +95,20 @@ pub fn render(r: &TopologyReport) -> String {
         };
         let style = if names.contains_key(&i) { ", penwidth=2" } else { "" };
         let _ = writeln!(s, "  n{from} -> n{to} [label=\"{label}\", dir=none{style}];");
+    }
+    for l in &r.gpu_links {
+        let at = |pci: &str| r.gpus.iter().find(|g| g.pci == pci).map(|g| g.node);
+        if let (Some(a), Some(b)) = (at(&l.a), at(&l.b)) {
+            let what = match l.fabric {
+                super::model::PeerFabric::Nvlink => "NVLink",
+                super::model::PeerFabric::Xgmi => "xGMI",
+            };
+            let _ = writeln!(
+                s,
+                "  n{a} -> n{b} [label=\"{what} x{}\", dir=none, style=dashed, color=darkgreen, constraint=false];",
+                l.links
+            );
+        }
     }
     s.push_str("}\n");
     s

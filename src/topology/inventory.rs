@@ -10,7 +10,8 @@ pub const VENDOR_NVIDIA: u16 = 0x10de;
 pub const VENDOR_AMD: u16 = 0x1002;
 
 /// The GPU vendor of a PCI function: NVIDIA or AMD vendor id with class 0x03xx (display) or
-/// 0x12xx (processing accelerator). NVSwitches (0x0680) and BMC VGA chips are not GPUs.
+/// 0x12xx (processing accelerator); `Unknown` for such a class without a vendor id. NVSwitches
+/// (0x0680) and BMC VGA chips are not GPUs.
 pub fn gpu_vendor(n: &PciNode) -> Option<GpuVendor> {
     if n.kind != NodeKind::Device {
         return None;
@@ -19,6 +20,8 @@ pub fn gpu_vendor(n: &PciNode) -> Option<GpuVendor> {
     match (n.vendor_id(), class_ok) {
         (Some(VENDOR_NVIDIA), true) => Some(GpuVendor::Nvidia),
         (Some(VENDOR_AMD), true) => Some(GpuVendor::Amd),
+        // Sources without vendor ids (NCCL hint files, nvidia-smi): the class alone.
+        (None, true) => Some(GpuVendor::Unknown),
         _ => None,
     }
 }
@@ -80,6 +83,9 @@ pub fn nics(nodes: &[PciNode]) -> Vec<Nic> {
                 model: n.name.clone(),
                 numa: n.numa(),
                 link_GBps: link_above(nodes, n.id),
+                line_rate_Bps: None,
+                port: None,
+                gdr: None,
                 node: n.id,
             })
         };

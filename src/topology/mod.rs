@@ -1,6 +1,7 @@
-//! Topology discovery: hwloc (live, or an XML export) -> the PCI tree -> GPUs, NICs and PCIe
-//! switches with link speeds and NUMA nodes, NCCL-style locality classes, and the mapping onto
-//! the spec's roles with conformance checks, a proposed NIC map and nominal segment capacities.
+//! Topology discovery: hwloc (live, or an XML export), an NCCL/RCCL topology XML, or an
+//! `nvidia-smi topo -m` matrix -> the PCI tree -> GPUs, NICs and PCIe switches with link speeds
+//! and NUMA nodes, NVLink/xGMI links, NCCL-style locality classes, and the mapping onto the
+//! spec's roles with conformance checks, a proposed NIC map and nominal segment capacities.
 //! Uses only `spec` and `model`-level types of ours.
 
 pub mod assign;
@@ -10,7 +11,10 @@ pub mod dot;
 pub mod inventory;
 mod isolate;
 pub mod locality;
+pub mod merge;
 pub mod model;
+pub mod nccl;
+pub mod smi;
 pub mod text;
 mod xmlcheck;
 
@@ -18,7 +22,10 @@ use std::path::{Path, PathBuf};
 
 pub use conformance::{Check, Conformance, Role, RoleRequest, SegmentCapacity};
 pub use locality::{Locality, LocalityClass};
-pub use model::{Gpu, GpuVendor, Nic, NicKind, NodeKind, PciNode, Source, SourceKind, Switch, TopologyReport, TOPOLOGY_SCHEMA};
+pub use model::{
+    Gpu, GpuLink, GpuVendor, Nic, NicKind, NodeKind, PciNode, PeerFabric, Source, SourceKind, Switch, TopologyReport,
+    TOPOLOGY_SCHEMA,
+};
 
 /// Errors of discovery. `Input` and `Selection` are bad input (exit 2); `Hwloc` is a run-time
 /// failure of hwloc itself.
@@ -66,6 +73,8 @@ pub struct Inventory {
     pub nics: Vec<Nic>,
     /// PCIe switches by upstream port bus id.
     pub switches: Vec<Switch>,
+    /// NVLink / xGMI links between GPUs (empty for hwloc, which does not see them).
+    pub gpu_links: Vec<GpuLink>,
 }
 
 impl Inventory {
@@ -74,8 +83,26 @@ impl Inventory {
         let gpus = inventory::gpus(&tree);
         let nics = inventory::nics(&tree);
         let switches = inventory::switches(&tree, &gpus, &nics);
-        Inventory { tree, gpus, nics, switches }
+        Inventory { tree, gpus, nics, switches, gpu_links: Vec::new() }
     }
+
+    /// The NVLink/xGMI link between two GPUs (by name), when any.
+    pub fn gpu_link(&self, a: &str, b: &str) -> Option<&GpuLink> {
+        self.gpu_links.iter().find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+    }
+}
+
+/// What a reader produced: the inventory, its source, and what the source cannot tell.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Devices and tree.
+    pub inv: Inventory,
+    /// Where it came from and which reader read it.
+    pub source: Source,
+    /// Plain statements of the reader (what the format does not say).
+    pub notes: Vec<String>,
+    /// Disagreements between merged sources.
+    pub disagreements: Vec<String>,
 }
 
 /// Where to read the topology from.
@@ -83,27 +110,64 @@ impl Inventory {
 pub enum Input {
     /// This machine.
     Live,
-    /// An hwloc XML export (v1 or v2).
+    /// An XML file: an hwloc export (v1 or v2, root `<topology>`) or an NCCL/RCCL topology
+    /// (root `<system>`), told apart by the root element.
     Xml(PathBuf),
+    /// An NCCL/RCCL topology XML.
+    Nccl(PathBuf),
+    /// The text of `nvidia-smi topo -m`.
+    NvidiaSmi(PathBuf),
+    /// An hwloc export and an NCCL dump of the same server.
+    Merged {
+        /// The hwloc export.
+        hwloc: PathBuf,
+        /// The NCCL/RCCL dump.
+        nccl: PathBuf,
+    },
+}
+
+/// Reads an input into an inventory.
+pub fn load(input: &Input) -> Result<Loaded, TopologyError> {
+    let hwloc = |(tree, source): (Vec<PciNode>, Source)| Loaded {
+        inv: Inventory::from_tree(tree),
+        source,
+        notes: Vec::new(),
+        disagreements: Vec::new(),
+    };
+    match input {
+        Input::Live => Ok(hwloc(discover::live()?)),
+        Input::Xml(p) => {
+            let bytes = std::fs::read(p).map_err(|e| TopologyError::input(p, format!("cannot read: {e}")))?;
+            if xmlcheck::root(p, &bytes)? == "system" {
+                let mut l = nccl::read(p)?;
+                if let Some(r) = &mut l.source.reader {
+                    r.push_str(", recognised by its root element");
+                }
+                Ok(l)
+            } else {
+                Ok(hwloc(discover::from_xml(p)?))
+            }
+        }
+        Input::Nccl(p) => nccl::read(p),
+        Input::NvidiaSmi(p) => smi::read(p),
+        Input::Merged { hwloc: h, nccl: n } => merge::read(h, n),
+    }
 }
 
 /// Discovers the topology and, when `role` is given, maps it onto that spec role.
 pub fn discover(input: &Input, role: Option<(Role, &RoleRequest)>) -> Result<TopologyReport, TopologyError> {
-    let (tree, source) = match input {
-        Input::Live => discover::live()?,
-        Input::Xml(p) => discover::from_xml(p)?,
-    };
-    report(Inventory::from_tree(tree), source, role)
+    report(load(input)?, role)
 }
 
-/// Builds the report of an inventory.
-pub fn report(inv: Inventory, source: Source, role: Option<(Role, &RoleRequest)>) -> Result<TopologyReport, TopologyError> {
+/// Builds the report of a loaded inventory.
+pub fn report(loaded: Loaded, role: Option<(Role, &RoleRequest)>) -> Result<TopologyReport, TopologyError> {
+    let Loaded { inv, source, notes: reader_notes, disagreements } = loaded;
     let conformance = match role {
         Some((Role::Prefill, req)) => Some(conformance::prefill(&inv, req)?),
         Some((Role::Decode, req)) => Some(conformance::decode(&inv, req)?),
         None => None,
     };
-    let mut notes = Vec::new();
+    let mut notes = reader_notes;
     if inv.tree.is_empty() {
         notes.push(
             "no PCI objects at all: hwloc saw no PCI bus (a container without /sys/bus/pci, or an XML exported without I/O)"
@@ -138,6 +202,8 @@ pub fn report(inv: Inventory, source: Source, role: Option<(Role, &RoleRequest)>
         nics: inv.nics,
         switches: inv.switches,
         locality,
+        gpu_links: inv.gpu_links,
+        disagreements,
         conformance,
         notes,
         tree: inv.tree,

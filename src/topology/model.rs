@@ -1,6 +1,12 @@
-//! The discovery result (`linkcal.topology/1`): the PCI tree as hwloc reports it, the GPUs,
-//! NICs and PCIe switches found in it, locality classes between them and, when a role was
-//! asked for, the conformance report against the rack spec.
+//! The discovery result (`linkcal.topology/2`): the PCI tree (as hwloc reports it, or as an
+//! NCCL/RCCL topology dump or an `nvidia-smi topo -m` matrix implies it), the GPUs, NICs and
+//! PCIe switches found in it, NVLink/xGMI links between GPUs, locality classes and, when a role
+//! was asked for, the conformance report against the rack spec.
+//!
+//! Migration from `linkcal.topology/1`: /2 only adds fields. A /1 file loads with `gpu_links`
+//! and `disagreements` empty, `source.reader` / `source.merged_with` null, `synthetic` false on
+//! every tree node, and `line_rate_Bps` / `port` / `gdr` null on every NIC; `source.kind` gains
+//! `nccl`, `nvidia_smi` and `merged`, and `gpus[].vendor` gains `unknown`.
 #![allow(non_snake_case)]
 
 use schemars::JsonSchema;
@@ -10,12 +16,12 @@ use super::conformance::Conformance;
 use super::locality::Locality;
 
 /// Schema id of discovery results.
-pub const TOPOLOGY_SCHEMA: &str = "linkcal.topology/1";
+pub const TOPOLOGY_SCHEMA: &str = "linkcal.topology/2";
 
 /// Everything `linkcal discover` found on one server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyReport {
-    /// Always `linkcal.topology/1`.
+    /// Always `linkcal.topology/2`.
     pub schema: String,
     /// Where the topology came from.
     pub source: Source,
@@ -25,8 +31,15 @@ pub struct TopologyReport {
     pub nics: Vec<Nic>,
     /// PCIe switches, each reported once by its upstream port, ordered by PCI bus id.
     pub switches: Vec<Switch>,
-    /// Locality class of every GPU-GPU and GPU-NIC pair.
+    /// Locality class of every GPU-GPU and GPU-NIC pair (PCIe path, whatever NVLink exists).
     pub locality: Vec<Locality>,
+    /// NVLink / xGMI links between GPUs (NCCL/RCCL dumps and `nvidia-smi topo -m` only: hwloc
+    /// does not see them), one per GPU pair.
+    #[serde(default)]
+    pub gpu_links: Vec<GpuLink>,
+    /// Where two sources of one server disagree (hwloc export merged with an NCCL dump).
+    #[serde(default)]
+    pub disagreements: Vec<String>,
     /// Role mapping and conformance with the spec (only with `--as`).
     pub conformance: Option<Conformance>,
     /// Plain statements about what was (not) found, e.g. "no GPU found".
@@ -38,10 +51,17 @@ pub struct TopologyReport {
 /// Where the topology came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Source {
-    /// `live` (this machine) or `xml` (an hwloc export).
+    /// `live` (this machine), `xml` (an hwloc export), `nccl` (an NCCL/RCCL topology XML),
+    /// `nvidia_smi` (an `nvidia-smi topo -m` matrix) or `merged` (hwloc export + NCCL dump).
     pub kind: SourceKind,
-    /// The XML file, for `xml`.
+    /// The file read (the hwloc export, for `merged`).
     pub file: Option<String>,
+    /// Which reader read it and what it recognised, e.g. `NCCL topology XML <system version="2">`.
+    #[serde(default)]
+    pub reader: Option<String>,
+    /// The NCCL dump merged into the hwloc export (`merged` only).
+    #[serde(default)]
+    pub merged_with: Option<String>,
     /// Host name recorded in the topology (hwloc's `HostName` info), when present.
     pub hostname: Option<String>,
 }
@@ -54,6 +74,12 @@ pub enum SourceKind {
     Live,
     /// Loaded from an hwloc XML export (v1 or v2 format).
     Xml,
+    /// Loaded from an NCCL/RCCL topology XML (`<system version=...>`: a dump or a hint file).
+    Nccl,
+    /// Loaded from the text of `nvidia-smi topo -m`.
+    NvidiaSmi,
+    /// An hwloc export with the NVLink/xGMI and NIC facts of an NCCL dump of the same server.
+    Merged,
 }
 
 /// What a node of the PCI tree is. PCIe links alternate a downstream-facing port (root port,
@@ -99,6 +125,11 @@ pub struct PciNode {
     pub numa_nodes: Vec<u32>,
     /// OS devices attached to this PCI function.
     pub os_devices: Vec<OsDevice>,
+    /// True for nodes the source does not list but its structure implies: an NCCL `<cpu>`
+    /// (as host bridge) and the switch ports NCCL folds away, or the host bridges, root ports
+    /// and switches rebuilt from an `nvidia-smi topo -m` matrix.
+    #[serde(default)]
+    pub synthetic: bool,
 }
 
 impl PciNode {
@@ -160,6 +191,8 @@ pub enum GpuVendor {
     Nvidia,
     /// PCI vendor 0x1002.
     Amd,
+    /// The source names no vendor (an NCCL hint file without vendor ids or `<gpu>` element).
+    Unknown,
 }
 
 /// One GPU.
@@ -213,8 +246,43 @@ pub struct Nic {
     pub numa: Option<u32>,
     /// PCIe link speed of the NIC's link (slower end), GB/s per direction.
     pub link_GBps: Option<f64>,
+    /// Port line rate, bytes/s SI (NCCL's `speed` in Mb/s / 8; `null` when the source has none).
+    #[serde(default)]
+    pub line_rate_Bps: Option<f64>,
+    /// Port number on the device (NCCL's `port`).
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// GPUDirect RDMA support as NCCL found it (`gdr`).
+    #[serde(default)]
+    pub gdr: Option<bool>,
     /// Index of the node in `tree`.
     pub node: usize,
+}
+
+/// The fabric of a direct GPU-GPU link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerFabric {
+    /// NVIDIA NVLink (direct or through NVSwitch).
+    Nvlink,
+    /// AMD xGMI / Infinity Fabric.
+    Xgmi,
+}
+
+/// A GPU pair joined by NVLink or xGMI: peer copies between them bypass PCIe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GpuLink {
+    /// First GPU (PCI bus id; `GPUn` for `nvidia-smi` input), the lower of the two.
+    pub a: String,
+    /// Second GPU.
+    pub b: String,
+    /// NVLink or xGMI.
+    pub fabric: PeerFabric,
+    /// Number of links (`NV#` of `nvidia-smi`; through NVSwitch the fewer of the two GPUs' links
+    /// to the NVSwitches).
+    pub links: u32,
+    /// True through NVSwitch, false for a direct link, `null` when the source does not say.
+    pub via_nvswitch: Option<bool>,
 }
 
 /// One PCIe switch: its upstream port and downstream ports.

@@ -19,6 +19,7 @@ fn node(nodes: &mut Vec<PciNode>, parent: Option<usize>, kind: NodeKind, pci: &s
         link_GBps: Some(31.507692),
         numa_nodes: vec![numa],
         os_devices: Vec::new(),
+        synthetic: false,
     });
     id
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::model::{NodeKind, TopologyReport};
+use super::model::{NodeKind, PeerFabric, SourceKind, TopologyReport};
 
 fn speed(v: Option<f64>) -> String {
     v.map(|g| format!("{g:.2} GB/s")).unwrap_or_else(|| "speed unknown".into())
@@ -12,18 +12,35 @@ fn speed(v: Option<f64>) -> String {
 /// Renders the whole report as text.
 pub fn render(r: &TopologyReport) -> String {
     let mut s = String::new();
-    let src = match &r.source.file {
-        Some(f) => format!("hwloc XML {f}"),
-        None => "this machine (live hwloc discovery)".into(),
+    let src = match (&r.source.kind, &r.source.file) {
+        (SourceKind::Live, _) | (_, None) => "this machine (live hwloc discovery)".to_string(),
+        (SourceKind::Xml, Some(f)) => format!("hwloc XML {f}"),
+        (SourceKind::Nccl, Some(f)) => format!("NCCL topology {f}"),
+        (SourceKind::NvidiaSmi, Some(f)) => format!("nvidia-smi topo -m output {f}"),
+        (SourceKind::Merged, Some(f)) => format!("hwloc XML {f} + NCCL dump {}", r.source.merged_with.as_deref().unwrap_or("?")),
     };
     let host = r.source.hostname.as_deref().map(|h| format!(", host {h}")).unwrap_or_default();
     let _ = writeln!(s, "topology of {src}{host}");
-    let _ = writeln!(s, "{} GPUs, {} NICs, {} PCIe switches", r.gpus.len(), r.nics.len(), r.switches.len());
+    if let Some(reader) = &r.source.reader {
+        let _ = writeln!(s, "read as: {reader}");
+    }
+    let _ = writeln!(
+        s,
+        "{} GPUs, {} NICs, {} PCIe switches, {} NVLink/xGMI GPU pairs",
+        r.gpus.len(),
+        r.nics.len(),
+        r.switches.len(),
+        r.gpu_links.len()
+    );
     for n in &r.notes {
         let _ = writeln!(s, "  note: {n}");
     }
+    for d in &r.disagreements {
+        let _ = writeln!(s, "  DISAGREEMENT: {d}");
+    }
     tree(r, &mut s);
     devices(r, &mut s);
+    links(r, &mut s);
     matrix(r, &mut s);
     if let Some(c) = &r.conformance {
         conformance(c, &mut s);
@@ -84,7 +101,17 @@ fn devices(r: &TopologyReport, s: &mut String) {
     for n in &r.nics {
         let nd = n.netdev.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
         let kind = format!("{:?}", n.kind).to_lowercase();
-        let _ = writeln!(s, "  {}{nd} {kind} {} NUMA {} link {}", n.name, n.pci, opt(n.numa), speed(n.link_GBps));
+        let mut extra = String::new();
+        if let Some(b) = n.line_rate_Bps {
+            let _ = write!(extra, " line {:.0} Gb/s ({:.2} GB/s)", b * 8.0 / 1e9, b / 1e9);
+        }
+        if let Some(p) = n.port {
+            let _ = write!(extra, " port {p}");
+        }
+        if let Some(g) = n.gdr {
+            extra.push_str(if g { " GDR" } else { " no GDR" });
+        }
+        let _ = writeln!(s, "  {}{nd} {kind} {} NUMA {} link {}{extra}", n.name, n.pci, opt(n.numa), speed(n.link_GBps));
     }
     let _ = writeln!(s, "Switches:");
     for w in &r.switches {
@@ -102,6 +129,28 @@ fn devices(r: &TopologyReport, s: &mut String) {
     }
 }
 
+fn fabric(f: PeerFabric) -> &'static str {
+    match f {
+        PeerFabric::Nvlink => "NV",
+        PeerFabric::Xgmi => "XGMI",
+    }
+}
+
+fn links(r: &TopologyReport, s: &mut String) {
+    if r.gpu_links.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "GPU links (peer copies between these GPUs bypass PCIe):");
+    for l in &r.gpu_links {
+        let via = match l.via_nvswitch {
+            Some(true) => " via NVSwitch",
+            Some(false) => " direct",
+            None => "",
+        };
+        let _ = writeln!(s, "  {} <-> {}: {}{}{via}", l.a, l.b, fabric(l.fabric), l.links);
+    }
+}
+
 fn opt(v: Option<u32>) -> String {
     v.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
 }
@@ -110,7 +159,10 @@ fn matrix(r: &TopologyReport, s: &mut String) {
     if r.gpus.is_empty() {
         return;
     }
-    let _ = writeln!(s, "\nLocality (PIX same switch, PXB several switches, PHB host bridge, NODE same NUMA, SYS across NUMA):");
+    let _ = writeln!(
+        s,
+        "\nLocality (NV#/XGMI# links, PIX same switch, PXB several switches, PHB host bridge, NODE same NUMA, SYS across NUMA):"
+    );
     let cols: Vec<String> = (0..r.gpus.len()).map(|i| format!("GPU{i}")).chain(r.nics.iter().map(|n| n.name.clone())).collect();
     let w = cols.iter().map(|c| c.len()).max().unwrap_or(4).max(4) + 1;
     let _ = write!(s, "{:>6}", "");
@@ -122,8 +174,13 @@ fn matrix(r: &TopologyReport, s: &mut String) {
         let _ = write!(s, "{:>6}", format!("GPU{i}"));
         for (j, c) in cols.iter().enumerate() {
             let other = if j < r.gpus.len() { r.gpus[j].pci.as_str() } else { c.as_str() };
+            let link = (j < r.gpus.len())
+                .then(|| r.gpu_links.iter().find(|l| (l.a == g.pci && l.b == other) || (l.b == g.pci && l.a == other)))
+                .flatten();
             let cell = if j == i {
                 "X".to_string()
+            } else if let Some(l) = link {
+                format!("{}{}", fabric(l.fabric), l.links)
             } else {
                 r.locality
                     .iter()

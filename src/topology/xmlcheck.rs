@@ -1,6 +1,7 @@
 //! Checks an XML file before hwloc reads it: hwloc's readers print to stderr or abort on some
-//! malformed input, so a missing, empty, non-XML, truncated or foreign file (e.g. an NCCL
-//! topology dump) gets a clear error naming the file first.
+//! malformed input, so a missing, empty, non-XML, truncated or foreign file gets a clear error
+//! naming the file first. The root element tells an hwloc export (`<topology>`) from an
+//! NCCL/RCCL topology (`<system>`).
 
 use std::path::Path;
 
@@ -9,6 +10,18 @@ use super::TopologyError;
 /// Checks that `bytes` is a well-formed XML document whose root element is hwloc's
 /// `<topology>` (v1 and v2 exports both use it).
 pub fn check(path: &Path, bytes: &[u8]) -> Result<(), TopologyError> {
+    match root(path, bytes)?.as_str() {
+        "topology" => Ok(()),
+        _ => Err(TopologyError::input(
+            path,
+            "is an NCCL topology file (<system version=...>), not an hwloc export: read it with --nccl-topo or --xml".to_string(),
+        )),
+    }
+}
+
+/// Checks that `bytes` is well-formed XML with root `<topology>` (hwloc) or `<system>`
+/// (NCCL/RCCL); returns that root's name.
+pub fn root(path: &Path, bytes: &[u8]) -> Result<String, TopologyError> {
     let bad = |m: String| Err(TopologyError::input(path, m));
     let Ok(text) = std::str::from_utf8(bytes) else {
         return bad("is not UTF-8 text, so not an hwloc XML export".into());
@@ -25,12 +38,9 @@ pub fn check(path: &Path, bytes: &[u8]) -> Result<(), TopologyError> {
         Err(m) => return bad(format!("is not well-formed XML ({m}); the file may be truncated: export it again")),
     };
     match root.as_str() {
-        "topology" => Ok(()),
-        "system" => bad("is an NCCL topology file (<system version=...>, from NCCL_TOPO_DUMP_FILE), not an hwloc export: \
-             export the server with `lstopo-no-graphics --whole-io --of xml FILE` and pass that"
-            .into()),
+        "topology" | "system" => Ok(root),
         other => bad(format!(
-            "is XML with root element <{other}>, not an hwloc export (<topology>): \
+            "is XML with root element <{other}>, neither an hwloc export (<topology>) nor an NCCL topology (<system>): \
              export the server with `lstopo-no-graphics --whole-io --of xml FILE`"
         )),
     }
@@ -131,6 +141,7 @@ mod tests {
         assert!(err("<topology><object type=\"Mach").contains("unterminated tag"));
         assert!(err("<topology><a></b></topology>").contains("closes <a>"));
         assert!(err("<system version=\"1\"><cpu/></system>").contains("NCCL topology"));
+        assert_eq!(root(Path::new("t.xml"), b"<system version=\"1\"><cpu/></system>").unwrap(), "system");
         assert!(err("<html><body/></html>").contains("root element <html>"));
         assert!(err("<topology/><topology/>").contains("after the root"));
         assert!(err("<topology>").contains("t.xml"));
