@@ -22,9 +22,10 @@ use linkcal::stats::rng::SplitMix64;
 use rack_support::{can_emulate, linkcal as bin, unique_prefix, RackGuard};
 
 const MTU: f64 = 9000.0;
-/// Payload of linkcal's transfers: large enough that the bucket a transfer finds refilled
-/// after the acknowledgement gap (at most 0.5 ms at the rate) moves its goodput by < 0.1%.
-const PAYLOAD: &str = "64MiB";
+/// linkcal's transfers last about this long at the route's truth, seconds: long enough that the
+/// bucket a transfer finds refilled after the acknowledgement gap (at most 0.5 ms at the rate)
+/// moves its goodput by about 0.1%.
+const TRANSFER_S: f64 = 0.5;
 
 fn read<T: serde::de::DeserializeOwned>(p: &Path) -> T {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
@@ -83,8 +84,10 @@ fn iperf3_in(ns: &str) -> (Command, std::fs::File) {
     (c, f)
 }
 
-/// Goodput of one iperf3 run over a route of the rack, B/s (receiver's bytes over 4 s after a
-/// 1 s warm-up).
+/// Goodput of one iperf3 run over a route of the rack, B/s: the receiver's own per-second
+/// intervals after a 1 s warm-up, without the last one. (iperf3's summary divides every byte
+/// the receiver got, including the bottleneck queue draining after the sender stopped, by the
+/// test's duration: up to 50 ms of queue over 4 s reads 1.25% high.)
 fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
     let r = rack.routes.iter().find(|r| r.path == *path).expect("route in rack.json");
     let ns = |name: &str| rack.hosts.iter().find(|h| h.name == name).and_then(|h| h.netns.clone()).expect("host netns");
@@ -97,7 +100,7 @@ fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (mut cli, _f2) = iperf3_in(&ns(&r.src_host));
-    cli.args(["-c", &r.dst_addr, "-p", &port.to_string(), "-t", "4", "-O", "1", "-C", "cubic", "-J"]);
+    cli.args(["-c", &r.dst_addr, "-p", &port.to_string(), "-t", "5", "-O", "1", "-C", "cubic", "-J", "--get-server-output"]);
     if let Some(src) = &r.src_addr {
         cli.args(["-B", src]);
     }
@@ -106,27 +109,37 @@ fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
     let _ = server.wait();
     assert!(out.status.success(), "iperf3 {path}: {}", String::from_utf8_lossy(&out.stdout));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["end"]["sum_received"]["bits_per_second"].as_f64().expect("iperf3 JSON") / 8.0
+    let intervals = v["server_output_json"]["intervals"].as_array().expect("iperf3 --get-server-output intervals");
+    let kept: Vec<&serde_json::Value> =
+        intervals.iter().map(|i| &i["sum"]).filter(|s| s["omitted"].as_bool() != Some(true)).collect();
+    assert!(kept.len() >= 3, "iperf3 {path}: too few receiver intervals: {}", kept.len());
+    let kept = &kept[..kept.len() - 1];
+    let bytes: f64 = kept.iter().map(|s| s["bytes"].as_f64().unwrap()).sum();
+    let secs: f64 = kept.iter().map(|s| s["seconds"].as_f64().unwrap()).sum();
+    bytes / secs
 }
 
-/// linkcal's solo goodput (median transfer) of every spec route, B/s.
-fn linkcal_routes(rack_file: &Path, out: &Path) -> BTreeMap<PathRef, f64> {
+/// linkcal's solo goodput (median transfer) of one route, B/s, at a payload of about
+/// [`TRANSFER_S`] at the route's truth.
+fn linkcal_route(rack_file: &Path, out: &Path, path: &PathRef, truth: f64) -> f64 {
+    let mib = ((truth * TRANSFER_S) / (1u64 << 20) as f64).ceil().max(4.0) as u64;
     let run = bin()
-        .args(["run", "--quick", "--no-progress", "--contention", "none", "--sizes", PAYLOAD, "--rack"])
+        .args(["run", "--quick", "--no-progress", "--contention", "none", "--paths", &path.to_string()])
+        .args(["--sizes", &format!("{mib}MiB"), "--rack"])
         .arg(rack_file)
         .arg("--out")
         .arg(out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "run: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "run {path}: {}", String::from_utf8_lossy(&run.stderr));
     let r: Results = read(&out.join("results.json"));
     r.measurements
         .iter()
         .filter(|m| m.kind == MeasurementKind::Solo)
         .flat_map(|m| &m.flows)
-        .filter(|f| f.path.kind.is_spec_path())
-        .map(|f| (f.path, f.goodput_Bps.p50))
-        .collect()
+        .find(|f| f.path == *path)
+        .map(|f| f.goodput_Bps.p50)
+        .unwrap_or(f64::NAN)
 }
 
 fn check(label: &str, got: &BTreeMap<PathRef, f64>, want: &BTreeMap<PathRef, f64>, bound: f64) -> Vec<String> {
@@ -193,7 +206,11 @@ fn random_rates_deliver_their_truth_to_iperf3_and_linkcal() {
             witness.insert(*p, iperf3_route(&rack, p, 5301 + n as u16));
         }
         bad.extend(check(&format!("iperf3 {phase}"), &witness, &want, bound));
-        let ours = linkcal_routes(&d.path().join("rack/rack.json"), &d.path().join(format!("run-{}", phase.replace(' ', "-"))));
+        let mut ours = BTreeMap::new();
+        for (n, (p, w)) in want.iter().enumerate() {
+            let out = d.path().join(format!("run-{}-{n}", phase.replace(' ', "-")));
+            ours.insert(*p, linkcal_route(&d.path().join("rack/rack.json"), &out, p, *w));
+        }
         bad.extend(check(&format!("linkcal {phase}"), &ours, &want, bound));
     }
     assert!(bad.is_empty(), "seed {seed}: outside the bound of the configured truth: {bad:#?}");
