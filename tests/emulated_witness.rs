@@ -135,7 +135,9 @@ fn check(label: &str, got: &BTreeMap<PathRef, f64>, want: &BTreeMap<PathRef, f64
         let g = got.get(p).copied().unwrap_or(f64::NAN);
         let ratio = g / w;
         println!("{label:<16} {p:<28} {:>9.3} MB/s vs truth {:>9.3} MB/s: {ratio:.4}", g / 1e6, w / 1e6);
-        if !((ratio - 1.0).abs() <= bound) {
+        // A missing rate (NaN) fails too.
+        let off = (ratio - 1.0).abs();
+        if off.is_nan() || off > bound {
             bad.push(format!("{label} {p}: {ratio:.4}"));
         }
     }

@@ -52,15 +52,22 @@ fn kv_burst_of_the_runs_own_payload_against_its_measured_makespan() {
     let predicted = p["path2"]["all_at_once_s"].as_f64().unwrap();
     let measured = burst["aggregate"]["makespan_s"]["p50"].as_f64().unwrap();
     let err = predicted / measured - 1.0;
-    eprintln!("KV burst 2 x 16 MiB: predicted {:.1} ms, measured {:.1} ms, error {:+.2}%", predicted * 1e3, measured * 1e3, err * 100.0);
+    eprintln!(
+        "KV burst 2 x 16 MiB: predicted {:.1} ms, measured {:.1} ms, error {:+.2}%",
+        predicted * 1e3,
+        measured * 1e3,
+        err * 100.0
+    );
     // Tolerance 5%: the measured makespan is one burst round (no interval), and in the same
     // measurement the flows' 16 MiB transfers under the same two-flow contention took
     // 321-353 ms (+-4.7% about their middle); the emulator that recorded this run also lost
     // 1-3% when shaping faster-into-slower hops. So the prediction must sit inside the
     // measured spread of contended transfer times, and within 5% of the round's makespan.
     assert!(err.abs() <= 0.05, "predicted {predicted} s vs measured {measured} s: {:+.2}%", err * 100.0);
-    let times: Vec<f64> =
-        measured_flows.iter().flat_map(|f| f["transfer_times_s"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap())).collect();
+    let times: Vec<f64> = measured_flows
+        .iter()
+        .flat_map(|f| f["transfer_times_s"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()))
+        .collect();
     let (lo, hi) = times.iter().fold((f64::MAX, f64::MIN), |a, t| (a.0.min(*t), a.1.max(*t)));
     assert!(predicted >= lo && predicted <= hi, "predicted {predicted} outside the measured contended transfers [{lo}, {hi}]");
     // One stage alone moves its 16 MiB at the route's rate: about half the shared burst.
@@ -108,13 +115,12 @@ fn report_includes_the_prediction() {
         .assert()
         .success();
     let h = std::fs::read_to_string(&html).unwrap();
-    assert!(h.contains("id=\"prediction\"") && h.contains("prefill_to_decode:1-&gt;1") && h.contains("N=16"), "no prediction section");
+    assert!(
+        h.contains("id=\"prediction\"") && h.contains("prefill_to_decode:1-&gt;1") && h.contains("N=16"),
+        "no prediction section"
+    );
     // Asking for a prediction without a calibration is bad input.
-    linkcal()
-        .args(["report", "--results", EXAMPLE, "--predict-model", "llama-3.1-70b", "--out"])
-        .arg(&html)
-        .assert()
-        .code(2);
+    linkcal().args(["report", "--results", EXAMPLE, "--predict-model", "llama-3.1-70b", "--out"]).arg(&html).assert().code(2);
 }
 
 /// Runs predict on `cal` and expects exit 2 with every `want` in stderr.
@@ -164,5 +170,8 @@ fn bad_calibrations_and_flags_exit_2_naming_file_and_field() {
     bad(&cal, &["--model-config", cfg.to_str().unwrap()], &["config.json", "num_attention_heads"]);
     // A calibration that cannot be read.
     bad(&d.path().join("missing.json"), &[], &["missing.json", "cannot read"]);
-    predict(&cal, &["--model", "llama-3.1-70b", "--n", "0", "--t", "8", "--m", "8"]).assert().code(2).stderr(predicate::str::contains("--n"));
+    predict(&cal, &["--model", "llama-3.1-70b", "--n", "0", "--t", "8", "--m", "8"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--n"));
 }

@@ -127,7 +127,11 @@ fn ms(s: f64) -> String {
 }
 
 fn routes(out: &mut String, p: &PathTimes) {
-    let _ = writeln!(out, "  {:<26} {:>12} {:>12} {:>10} {:>12}  limited by", "route", "real bytes", "rack bytes", "alone ms", "all-at-once");
+    let _ = writeln!(
+        out,
+        "  {:<26} {:>12} {:>12} {:>10} {:>12}  limited by",
+        "route", "real bytes", "rack bytes", "alone ms", "all-at-once"
+    );
     for r in &p.routes {
         let _ = writeln!(
             out,

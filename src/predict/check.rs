@@ -29,9 +29,9 @@ pub fn load_calibration(path: &Path) -> Result<Calibration, InputError> {
 fn non_finite_literal(text: &str) -> Option<(String, &'static str, usize)> {
     for (n, line) in text.lines().enumerate() {
         let bare = outside_strings(line);
-        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| {
-            bare.split(|c: char| matches!(c, ',' | '[' | ']' | ':') || c.is_whitespace()).any(|w| w == *t)
-        });
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| bare.split(|c: char| matches!(c, ',' | '[' | ']' | ':') || c.is_whitespace()).any(|w| w == *t));
         if let Some(token) = token {
             let key = line.split('"').nth(1).filter(|_| line.contains(':')).map(str::to_string);
             return Some((key.unwrap_or_else(|| format!("line {}", n + 1)), token, n + 1));
@@ -85,7 +85,11 @@ fn time(path: &Path, field: String, v: Option<f64>) -> Result<(), InputError> {
 pub fn check_values(path: &Path, cal: &Calibration) -> Result<(), InputError> {
     let scale = cal.origin.payload_scale;
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(InputError::field(path, "origin.payload_scale", format!("is {scale}: must be a positive number (1 on a real rack)")));
+        return Err(InputError::field(
+            path,
+            "origin.payload_scale",
+            format!("is {scale}: must be a positive number (1 on a real rack)"),
+        ));
     }
     if let Some(s) = cal.sharing_efficiency.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 1.0)) {
         return Err(InputError::field(path, "sharing_efficiency", format!("is {s}: must be in (0, 1]")));
@@ -117,7 +121,12 @@ pub fn check_values(path: &Path, cal: &Calibration) -> Result<(), InputError> {
 }
 
 /// Checks `--pp-prefill` / `--pp-decode` against the calibrated rack's shape.
-pub fn check_shape(path: &Path, cal: &Calibration, pp_prefill: Option<usize>, pp_decode: Option<usize>) -> Result<(), InputError> {
+pub fn check_shape(
+    path: &Path,
+    cal: &Calibration,
+    pp_prefill: Option<usize>,
+    pp_decode: Option<usize>,
+) -> Result<(), InputError> {
     for (want, have, field, flag) in [
         (pp_prefill, cal.shape.pp_prefill, "shape.pp_prefill", "--pp-prefill"),
         (pp_decode, cal.shape.pp_decode, "shape.pp_decode", "--pp-decode"),

@@ -108,7 +108,13 @@ fn rate_text(bps: f64) -> String {
         _ => (1.0, "B/s"),
     };
     let v = bps / div;
-    let decimals = if v >= 100.0 { 1 } else if v >= 10.0 { 2 } else { 3 };
+    let decimals = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
     format!("{v:.decimals$} {unit}")
 }
 
@@ -265,7 +271,12 @@ type Transfer = (PathRef, SimFlow, u64);
 
 /// Every route of one path kind: alone, all at once, and what limits them; also each route's
 /// completion time in the all-at-once run, seconds.
-fn path_times(cal_file: &Path, known: &Known<'_>, transfers: &[Transfer], sharing: f64) -> Result<(PathTimes, Vec<f64>), InputError> {
+fn path_times(
+    cal_file: &Path,
+    known: &Known<'_>,
+    transfers: &[Transfer],
+    sharing: f64,
+) -> Result<(PathTimes, Vec<f64>), InputError> {
     let all: Vec<SimFlow> = transfers.iter().map(|t| t.1.clone()).collect();
     let together = simulate_shared(&all, &known.cap, sharing);
     let mut routes = Vec::new();
