@@ -81,6 +81,7 @@ fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
     cause.is::<InputError>()
         || cause.is::<crate::spec::SpecError>()
         || cause.is::<crate::payload::PayloadError>()
+        || cause.is::<crate::predict::PredictError>()
         || cause.is::<clap::Error>()
         || cause.is::<crate::gpu::pci::PciAddrError>()
         || cause.downcast_ref::<crate::topology::TopologyError>().is_some_and(|e| e.is_bad_input())

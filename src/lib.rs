@@ -12,6 +12,7 @@
 //! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
 //! - [`calibrate`]: segment solver: per-segment capacities, latencies and path models from results; experiment plan.
 //! - [`sim`]: flow-level max-min simulator that loads a calibration; synthetic results for tests.
+//! - [`predict`]: the planner's answer: Paths 1-3 times for a model and N, T, M on a calibration, with the limiting segment, and their scaling with N and T.
 //! - [`export`]: calibration files for SimGrid, ASTRA-sim, AIConfigurator and Vidur.
 //! - [`verdict`]: acceptance against rules (floors, fractions of nominal, fleet baselines) and regression between runs.
 //! - [`report`]: reports derived from the result model: CSV, markdown, JUnit XML, HTML with SVG plots.
@@ -38,6 +39,7 @@ pub mod gpu;
 pub mod hwprobe;
 pub mod model;
 pub mod payload;
+pub mod predict;
 pub mod rdma;
 pub mod report;
 pub mod runner;

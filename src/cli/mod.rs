@@ -10,6 +10,7 @@ mod emulate;
 mod export;
 mod paths;
 mod payload;
+mod predict;
 mod probe;
 mod report;
 mod run;
@@ -37,6 +38,8 @@ pub enum Command {
     Paths(paths::Args),
     /// Payload sizes (chunk activations, KV handoff per stage, decode activations) from a model.
     Payload(payload::Args),
+    /// Communication times of a model and N, T, M on a calibrated rack (Paths 1-3, limiting segment, scaling with N and T).
+    Predict(predict::Args),
     /// The hardware probes of this host (CUDA, RDMA): which apply and which are waived, and why.
     Probe(probe::Args),
     /// Write or check the JSON Schemas generated from the result model.
@@ -70,6 +73,7 @@ impl Command {
             Command::Discover(_)
             | Command::Paths(_)
             | Command::Payload(_)
+            | Command::Predict(_)
             | Command::Schema(_)
             | Command::Calibrate(_)
             | Command::Sim(_)
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Discover(a) => discover::run(a),
         Command::Paths(a) => paths::run(a),
         Command::Payload(a) => payload::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Calibrate(a) => calibrate::run(a),

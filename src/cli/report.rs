@@ -32,6 +32,21 @@ pub struct Args {
     /// Also write JUnit XML of the verdicts (and comparison) here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Add a planner prediction (`linkcal predict`) for this model preset on the calibration.
+    #[arg(long, requires = "calibration")]
+    pub predict_model: Option<String>,
+    /// Add a planner prediction for this HuggingFace config.json on the calibration.
+    #[arg(long, requires = "calibration", conflicts_with = "predict_model")]
+    pub predict_model_config: Option<PathBuf>,
+    /// N of the prediction.
+    #[arg(long, default_value_t = 8)]
+    pub predict_n: u64,
+    /// T of the prediction.
+    #[arg(long, default_value_t = 8192)]
+    pub predict_t: u64,
+    /// M of the prediction.
+    #[arg(long, default_value_t = 2048)]
+    pub predict_m: u64,
 }
 
 /// Runs `linkcal report`. Exit 0: the report is written whatever the verdicts say (use
@@ -58,11 +73,21 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    let prediction = match (&a.predict_model, &a.predict_model_config, &a.calibration) {
+        (None, None, _) | (_, _, None) => None,
+        (name, file, Some(cal)) => {
+            let model = super::predict::model_of(name.as_deref(), file.as_deref())?;
+            let w = crate::spec::Workload::new(a.predict_n, a.predict_t, a.predict_m)?;
+            let grid = (&crate::predict::SCALE_N[..], &crate::predict::SCALE_T[..]);
+            Some(super::predict::answer(cal, &model, w, Default::default(), (None, None), grid)?)
+        }
+    };
     let html = render(&ReportInput {
         results: (&rfile, &results),
         calibration: cal.as_ref().map(|(p, c)| (p.as_path(), c)),
         acceptance: acceptance.as_ref(),
         comparison: comparison.as_ref(),
+        prediction: prediction.as_ref().map(|p| (&p.prediction, p.scaling.as_slice())),
     });
     super::accept::write_out(&a.out, &html)?;
     if let Some(j) = &a.junit {

@@ -28,6 +28,8 @@ pub struct ReportInput<'a> {
     pub acceptance: Option<&'a AcceptReport>,
     /// A comparison against a baseline, if one was given.
     pub comparison: Option<&'a CompareReport>,
+    /// A planner's prediction on the calibration and its N x T table, if one was asked for.
+    pub prediction: Option<(&'a crate::predict::Prediction, &'a [crate::predict::ScalePoint])>,
 }
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}
@@ -82,6 +84,9 @@ pub fn render(inp: &ReportInput<'_>) -> String {
     capacity_section(&mut h, res, inp.calibration.map(|c| c.1), inp.acceptance);
     contention_section(&mut h, res);
     topology_section(&mut h, res, inp.calibration.map(|c| c.1), inp.acceptance);
+    if let Some((p, pts)) = inp.prediction {
+        super::prediction::section(&mut h, p, pts);
+    }
     if !res.waivers.is_empty() {
         h.push_str("<h2>Waived probes</h2><table><tr><th>probe</th><th>route</th><th>reason</th></tr>");
         for w in &res.waivers {

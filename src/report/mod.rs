@@ -6,4 +6,5 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 mod plots;
+pub mod prediction;
 mod topo_svg;

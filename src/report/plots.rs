@@ -231,6 +231,76 @@ pub fn bars_svg(title: &str, x_desc: &str, reference_desc: &str, rows: &[Bar]) -
     Ok(buf)
 }
 
+/// One line of a log-log chart.
+pub struct Line {
+    /// Legend label.
+    pub label: String,
+    /// (x, y) points, both positive.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Seconds in the SI unit that suits `max`: (divisor, unit).
+fn time_scale(max: f64) -> (f64, &'static str) {
+    match max {
+        m if m >= 1.0 => (1.0, "s"),
+        m if m >= 1e-3 => (1e-3, "ms"),
+        _ => (1e-6, "µs"),
+    }
+}
+
+/// Times (y, seconds in an SI unit, log scale) against a positive x (log scale), one line per
+/// series: e.g. the predicted KV burst against context length, one line per batch size.
+pub fn time_lines_svg(title: &str, x_desc: &str, lines: &[Line]) -> PlotResult {
+    let pts = lines.iter().flat_map(|l| l.points.iter()).filter(|p| p.0 > 0.0 && p.1 > 0.0);
+    let (xmin, xmax) = pts.clone().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.0), a.1.max(p.0)));
+    let (ymin, ymax) = pts.fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
+    if xmin > xmax {
+        return Err("plot failed: no positive points".into());
+    }
+    let (div, unit) = time_scale(ymax);
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (760, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d((xmin / 1.3..xmax * 1.3).log_scale(), (ymin / 1.5 / div..ymax * 1.5 / div).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(format!("time ({unit}, log scale)"))
+            .light_line_style(RGBColor(235, 235, 235))
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        for (i, l) in lines.iter().enumerate() {
+            let c = color(i);
+            let pts: Vec<(f64, f64)> = l.points.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).map(|p| (p.0, p.1 / div)).collect();
+            chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2))).map_err(err)?;
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))
+                .map_err(err)?
+                .label(l.label.clone())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +336,9 @@ mod tests {
         }];
         let svg = bars_svg("Capacity", "capacity", "nominal", &bars).unwrap();
         assert!(svg.contains("GPU_P[0]_PCI up") && svg.contains("lower bound"));
+        let lines = [Line { label: "N=8".into(), points: vec![(2048.0, 0.02), (8192.0, 0.08)] }];
+        let svg = time_lines_svg("KV burst", "T (tokens)", &lines).unwrap();
+        assert!(svg.contains("N=8") && svg.contains("time (ms, log scale)"), "{}", &svg[..200]);
+        assert!(time_lines_svg("empty", "x", &[]).is_err());
     }
 }
