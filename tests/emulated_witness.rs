@@ -84,8 +84,8 @@ fn iperf3_in(ns: &str) -> (Command, std::fs::File) {
     (c, f)
 }
 
-/// Goodput of one iperf3 run over a route of the rack, B/s: the receiver's own per-second
-/// intervals after a 1 s warm-up, without the last one. (iperf3's summary divides every byte
+/// Goodput of one iperf3 run over a route of the rack, B/s: the median of the receiver's own
+/// per-second intervals after a 1 s warm-up, without the last one. (iperf3's summary divides every byte
 /// the receiver got, including the bottleneck queue draining after the sender stopped, by the
 /// test's duration: up to 50 ms of queue over 4 s reads 1.25% high.)
 fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
@@ -93,14 +93,14 @@ fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
     let ns = |name: &str| rack.hosts.iter().find(|h| h.name == name).and_then(|h| h.netns.clone()).expect("host netns");
     let (mut srv, _f1) = iperf3_in(&ns(&r.dst_host));
     let mut server = srv
-        .args(["-s", "-1", "-B", &r.dst_addr, "-p", &port.to_string()])
+        .args(["-s", "-1", "-J", "-B", &r.dst_addr, "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (mut cli, _f2) = iperf3_in(&ns(&r.src_host));
-    cli.args(["-c", &r.dst_addr, "-p", &port.to_string(), "-t", "5", "-O", "1", "-C", "cubic", "-J", "--get-server-output"]);
+    cli.args(["-c", &r.dst_addr, "-p", &port.to_string(), "-t", "6", "-O", "1", "-C", "cubic", "-J", "--get-server-output"]);
     if let Some(src) = &r.src_addr {
         cli.args(["-B", src]);
     }
@@ -113,10 +113,13 @@ fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
     let kept: Vec<&serde_json::Value> =
         intervals.iter().map(|i| &i["sum"]).filter(|s| s["omitted"].as_bool() != Some(true)).collect();
     assert!(kept.len() >= 3, "iperf3 {path}: too few receiver intervals: {}", kept.len());
-    let kept = &kept[..kept.len() - 1];
-    let bytes: f64 = kept.iter().map(|s| s["bytes"].as_f64().unwrap()).sum();
-    let secs: f64 = kept.iter().map(|s| s["seconds"].as_f64().unwrap()).sum();
-    bytes / secs
+    let mut rates: Vec<f64> = kept[..kept.len() - 1]
+        .iter()
+        .map(|s| s["bytes"].as_f64().unwrap() / s["seconds"].as_f64().unwrap())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    println!("iperf3 {path}: receiver intervals {:?} MB/s", rates.iter().map(|r| (r / 1e4).round() / 100.0).collect::<Vec<_>>());
+    rates[rates.len() / 2]
 }
 
 /// linkcal's solo goodput (median transfer) of one route, B/s, at a payload of about
