@@ -511,7 +511,14 @@ pub fn run(
     let results = Results {
         schema: RESULTS_SCHEMA.into(),
         provenance,
-        rack: RackSummary { shape, emulated: false, payload_scale: 1.0, mtu_bytes: None, tcp_congestion_control: None, emulation: None },
+        rack: RackSummary {
+            shape,
+            emulated: false,
+            payload_scale: 1.0,
+            mtu_bytes: None,
+            tcp_congestion_control: None,
+            emulation: None,
+        },
         payloads: None,
         measurements: Vec::new(),
         waivers: catalogue.iter().filter_map(Probe::waiver).collect(),

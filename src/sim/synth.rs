@@ -107,7 +107,14 @@ fn results_of(shape: RackShape, measurements: Vec<Measurement>) -> Results {
     Results {
         schema: RESULTS_SCHEMA.into(),
         provenance: Provenance::now(vec!["synthetic".into()]),
-        rack: RackSummary { shape, emulated: true, payload_scale: 1.0, mtu_bytes: None, tcp_congestion_control: None, emulation: None },
+        rack: RackSummary {
+            shape,
+            emulated: true,
+            payload_scale: 1.0,
+            mtu_bytes: None,
+            tcp_congestion_control: None,
+            emulation: None,
+        },
         payloads: None,
         measurements,
         waivers: Vec::new(),

@@ -278,7 +278,15 @@ mod tests {
     use super::*;
 
     fn flow(options: serde_json::Value) -> FlowSpec {
-        FlowSpec { id: 9, transport: TransportKind::CudaP2p, local_addr: None, max_bytes: 1 << 20, timeout_s: 1.0, options, tcp_congestion: None }
+        FlowSpec {
+            id: 9,
+            transport: TransportKind::CudaP2p,
+            local_addr: None,
+            max_bytes: 1 << 20,
+            timeout_s: 1.0,
+            options,
+            tcp_congestion: None,
+        }
     }
 
     #[test]

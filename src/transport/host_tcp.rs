@@ -61,7 +61,8 @@ pub fn connect(flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<TcpStrea
     let src = net::parse_ip(flow.local_addr.as_deref());
     let stream = net::connect_from(src, dst, flow.timeout())
         .map_err(|e| io_err(flow.id, flow.timeout_s, format!("connect to {dst}"), e))?;
-    net::tune(&stream, flow.timeout(), flow.tcp_congestion.as_deref()).map_err(|e| TransportError::io(flow.id, "socket options", e))?;
+    net::tune(&stream, flow.timeout(), flow.tcp_congestion.as_deref())
+        .map_err(|e| TransportError::io(flow.id, "socket options", e))?;
     Ok(stream)
 }
 
@@ -69,7 +70,8 @@ pub fn connect(flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<TcpStrea
 pub fn accept(flow: &FlowSpec, listener: &TcpListener) -> Result<TcpStream, TransportError> {
     let stream = net::accept_timeout(listener, flow.timeout())
         .map_err(|e| io_err(flow.id, flow.timeout_s, "waiting for the sender", e))?;
-    net::tune(&stream, flow.timeout(), flow.tcp_congestion.as_deref()).map_err(|e| TransportError::io(flow.id, "socket options", e))?;
+    net::tune(&stream, flow.timeout(), flow.tcp_congestion.as_deref())
+        .map_err(|e| TransportError::io(flow.id, "socket options", e))?;
     Ok(stream)
 }
 

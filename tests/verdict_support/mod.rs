@@ -156,7 +156,14 @@ impl Synth {
         Results {
             schema: "linkcal.results/1".into(),
             provenance: provenance(),
-            rack: RackSummary { shape: self.shape.clone(), emulated: true, payload_scale: 500.0, mtu_bytes: Some(9000), tcp_congestion_control: None, emulation: None },
+            rack: RackSummary {
+                shape: self.shape.clone(),
+                emulated: true,
+                payload_scale: 500.0,
+                mtu_bytes: Some(9000),
+                tcp_congestion_control: None,
+                emulation: None,
+            },
             payloads: None,
             measurements,
             waivers: vec![],
