@@ -34,6 +34,7 @@ fn loopback(c: &mut Criterion) {
             max_bytes: bytes,
             timeout_s: 10.0,
             options: serde_json::Value::Null,
+            tcp_congestion: None,
         };
         let t = kind.instance();
         let prepared = t.prepare_receiver(&flow).expect("listen on loopback");
