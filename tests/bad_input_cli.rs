@@ -2,7 +2,6 @@
 //! flag, in well under a second.
 
 #[path = "verdict_support/mod.rs"]
-#[allow(dead_code)]
 mod verdict_support;
 
 use std::path::{Path, PathBuf};
@@ -150,4 +149,28 @@ fn a_failed_calibrate_out_leaves_no_temp_file() {
     let left: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|n| n.ends_with(".tmp")), "{left:?}");
+}
+
+/// The largest values the checks let through still make a report quickly (a contended p50 of
+/// 1e308 used to run for minutes).
+#[test]
+fn a_report_at_the_largest_accepted_rates_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (res, cal) = Synth::default_rack().write(&dir.path().join("ok"));
+    let max = linkcal::model::check::MAX_RATE_BPS;
+    let big = edit(&res, &dir.path().join("b/results.json"), |v| {
+        for m in v["measurements"].as_array_mut().unwrap() {
+            if m["kind"] == "contended" {
+                m["flows"][0]["goodput_Bps"]["p50"] = max.into();
+                m["flows"][0]["goodput_Bps"]["max"] = max.into();
+                m["aggregate"]["goodput_sum_Bps"]["p50"] = max.into();
+            }
+        }
+    });
+    let html = dir.path().join("r.html");
+    let t0 = Instant::now();
+    let out = linkcal().args(["report", "--results", s(&big), "--calibration", s(&cal), "--out", s(&html)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    assert!(t0.elapsed() < Duration::from_secs(10), "report took {:?}", t0.elapsed());
 }
