@@ -138,7 +138,11 @@ pub fn veth_capacity(prefix: &str, mtu: u64) -> Result<f64, EmulateError> {
 
 fn measure_pair(a: &str, b: &str, mtu: u64) -> Result<f64, EmulateError> {
     netns::batch("ip", None, &[format!("netns add {a}"), format!("netns add {b}")])?;
-    netns::batch("ip", None, &[format!("link add cap0 netns {a} mtu {mtu} type veth peer name cap1 netns {b} mtu {mtu}")])?;
+    netns::batch(
+        "ip",
+        None,
+        &[format!("link add cap0 netns {a} mtu {mtu} type veth peer name cap1 netns {b} mtu {mtu}")],
+    )?;
     netns::batch("ip", Some(a), &["link set lo up".into(), "addr add 10.254.0.1/30 dev cap0".into(), "link set cap0 up".into()])?;
     netns::batch("ip", Some(b), &["link set lo up".into(), "addr add 10.254.0.2/30 dev cap1".into(), "link set cap1 up".into()])?;
     offloads_off(a, &["cap0".into()])?;
