@@ -325,9 +325,13 @@ pub fn new_token() -> std::io::Result<String> {
     auth::random_hex(16)
 }
 
-/// The data-plane addresses of a rack's hosts: what its agents may connect flows to.
+/// The data-plane addresses of a rack: every host's `data_addr` and every route's endpoint
+/// addresses (the emulated rack gives routes addresses of their own). What its agents may
+/// connect flows to.
 pub fn rack_peers(rack: &crate::model::RackFile) -> Vec<IpAddr> {
-    let mut v: Vec<IpAddr> = rack.hosts.iter().filter_map(|h| h.data_addr.parse().ok()).collect();
+    let hosts = rack.hosts.iter().map(|h| Some(h.data_addr.as_str()));
+    let routes = rack.routes.iter().flat_map(|r| [Some(r.dst_addr.as_str()), r.src_addr.as_deref()]);
+    let mut v: Vec<IpAddr> = hosts.chain(routes).flatten().filter_map(|a| a.parse().ok()).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -488,6 +492,41 @@ mod tests {
         assert!(matches!(recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_secs(1))).unwrap(), Frame::TooLarge(_)));
         let e = recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_millis(20))).err().unwrap();
         assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    }
+
+    #[test]
+    fn rack_peers_are_host_and_route_addresses() {
+        let host = |name: &str, data: &str| crate::model::rack::HostEntry {
+            name: name.into(),
+            role: crate::model::rack::HostRole::PrefillGpu,
+            index: 0,
+            control_addr: "127.0.0.1:1".into(),
+            data_addr: data.into(),
+            netns: None,
+        };
+        let route = crate::model::rack::RouteEndpoints {
+            path: crate::spec::PathRef { kind: crate::spec::RouteKind::PrefillInterRank, src: 0, dst: 1 },
+            src_host: "a".into(),
+            dst_host: "b".into(),
+            src_addr: Some("10.2.0.1".into()),
+            dst_addr: "10.2.0.2".into(),
+            segments: vec![],
+        };
+        let rack = crate::model::RackFile {
+            schema: crate::model::RACK_SCHEMA.into(),
+            shape: crate::spec::RackShape::new(2, 1, 1).unwrap(),
+            emulated: true,
+            tcp_congestion_control: None,
+            emulation: None,
+            payload_scale: 1.0,
+            mtu_bytes: None,
+            token_file: "t".into(),
+            hosts: vec![host("a", "10.1.0.1"), host("b", "10.1.0.1"), host("c", "not an ip")],
+            control_netns: None,
+            routes: vec![route],
+        };
+        let want: Vec<IpAddr> = ["10.1.0.1", "10.2.0.1", "10.2.0.2"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(rack_peers(&rack), want);
     }
 
     #[test]
