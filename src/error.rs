@@ -47,22 +47,54 @@ pub fn read_input(path: &std::path::Path) -> Result<String, InputError> {
 /// Parses JSON from `path` into `T`, naming the file and the failing field on error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, InputError> {
     let text = read_input(path)?;
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error_lite(de).map_err(|(field, msg)| match field {
-        Some(f) => InputError::field(path, f, msg),
-        None => InputError::file(path, msg),
+    parse_json(path, &text)
+}
+
+/// Parses JSON text read from `path` into `T`; a type error names the field path where it
+/// happened (`measurements[2].flows[0].payload_bytes`), never the offending value.
+pub fn parse_json<T: serde::de::DeserializeOwned>(path: &std::path::Path, text: &str) -> Result<T, InputError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let msg = format!("{} (not a valid file of this kind; check its schema in schemas/)", e.inner());
+        match field_of(&e.path().to_string(), &e.inner().to_string()) {
+            Some(f) => InputError::field(path, f, msg),
+            None => InputError::file(path, msg),
+        }
     })
 }
 
-fn serde_path_to_error_lite<'de, T: serde::de::DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::StrRead<'de>>,
-) -> Result<T, (Option<String>, String)> {
-    T::deserialize(de).map_err(|e| {
-        let msg = e.to_string();
-        // serde_json names missing/unknown fields in the message itself ("missing field `x`").
-        let field = msg.split('`').nth(1).map(str::to_string);
-        (field, format!("{msg} (not a valid file of this kind; check its schema in schemas/)"))
+/// Parses TOML text read from `path` into `T`, naming the field path and line on error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path, text: &str) -> Result<T, InputError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| InputError::file(path, toml_message(&e, text)))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let msg = toml_message(e.inner(), text);
+        match field_of(&e.path().to_string(), e.inner().message()) {
+            Some(f) => InputError::field(path, f, msg),
+            None => InputError::file(path, format!("not a valid file of this kind: {msg}")),
+        }
     })
+}
+
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    format!("{}{}", e.message().trim(), line.map(|l| format!(" (line {l})")).unwrap_or_default())
+}
+
+/// The field an error is about: the path where deserializing stopped, extended by the field a
+/// "missing/unknown/duplicate field `x`" message names; `None` at the top with no field named.
+fn field_of(path: &str, message: &str) -> Option<String> {
+    let named = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|p| message.starts_with(p))
+        .then(|| message.split('`').nth(1).map(str::to_string))
+        .flatten();
+    let path = (path != ".").then(|| path.to_string());
+    match (path, named) {
+        // "unknown field" stops at the key itself; "missing field" at its container.
+        (Some(p), Some(n)) if p == n || p.ends_with(&format!(".{n}")) => Some(p),
+        (Some(p), Some(n)) => Some(format!("{p}.{n}")),
+        (p, n) => p.or(n),
+    }
 }
 
 /// The exit code for an error chain: 2 when any cause is a bad-input error, else 3.
@@ -116,5 +148,32 @@ mod tests {
         assert!(e.to_string().contains("x.json"));
         let e = read_json::<X>(&dir.path().join("missing.json")).unwrap_err();
         assert!(e.to_string().contains("cannot read"));
+    }
+
+    /// A value of the wrong type names the field's path, not the value.
+    #[test]
+    fn type_errors_name_the_field_path() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u64,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Outer {
+            items: Vec<Inner>,
+        }
+        let p = std::path::Path::new("x.json");
+        let e = parse_json::<Outer>(p, r#"{"items": [{"n": 1}, {"n": 1e308}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("items[1].n"), "{e}");
+        assert!(!e.to_string().contains("field '1e"), "{e}");
+        let e = parse_json::<Outer>(p, r#"{"items": [{}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("items[0].n"), "{e}");
+        let t = std::path::Path::new("x.toml");
+        let e = parse_toml::<Outer>(t, "[[items]]\nn = 1\n[[items]]\nn = \"=\"\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("items[1].n"), "{e}");
+        assert!(e.to_string().contains("line 4"), "{e}");
+        let e = parse_toml::<Outer>(t, "items = [ = \n").unwrap_err();
+        assert_eq!(e.field, None, "{e}");
     }
 }

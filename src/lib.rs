@@ -9,7 +9,8 @@
 //! - [`spec`]: the rack spec as code: parameters, segments, the three paths, NIC mapping, contention.
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
 //! - [`topology`]: hwloc (live or XML) -> PCI tree, GPUs, NICs, switches, locality classes, spec-role conformance.
-//! - [`model`]: the one result model (results, calibration, rack files, provenance) and its JSON Schemas.
+//! - [`model`]: the one result model (results, calibration, rack files, provenance), its JSON Schemas
+//!   and the number checks every file read goes through (`check`).
 //! - [`calibrate`]: segment solver: per-segment capacities, latencies and path models from results; experiment plan.
 //! - [`sim`]: flow-level max-min simulator that loads a calibration; synthetic results for tests.
 //! - [`predict`]: the planner's answer: Paths 1-3 times for a model and N, T, M on a calibration, with the limiting segment, and their scaling with N and T.
@@ -22,7 +23,8 @@
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
 //! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers.
 //! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP).
-//! - [`control`]: the control plane: typed, versioned, size-bounded messages with token auth.
+//! - [`control`]: the control plane: typed, versioned, size-bounded messages; HMAC challenge-response
+//!   auth (`auth`), the limits agents enforce (`limits`).
 //! - [`agent`]: the per-host agent that runs flows for the coordinator.
 //! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents.
 //! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, journal.

@@ -46,6 +46,9 @@ fn bad_prefix_and_shape_are_bad_input() {
 fn rack_file_with_a_missing_host_names_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "secret\n").unwrap();
+    // Token files must be private (control protocol 2 refuses group/other bits).
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(dir.path().join("token"), private).unwrap();
     let rack = serde_json::json!({
         "schema": "linkcal.rack/1",
         "shape": {"pp_prefill": 2, "pp_decode": 2, "ib_cards": 1, "nic_map": [0, 0]},

@@ -113,10 +113,8 @@ fn iperf3_route(rack: &RackFile, path: &PathRef, port: u16) -> f64 {
     let kept: Vec<&serde_json::Value> =
         intervals.iter().map(|i| &i["sum"]).filter(|s| s["omitted"].as_bool() != Some(true)).collect();
     assert!(kept.len() >= 3, "iperf3 {path}: too few receiver intervals: {}", kept.len());
-    let mut rates: Vec<f64> = kept[..kept.len() - 1]
-        .iter()
-        .map(|s| s["bytes"].as_f64().unwrap() / s["seconds"].as_f64().unwrap())
-        .collect();
+    let mut rates: Vec<f64> =
+        kept[..kept.len() - 1].iter().map(|s| s["bytes"].as_f64().unwrap() / s["seconds"].as_f64().unwrap()).collect();
     rates.sort_by(f64::total_cmp);
     println!("iperf3 {path}: receiver intervals {:?} MB/s", rates.iter().map(|r| (r / 1e4).round() / 100.0).collect::<Vec<_>>());
     rates[rates.len() / 2]

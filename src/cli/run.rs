@@ -118,15 +118,45 @@ pub fn parse_size(s: &str) -> Option<u64> {
 fn sizes(list: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
     list.iter()
         .map(|s| {
-            parse_size(s).ok_or_else(|| {
+            let b = parse_size(s).ok_or_else(|| {
                 anyhow::Error::new(InputError::field(
                     flag,
                     "value",
                     format!("'{s}' is not a positive size (e.g. 4096, 64KiB, 16MiB)"),
                 ))
-            })
+            })?;
+            within_agent_limit(b, flag, &format!("'{s}'"))
         })
         .collect()
+}
+
+/// A payload the agents accept: at most their default per-flow limit.
+fn within_agent_limit(bytes: u64, flag: &str, what: &str) -> anyhow::Result<u64> {
+    let max = crate::control::limits::DEFAULT_MAX_BYTES;
+    if bytes > max {
+        let msg = format!(
+            "{what} is {bytes} B, over the agents' per-flow limit of {max} B ({}); use smaller payloads",
+            runner::human_bytes(max)
+        );
+        return Err(InputError::field(flag, "value", msg).into());
+    }
+    Ok(bytes)
+}
+
+/// `--ci-target`: a finite fraction in (0, 1).
+fn check_ci_target(v: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && v > 0.0 && v < 1.0 {
+        return Ok(v);
+    }
+    Err(InputError::field("--ci-target", "value", format!("{v} is not a fraction in (0, 1), e.g. 0.01 for 1%")).into())
+}
+
+/// `--time-cap`: a finite time in (0, hard cap] seconds.
+fn check_time_cap(v: f64, hard_cap_s: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && v > 0.0 && v <= hard_cap_s {
+        return Ok(v);
+    }
+    Err(InputError::field("--time-cap", "value", format!("{v} is not a time in (0, {hard_cap_s}] seconds")).into())
 }
 
 fn parse_path(s: &str) -> Option<PathRef> {
@@ -149,7 +179,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             InputError::field("--transport", "value", msg)
         })?;
     }
-    opts.ci_target = a.ci_target;
+    opts.ci_target = check_ci_target(a.ci_target)?;
     opts.max_parallel = match (a.parallel, a.plan) {
         (Some(0), _) => {
             return Err(InputError::field("--parallel", "value", "is 0: run at least 1 experiment at a time").into());
@@ -160,7 +190,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     };
     opts.progress = !a.no_progress && !a.json;
     if let Some(t) = a.time_cap {
-        opts.time_cap_s = t;
+        opts.time_cap_s = check_time_cap(t, opts.hard_cap_s)?;
     }
     let sweep = match &a.sizes {
         Some(list) => sizes(list, "--sizes")?,
@@ -184,6 +214,9 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             opts.route_sizes.extend(st.handoffs.iter().map(|h| (RouteKind::PrefillToDecode, scale(h.bytes))));
         }
         opts.payloads = Some(p);
+        for (kind, b) in &opts.route_sizes {
+            within_agent_limit(*b, "--model", &format!("the {kind} payload after payload_scale"))?;
+        }
     }
     let set = RouteSet::build(&rack.shape, layers, HopOptions::default(), false).context("building the spec's routes")?;
     let mut experiments: Vec<Experiment> = match a.plan {
@@ -283,5 +316,21 @@ mod tests {
         assert_eq!(parse_size("4XB"), None);
         assert_eq!(parse_path("prefill_to_decode:1->0"), Some(PathRef { kind: RouteKind::PrefillToDecode, src: 1, dst: 0 }));
         assert_eq!(parse_path("nope:1->0"), None);
+    }
+
+    #[test]
+    fn flags_out_of_range_are_refused() {
+        for v in [0.0, -1.0, 1.0, f64::NAN, f64::INFINITY] {
+            assert!(check_ci_target(v).unwrap_err().to_string().contains("--ci-target"), "{v}");
+        }
+        assert_eq!(check_ci_target(0.01).unwrap(), 0.01);
+        for v in [0.0, -1.0, 61.0, f64::NAN] {
+            assert!(check_time_cap(v, 60.0).unwrap_err().to_string().contains("--time-cap"), "{v}");
+        }
+        assert_eq!(check_time_cap(2.0, 60.0).unwrap(), 2.0);
+        let max = crate::control::limits::DEFAULT_MAX_BYTES;
+        assert_eq!(sizes(&["4GiB".into()], "--sizes").unwrap(), vec![max]);
+        let e = sizes(&["1000GiB".into()], "--sizes").unwrap_err().to_string();
+        assert!(e.contains("--sizes") && e.contains("1073741824000 B"), "{e}");
     }
 }

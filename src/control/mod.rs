@@ -1,11 +1,31 @@
 //! The control plane between the coordinator (`linkcal run`) and the agents: typed, versioned
 //! messages as length-prefixed JSON over TCP on the management network, separate from the data
-//! plane. Every connection starts with a `hello` carrying the run's token (refused without
-//! it); every message has a size bound and every wait a timeout.
+//! plane. Every message has a size bound and every wait a timeout.
+//!
+//! # Handshake (protocol 2)
+//! 1. coordinator -> `hello {version, agent, client_nonce}`: the agent name the rack file
+//!    expects at this address and a fresh random nonce;
+//! 2. agent -> `challenge {agent, version, nonce}`: its own name and a fresh nonce of its own
+//!    (an agent of another name refuses with an error naming both);
+//! 3. coordinator -> `auth {mac}`: HMAC-SHA256 of the token over both nonces and the agent's
+//!    name (see [`auth`]); the token itself never travels;
+//! 4. agent -> `hello {agent, version, transports, limits, proof}`: the agent's own MAC, which
+//!    the coordinator checks, and the [`AgentLimits`] it enforces;
+//! 5. coordinator -> `peers {addrs}`: the rack's data-plane addresses; the agent connects flows
+//!    only to those (answer `peers_set`).
+//!
+//! The agent gives the whole handshake [`HELLO_TIMEOUT_S`] (a deadline, not a per-read
+//! timeout) and serves a bounded number of unauthenticated connections at once.
+
+pub mod auth;
+pub mod limits;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+pub use auth::read_token;
+pub use limits::AgentLimits;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,13 +33,17 @@ use serde::{Deserialize, Serialize};
 use crate::transport::{Applicability, FlowSpec, TransportKind};
 
 /// Protocol version; a peer with another version is refused with a message saying so.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: challenge-response authentication (no token on the wire), agent name bound into the
+/// handshake, stated limits, the rack's peer list.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest request, bytes.
 pub const MAX_REQUEST: usize = 1 << 20;
 /// Largest reply (per-transfer timings of a window), bytes.
 pub const MAX_REPLY: usize = 32 << 20;
-/// How long a `hello` may take, seconds.
+/// How long the whole handshake may take on the agent, seconds (a deadline from accept).
 pub const HELLO_TIMEOUT_S: f64 = 5.0;
+/// Most data-plane peer addresses in a `peers` message.
+pub const MAX_PEERS: usize = 4096;
 
 /// Control-plane failures; each names the host.
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +112,24 @@ pub enum ControlError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// First message: protocol version and the run's token.
+    /// First message: protocol version, the agent the coordinator expects, and its nonce.
     Hello {
         /// [`PROTOCOL_VERSION`] of the coordinator.
         version: u32,
-        /// The run's shared token.
-        token: String,
+        /// Name of the host the rack file puts at this address.
+        agent: String,
+        /// Fresh random hex ([`auth::NONCE_BYTES`] bytes).
+        client_nonce: String,
+    },
+    /// Answer to the agent's challenge: HMAC-SHA256(token, client label, both nonces, name).
+    Auth {
+        /// Hex MAC ([`auth::mac`] with [`auth::Role::Client`]).
+        mac: String,
+    },
+    /// The rack's data-plane addresses: the only targets `connect` may reach.
+    Peers {
+        /// Data addresses of the rack's hosts.
+        addrs: Vec<IpAddr>,
     },
     /// Receiver side: prepare a flow and describe its endpoint.
     Prepare {
@@ -125,7 +161,16 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
-    /// Answer to `hello`.
+    /// Answer to `hello`: the agent's name and nonce.
+    Challenge {
+        /// Agent name.
+        agent: String,
+        /// [`PROTOCOL_VERSION`] of the agent.
+        version: u32,
+        /// Fresh random hex ([`auth::NONCE_BYTES`] bytes).
+        nonce: String,
+    },
+    /// Answer to a good `auth`.
     Hello {
         /// Agent name.
         agent: String,
@@ -133,6 +178,15 @@ pub enum Reply {
         version: u32,
         /// Transports this agent has and whether each applies here.
         transports: Vec<(TransportKind, Applicability)>,
+        /// The bounds this agent enforces on flows and windows.
+        limits: AgentLimits,
+        /// Hex MAC ([`auth::mac`] with [`auth::Role::Agent`]): the agent holds the token too.
+        proof: String,
+    },
+    /// Peer list stored.
+    PeersSet {
+        /// Addresses stored.
+        count: usize,
     },
     /// Receiver prepared.
     Ready {
@@ -228,27 +282,59 @@ pub fn recv_frame(stream: &mut TcpStream, max: usize, timeout: Option<Duration>)
     Ok(Frame::Body(body))
 }
 
+/// Reads one whole frame by `deadline`: a peer trickling bytes cannot stretch the wait (each
+/// read waits only for what is left of it). Past the deadline: `TimedOut`.
+pub fn recv_frame_by(stream: &mut TcpStream, max: usize, deadline: Instant) -> std::io::Result<Frame> {
+    let mut len = [0u8; 4];
+    read_exact_by(stream, &mut len, deadline)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Ok(Frame::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    read_exact_by(stream, &mut body, deadline)?;
+    Ok(Frame::Body(body))
+}
+
+fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Compares tokens in time independent of where they differ.
 pub fn token_matches(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads a token file: the first line, trimmed; an empty file is an error.
-pub fn read_token(path: &std::path::Path) -> Result<String, crate::error::InputError> {
-    let text = crate::error::read_input(path)?;
-    let token = text.lines().next().unwrap_or("").trim().to_string();
-    if token.is_empty() {
-        return Err(crate::error::InputError::file(path, "token file is empty; put the run's shared token on its first line"));
-    }
-    Ok(token)
-}
-
 /// A fresh random token (hex of 16 bytes from /dev/urandom).
 pub fn new_token() -> std::io::Result<String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    auth::random_hex(16)
+}
+
+/// The data-plane addresses of a rack: every host's `data_addr` and every route's endpoint
+/// addresses (the emulated rack gives routes addresses of their own). What its agents may
+/// connect flows to.
+pub fn rack_peers(rack: &crate::model::RackFile) -> Vec<IpAddr> {
+    let hosts = rack.hosts.iter().map(|h| Some(h.data_addr.as_str()));
+    let routes = rack.routes.iter().flat_map(|r| [Some(r.dst_addr.as_str()), r.src_addr.as_deref()]);
+    let mut v: Vec<IpAddr> = hosts.chain(routes).flatten().filter_map(|a| a.parse().ok()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The coordinator's connection to one agent.
@@ -259,8 +345,22 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and says hello; fails when the agent refuses the token or speaks another version.
+    /// Connects and authenticates to the agent `host` (see the module docs), without a peer
+    /// list: the agent then refuses every `connect` (enough to check that it is alive).
     pub fn connect(host: &str, addr: &str, token: &str, timeout: Duration) -> Result<(Client, Reply), ControlError> {
+        Client::connect_in_rack(host, addr, token, &[], timeout)
+    }
+
+    /// Connects, authenticates to the agent `host` and tells it the rack's data-plane `peers`.
+    /// Fails when the agent at `addr` has another name, speaks another protocol version, refuses
+    /// the MAC, or cannot prove that it holds the token. Returns the agent's `hello`.
+    pub fn connect_in_rack(
+        host: &str,
+        addr: &str,
+        token: &str,
+        peers: &[IpAddr],
+        timeout: Duration,
+    ) -> Result<(Client, Reply), ControlError> {
         let connect_err = |source| ControlError::Connect { host: host.into(), addr: addr.into(), source };
         let sock: std::net::SocketAddr = addr
             .parse()
@@ -269,16 +369,54 @@ impl Client {
         stream.set_nodelay(true).map_err(connect_err)?;
         stream.set_write_timeout(Some(timeout)).map_err(connect_err)?;
         let mut c = Client { host: host.into(), stream };
-        let hello = c.call(&Request::Hello { version: PROTOCOL_VERSION, token: token.into() }, timeout)?;
-        match &hello {
-            Reply::Hello { version, .. } if *version == PROTOCOL_VERSION => Ok((c, hello)),
-            Reply::Hello { version, .. } => Err(ControlError::Remote {
-                host: host.into(),
-                message: format!(
+        let hello = c.handshake(addr, token, timeout)?;
+        match c.call(&Request::Peers { addrs: peers.to_vec() }, timeout)? {
+            Reply::PeersSet { .. } => Ok((c, hello)),
+            other => Err(c.unexpected("peers_set", &other)),
+        }
+    }
+
+    fn handshake(&mut self, addr: &str, token: &str, timeout: Duration) -> Result<Reply, ControlError> {
+        let host = self.host.clone();
+        let remote = |message: String| ControlError::Remote { host: host.clone(), message };
+        let client_nonce = auth::random_hex(auth::NONCE_BYTES).map_err(|source| ControlError::Io {
+            host: self.host.clone(),
+            what: "read /dev/urandom".into(),
+            source,
+        })?;
+        let hello = Request::Hello { version: PROTOCOL_VERSION, agent: self.host.clone(), client_nonce: client_nonce.clone() };
+        let (agent, nonce) = match self.call(&hello, timeout)? {
+            Reply::Challenge { version, .. } if version != PROTOCOL_VERSION => {
+                return Err(remote(format!(
                     "speaks control protocol {version}, this coordinator {PROTOCOL_VERSION}: use the same linkcal build"
-                ),
-            }),
-            other => Err(c.unexpected("hello", other)),
+                )))
+            }
+            Reply::Challenge { agent, nonce, .. } => (agent, nonce),
+            other => return Err(self.unexpected("challenge", &other)),
+        };
+        if agent != self.host {
+            return Err(remote(format!(
+                "the agent at {addr} is '{agent}', not '{}': fix control_addr in the rack file",
+                self.host
+            )));
+        }
+        if !auth::nonce_ok(&nonce) {
+            return Err(remote("sent a malformed challenge nonce".into()));
+        }
+        let mac = auth::mac(token, auth::Role::Client, &nonce, &client_nonce, &agent);
+        let hello = self.call(&Request::Auth { mac }, timeout)?;
+        match &hello {
+            Reply::Hello { agent: a, version, proof, .. }
+                if *a == agent
+                    && *version == PROTOCOL_VERSION
+                    && auth::mac_matches(token, auth::Role::Agent, &nonce, &client_nonce, &agent, proof) =>
+            {
+                Ok(hello)
+            }
+            Reply::Hello { .. } => Err(remote(format!(
+                "the agent at {addr} could not prove that it holds the run's token: is it an agent of this rack?"
+            ))),
+            other => Err(self.unexpected("hello", other)),
         }
     }
 
@@ -306,7 +444,7 @@ impl Client {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
                     format!("no reply within {:.1} s", timeout.as_secs_f64())
                 }
-                std::io::ErrorKind::UnexpectedEof => "connection closed (agent died or refused the token)".into(),
+                std::io::ErrorKind::UnexpectedEof => "connection closed (the agent died, or refused the handshake)".into(),
                 _ => "receive".into(),
             };
             io(what, e)
@@ -354,6 +492,41 @@ mod tests {
         assert!(matches!(recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_secs(1))).unwrap(), Frame::TooLarge(_)));
         let e = recv_frame(&mut b, MAX_REQUEST, Some(Duration::from_millis(20))).err().unwrap();
         assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    }
+
+    #[test]
+    fn rack_peers_are_host_and_route_addresses() {
+        let host = |name: &str, data: &str| crate::model::rack::HostEntry {
+            name: name.into(),
+            role: crate::model::rack::HostRole::PrefillGpu,
+            index: 0,
+            control_addr: "127.0.0.1:1".into(),
+            data_addr: data.into(),
+            netns: None,
+        };
+        let route = crate::model::rack::RouteEndpoints {
+            path: crate::spec::PathRef { kind: crate::spec::RouteKind::PrefillInterRank, src: 0, dst: 1 },
+            src_host: "a".into(),
+            dst_host: "b".into(),
+            src_addr: Some("10.2.0.1".into()),
+            dst_addr: "10.2.0.2".into(),
+            segments: vec![],
+        };
+        let rack = crate::model::RackFile {
+            schema: crate::model::RACK_SCHEMA.into(),
+            shape: crate::spec::RackShape::new(2, 1, 1).unwrap(),
+            emulated: true,
+            tcp_congestion_control: None,
+            emulation: None,
+            payload_scale: 1.0,
+            mtu_bytes: None,
+            token_file: "t".into(),
+            hosts: vec![host("a", "10.1.0.1"), host("b", "10.1.0.1"), host("c", "not an ip")],
+            control_netns: None,
+            routes: vec![route],
+        };
+        let want: Vec<IpAddr> = ["10.1.0.1", "10.2.0.1", "10.2.0.2"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(rack_peers(&rack), want);
     }
 
     #[test]

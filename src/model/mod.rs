@@ -4,6 +4,7 @@
 //! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
 
 pub mod calibration;
+pub mod check;
 pub mod provenance;
 pub mod rack;
 pub mod results;
@@ -41,24 +42,33 @@ fn compatible(want: &str) -> &'static [&'static str] {
     }
 }
 
-/// Reads a schema-versioned JSON file: checks `schema`, then parses, naming file and field.
+/// Reads a schema-versioned JSON file: checks `schema` and every number (see
+/// [`check::check_numbers`]), then parses, naming file and field.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str) -> Result<T, InputError> {
     let text = crate::error::read_input(path)?;
     check_schema(path, &text, want)?;
-    crate::error::read_json(path)
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
+    check::check_numbers(path, &value)?;
+    crate::error::parse_json(path, &text)
 }
 
-/// Writes JSON atomically (temp file, fsync, rename) so a crash never leaves half a file.
+/// Writes JSON atomically (temp file, fsync, rename) so a crash never leaves half a file; on
+/// failure the temp file is removed too.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("json.tmp");
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         serde_json::to_writer_pretty(&mut f, value)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(tmp, path)
+    written
 }
 
 /// The JSON Schemas generated from the model, by file name under `schemas/`.

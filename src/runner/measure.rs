@@ -44,7 +44,8 @@ impl<'a> Ctx<'a> {
 
     fn client(&mut self, h: &crate::model::rack::HostEntry) -> Result<&mut Client, RunError> {
         if !self.clients.contains_key(&h.name) {
-            let (c, hello) = Client::connect(&h.name, &h.control_addr, &self.token, Duration::from_secs(5))?;
+            let peers = crate::control::rack_peers(self.rack);
+            let (c, hello) = Client::connect_in_rack(&h.name, &h.control_addr, &self.token, &peers, Duration::from_secs(5))?;
             if let Reply::Hello { transports, .. } = hello {
                 self.applies.insert(h.name.clone(), transports);
             }

@@ -165,9 +165,12 @@ pub fn simulate_shared(flows: &[SimFlow], cap: &Capacities, sharing: f64) -> Vec
         let rates = maxmin_rates_shared(&hops, &caps, cap, sharing);
         // Next event: a waiting flow becomes ready, or a moving flow finishes.
         let mut next = (0..n).filter(|&f| phase[f] == Phase::Waiting).map(|f| ready[f]).fold(f64::INFINITY, f64::min);
-        for (m, &f) in moving.iter().enumerate() {
-            next = next.min(if rates[m].is_infinite() { now } else { now + left[f] / rates[m] });
-        }
+        let ends: Vec<f64> = moving
+            .iter()
+            .enumerate()
+            .map(|(m, &f)| if rates[m].is_infinite() { now } else { now + left[f] / rates[m] })
+            .collect();
+        next = ends.iter().copied().fold(next, f64::min);
         if !next.is_finite() {
             break;
         }
@@ -175,7 +178,10 @@ pub fn simulate_shared(flows: &[SimFlow], cap: &Capacities, sharing: f64) -> Vec
         for (m, &f) in moving.iter().enumerate() {
             let moved = if rates[m].is_infinite() { left[f] } else { rates[m] * dt };
             left[f] -= moved;
-            if left[f] <= 1e-6 * (flows[f].bytes as f64).max(1.0) {
+            // The flow whose end is the next event finishes by identity, not by its remaining
+            // bytes reaching zero: late in time (start 1e9 s) or at huge rates `now + dt` can
+            // round to `now`, and waiting for the bytes would never end.
+            if ends[m] <= next || left[f] <= 1e-6 * (flows[f].bytes as f64).max(1.0) {
                 left[f] = 0.0;
                 phase[f] = Phase::Done;
                 finish[f] = next;

@@ -181,14 +181,24 @@ pub fn load_flows(file: &Path, cal: &Calibration, ideal: bool) -> Result<Vec<Sim
                 flows_for(cal, *p, route.segments.clone(), f.bytes, ideal)
             }
             (None, Some(h)) if !h.is_empty() => {
+                for (k, hop) in h.iter().enumerate() {
+                    cal.shape.check_segment(hop.id).map_err(|e| {
+                        InputError::field(file, format!("flows[{n}].hops[{k}]"), format!("{e}: name a segment of this rack"))
+                    })?;
+                }
                 SimFlow { name: format!("flow{n}"), hops: h.clone(), bytes: f.bytes, start_s: 0.0, alpha_s: 0.0, cap_Bps: None }
             }
             _ => {
                 return Err(InputError::field(file, format!("flows[{n}]"), "give exactly one of 'path' or a non-empty 'hops'"));
             }
         };
-        if f.start_s.is_nan() || f.start_s < 0.0 {
-            return Err(InputError::field(file, format!("flows[{n}].start_s"), "must be a non-negative number of seconds"));
+        let max_s = crate::model::check::MAX_TIME_S;
+        if !(f.start_s.is_finite() && (0.0..=max_s).contains(&f.start_s)) {
+            let msg = format!("is {}: must be a release time in [0, {max_s:e}] seconds", f.start_s);
+            return Err(InputError::field(file, format!("flows[{n}].start_s"), msg));
+        }
+        if f.bytes == 0 {
+            return Err(InputError::field(file, format!("flows[{n}].bytes"), "is 0: a flow moves at least 1 byte"));
         }
         flow.start_s = f.start_s;
         if let Some(name) = &f.name {

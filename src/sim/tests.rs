@@ -48,3 +48,21 @@ fn alpha_delays_and_cap_limits() {
     assert!((out[0].finish_s - 3.5).abs() < 1e-9, "{out:?}");
     assert!((out[0].rate_Bps - 40.0).abs() < 1e-9);
 }
+
+/// Times so late or rates so high that `now + dt` rounds to `now`: the simulation still ends,
+/// every flow finished at a finite time no earlier than its release.
+#[test]
+fn extreme_times_and_rates_terminate() {
+    let a = hop(SegmentKind::GpuP, 0, Dir::Up);
+    for (start_s, alpha_s, capacity) in [(1e9, 0.0, 1e10), (0.0, 1e308, 1e10), (0.0, 0.0, 1e308), (1e15, 0.0, 1.0)] {
+        let cap: Capacities = [(a, capacity)].into_iter().collect();
+        let f = |n: &str, bytes| SimFlow { name: n.into(), hops: vec![a], bytes, start_s, alpha_s, cap_Bps: None };
+        let t0 = std::time::Instant::now();
+        let out = simulate(&[f("a", 1), f("b", 1 << 20), f("c", 3)], &cap);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(out.len(), 3);
+        for o in &out {
+            assert!(o.finish_s.is_finite() && o.finish_s >= start_s, "{start_s} {alpha_s} {capacity}: {o:?}");
+        }
+    }
+}

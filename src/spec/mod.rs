@@ -23,6 +23,16 @@ pub enum SpecError {
         /// The flag or field, e.g. `--pp-prefill`.
         flag: &'static str,
     },
+    /// A stage or card count beyond what linkcal models.
+    #[error("{flag} is {value}, more than the {max} linkcal models: check the value")]
+    TooLarge {
+        /// The flag or field, e.g. `--pp-prefill`.
+        flag: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest accepted.
+        max: usize,
+    },
     /// The NIC map has the wrong number of entries.
     #[error("--nic-map has {got} entries but --pp-prefill is {want}: give one NIC index per prefill GPU")]
     NicMapLength {
@@ -76,8 +86,16 @@ pub enum SpecError {
     },
 }
 
+/// Most pipeline stages (PP_prefill, PP_decode) a shape may have.
+pub const MAX_STAGES: usize = 1024;
+/// Most IB cards (Num_IB_Cards) a shape may have.
+pub const MAX_IB_CARDS: usize = 64;
+
+// Read from a file a shape is checked as `RackShape::with_nic_map` checks flags (bounds, one
+// NIC per prefill GPU, every NIC index a card), so no later index can fall outside it.
 /// The rack's shape: the spec's PP_prefill, PP_decode, Num_IB_Cards and the NIC mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "ShapeFields")]
 pub struct RackShape {
     /// PP_prefill: prefill pipeline stages = prefill GPUs on the prefill server.
     pub pp_prefill: usize,
@@ -87,6 +105,34 @@ pub struct RackShape {
     pub ib_cards: usize,
     /// NIC used by each prefill GPU i (length PP_prefill). The spec's default is i mod Num_IB_Cards.
     pub nic_map: Vec<usize>,
+}
+
+/// The rack's shape: the spec's PP_prefill, PP_decode, Num_IB_Cards and the NIC mapping.
+/// (As written in a file, before [`RackShape`]'s checks; same fields, same schema.)
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "RackShape")]
+struct ShapeFields {
+    /// PP_prefill: prefill pipeline stages = prefill GPUs on the prefill server.
+    pp_prefill: usize,
+    /// PP_decode: decode pipeline stages = decode servers (one GPU each).
+    pp_decode: usize,
+    /// Num_IB_Cards: IB NICs on the prefill server.
+    ib_cards: usize,
+    /// NIC used by each prefill GPU i (length PP_prefill). The spec's default is i mod Num_IB_Cards.
+    nic_map: Vec<usize>,
+}
+
+impl TryFrom<ShapeFields> for RackShape {
+    type Error = String;
+
+    fn try_from(f: ShapeFields) -> Result<Self, String> {
+        RackShape::with_nic_map(f.pp_prefill, f.pp_decode, f.ib_cards, Some(f.nic_map)).map_err(|e| {
+            // Name the file's fields, not the flags.
+            let text = e.to_string();
+            let text = text.replace("--pp-prefill", "pp_prefill").replace("--pp-decode", "pp_decode");
+            format!("shape: {}", text.replace("--ib-cards", "ib_cards").replace("--nic-map", "nic_map"))
+        })
+    }
 }
 
 impl RackShape {
@@ -105,6 +151,10 @@ impl RackShape {
         for (value, flag) in [(pp_prefill, "--pp-prefill"), (pp_decode, "--pp-decode"), (ib_cards, "--ib-cards")] {
             if value == 0 {
                 return Err(SpecError::Zero { flag });
+            }
+            let max = if flag == "--ib-cards" { MAX_IB_CARDS } else { MAX_STAGES };
+            if value > max {
+                return Err(SpecError::TooLarge { flag, value, max });
             }
         }
         let nic_map = match nic_map {
@@ -219,6 +269,25 @@ mod tests {
         assert!(parse_nic_map("0,x").is_err());
         assert_eq!(parse_nic_map("1, 0").unwrap(), vec![1, 0]);
         assert_eq!(Workload::new(1, 0, 1).unwrap_err(), SpecError::Zero { flag: "--t" });
+        let e = RackShape::new(1 << 63, 1, 1).unwrap_err();
+        assert_eq!(e, SpecError::TooLarge { flag: "--pp-prefill", value: 1 << 63, max: MAX_STAGES });
+        assert!(RackShape::new(1, MAX_STAGES + 1, 1).is_err() && RackShape::new(1, 1, MAX_IB_CARDS + 1).is_err());
+        assert!(RackShape::new(MAX_STAGES, MAX_STAGES, MAX_IB_CARDS).is_ok());
+    }
+
+    /// A shape read from a file is checked as the flags are: no later index can fall outside it.
+    #[test]
+    fn shapes_in_files_are_checked() {
+        let read = |v: serde_json::Value| serde_json::from_value::<RackShape>(v).map_err(|e| e.to_string());
+        let ok = serde_json::json!({"pp_prefill": 2, "pp_decode": 1, "ib_cards": 2, "nic_map": [1, 0]});
+        assert_eq!(read(ok).unwrap().nic_of(1), 0);
+        let short = serde_json::json!({"pp_prefill": 2, "pp_decode": 1, "ib_cards": 1, "nic_map": [0]});
+        let e = read(short).unwrap_err();
+        assert!(e.contains("nic_map has 1 entries but pp_prefill is 2") && !e.contains("--"), "{e}");
+        let e = read(serde_json::json!({"pp_prefill": 1, "pp_decode": 1, "ib_cards": 1, "nic_map": [3]})).unwrap_err();
+        assert!(e.contains("nic_map entry 0 is 3"), "{e}");
+        let e = read(serde_json::json!({"pp_prefill": 1, "pp_decode": 1u64 << 40, "ib_cards": 1, "nic_map": [0]})).unwrap_err();
+        assert!(e.contains("pp_decode is 1099511627776"), "{e}");
     }
 
     #[test]

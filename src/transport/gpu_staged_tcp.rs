@@ -36,8 +36,8 @@ pub fn chunk_bytes(flow: &FlowSpec) -> Result<usize, String> {
     match flow.options.get("chunk_bytes") {
         None | Some(serde_json::Value::Null) => Ok(DEFAULT_CHUNK),
         Some(v) => match v.as_u64() {
-            Some(n) if (1..=1 << 32).contains(&n) => Ok(n as usize),
-            _ => Err(format!("flow option 'chunk_bytes' is {v}: expected 1..=4294967296 bytes")),
+            Some(n) if (1..=crate::control::limits::MAX_CHUNK_BYTES).contains(&n) => Ok(n as usize),
+            _ => Err(format!("flow option 'chunk_bytes' is {v}: expected 1..={} bytes", crate::control::limits::MAX_CHUNK_BYTES)),
         },
     }
 }

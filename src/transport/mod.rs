@@ -164,6 +164,12 @@ impl TransportKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// Whether its sender connects to an `{"addr": "IP:port"}` endpoint over the network (the
+    /// CUDA copies stay inside one agent).
+    pub fn is_networked(self) -> bool {
+        !matches!(self, TransportKind::CudaP2p | TransportKind::CudaD2h | TransportKind::CudaH2d)
+    }
+
     /// The implementation of this kind.
     pub fn instance(self) -> Box<dyn Transport> {
         match self {
@@ -221,9 +227,11 @@ pub struct FlowSpec {
 }
 
 impl FlowSpec {
-    /// The timeout as a [`Duration`].
+    /// The timeout as a [`Duration`], held to 1 ms..=[`crate::control::limits::MAX_TIMEOUT_S`]
+    /// (NaN counts as the least), so no value panics here; agents refuse such flows earlier.
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout_s.max(0.001))
+        let t = if self.timeout_s.is_nan() { 0.001 } else { self.timeout_s.clamp(0.001, crate::control::limits::MAX_TIMEOUT_S) };
+        Duration::from_secs_f64(t)
     }
 }
 
@@ -283,5 +291,24 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
         }
         assert_eq!(TransportKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn timeouts_never_panic() {
+        let f = |timeout_s| FlowSpec {
+            id: 1,
+            transport: TransportKind::HostTcp,
+            local_addr: None,
+            max_bytes: 1,
+            timeout_s,
+            options: serde_json::Value::Null,
+            tcp_congestion: None,
+        };
+        assert_eq!(f(2.5).timeout(), Duration::from_millis(2500));
+        assert_eq!(f(1e308).timeout(), Duration::from_secs(3600));
+        assert_eq!(f(f64::INFINITY).timeout(), Duration::from_secs(3600));
+        assert_eq!(f(f64::NAN).timeout(), Duration::from_millis(1));
+        assert_eq!(f(-1.0).timeout(), Duration::from_millis(1));
+        assert!(TransportKind::HostTcp.is_networked() && !TransportKind::CudaP2p.is_networked());
     }
 }

@@ -65,9 +65,11 @@ impl DeviceBuffer for HostBuffer {
 /// The host-staged TCP transport.
 pub struct StagedTcp;
 
-/// Staging chunk size from the flow options (`{"chunk_bytes": N}`), else the default.
+/// Staging chunk size from the flow options (`{"chunk_bytes": N}`), else the default; held to
+/// 1..=[`crate::control::limits::MAX_CHUNK_BYTES`] (agents refuse larger ones before this).
 pub fn chunk_of(flow: &FlowSpec) -> usize {
-    flow.options.get("chunk_bytes").and_then(|v| v.as_u64()).map(|n| n.max(1) as usize).unwrap_or(DEFAULT_CHUNK)
+    let max = crate::control::limits::MAX_CHUNK_BYTES;
+    flow.options.get("chunk_bytes").and_then(|v| v.as_u64()).map(|n| n.clamp(1, max) as usize).unwrap_or(DEFAULT_CHUNK)
 }
 
 impl Transport for StagedTcp {

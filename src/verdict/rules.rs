@@ -165,15 +165,7 @@ impl Rules {
 
     /// Parses rules text read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Rules, InputError> {
-        let raw: RawRules = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-            match msg.split('`').nth(1) {
-                Some(f) => InputError::field(path, f, format!("{msg}{at}")),
-                None => InputError::file(path, format!("not a valid rules file: {msg}{at}")),
-            }
-        })?;
+        let raw: RawRules = crate::error::parse_toml(path, text)?;
         if raw.schema != RULES_SCHEMA {
             return Err(InputError::field(
                 path,
@@ -408,7 +400,7 @@ warn_nominal_fraction = 0.85
         assert_eq!(e.field.as_deref(), Some("rule[0].floor"));
         assert!(e.to_string().contains("unknown unit 'GB'"), "{e}");
         let e = parse(&format!("{head}flor = 3\n")).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("flor"));
+        assert_eq!(e.field.as_deref(), Some("rule[0].flor"));
         let e = parse(&format!("{head}floor = 5\nwarn_floor = 4\n")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("rule[0].warn_floor"));
         let e = parse(&format!("{head}nominal_fraction = 90\n")).unwrap_err();

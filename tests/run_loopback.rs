@@ -1,0 +1,127 @@
+//! `linkcal run` against agents on loopback: protocol 2 end to end, the agent's name checked
+//! against the rack file, and flags checked against the agents' limits before anything runs.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+
+/// Spawned agents, killed on drop.
+struct Agents(Vec<Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A (1,1,1) rack of `gpu_p0` and `gpu_d0` on loopback; `names` are the names the agents at
+/// those two addresses call themselves. Returns the rack file.
+fn rack(dir: &Path, names: [&str; 2], agents: &mut Agents) -> PathBuf {
+    let token = dir.join("token");
+    std::fs::write(&token, "tok\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let addrs = [free_addr(), free_addr()];
+    for (name, addr) in names.iter().zip(&addrs) {
+        let child = Command::new(cargo_bin("linkcal"))
+            .args(["agent", "--listen", addr, "--name", name, "--token-file"])
+            .arg(&token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        agents.0.push(child);
+    }
+    for addr in &addrs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "agent at {addr} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let host = |name: &str, role: &str, addr: &str| serde_json::json!({"name": name, "role": role, "index": 0, "control_addr": addr, "data_addr": "127.0.0.1", "netns": null});
+    let rack = serde_json::json!({
+        "schema": "linkcal.rack/2",
+        "shape": {"pp_prefill": 1, "pp_decode": 1, "ib_cards": 1, "nic_map": [0]},
+        "emulated": false,
+        "payload_scale": 1.0,
+        "mtu_bytes": null,
+        "token_file": "token",
+        "hosts": [host("gpu_p0", "prefill_gpu", &addrs[0]), host("gpu_d0", "decode_gpu", &addrs[1])],
+    });
+    let path = dir.join("rack.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&rack).unwrap()).unwrap();
+    path
+}
+
+fn run(rack: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(cargo_bin("linkcal"))
+        .args(["run", "--paths", "prefill_to_decode:0->0", "--contention", "none", "--quick", "--no-progress", "--rack"])
+        .arg(rack)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_measures_through_protocol_2_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Agents(Vec::new());
+    let rack = rack(dir.path(), ["gpu_p0", "gpu_d0"], &mut agents);
+    let out = dir.path().join("out");
+    let o = run(&rack, &out, &["--sizes", "64KiB", "--time-cap", "0.2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let m = results["measurements"].as_array().unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["flows"][0]["payload_bytes"], 65536);
+}
+
+#[test]
+fn an_agent_answering_for_another_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Agents(Vec::new());
+    // The agent at gpu_d0's address is gpu_p0's twin.
+    let rack = rack(dir.path(), ["gpu_p0", "gpu_p0"], &mut agents);
+    let o = run(&rack, &dir.path().join("out"), &["--sizes", "64KiB"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("gpu_d0") && err.contains("gpu_p0") && err.contains("control_addr"), "{err}");
+}
+
+#[test]
+fn flags_over_the_agents_limits_exit_2_before_any_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Agents(Vec::new());
+    let rack = rack(dir.path(), ["gpu_p0", "gpu_d0"], &mut agents);
+    let cases: [(&[&str], &str); 7] = [
+        (&["--sizes", "1000GiB"], "--sizes"),
+        (&["--contended-sizes", "8GiB"], "--contended-sizes"),
+        (&["--ci-target", "0"], "--ci-target"),
+        (&["--ci-target", "NaN"], "--ci-target"),
+        (&["--ci-target=-1"], "--ci-target"),
+        (&["--time-cap=-1"], "--time-cap"),
+        (&["--time-cap", "NaN"], "--time-cap"),
+    ];
+    for (flags, name) in cases {
+        let out = dir.path().join("out");
+        let o = run(&rack, &out, flags);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(name), "{flags:?}: {err}");
+        assert!(!out.join("journal.jsonl").exists(), "{flags:?} started a run");
+    }
+}
