@@ -259,12 +259,13 @@ impl<'a> Session<'a> {
     /// Runs every armed window at once, timed from this instant.
     fn go(&mut self) -> Result<Vec<WindowResult>, TransportError> {
         let t0 = Instant::now();
+        let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
         let windows = std::mem::take(&mut self.armed);
         let mut threads = Vec::new();
         for w in windows {
             let sender =
                 self.senders.remove(&w.flow_id).ok_or_else(|| TransportError::protocol(w.flow_id, "go: flow not armed"))?;
-            threads.push(std::thread::spawn(move || run_window(sender, w, t0)));
+            threads.push(std::thread::spawn(move || run_window(sender, w, t0, epoch)));
         }
         let mut out = Vec::new();
         let mut first_err = None;
@@ -321,8 +322,9 @@ pub fn run_window(
     mut sender: Box<dyn Sender>,
     w: WindowSpec,
     t0: Instant,
+    go_epoch_s: Option<f64>,
 ) -> (u64, Box<dyn Sender>, Result<WindowResult, TransportError>) {
-    let mut r = WindowResult { flow_id: w.flow_id, starts_s: Vec::new(), times_s: Vec::new(), warmup_done: 0 };
+    let mut r = WindowResult { flow_id: w.flow_id, starts_s: Vec::new(), times_s: Vec::new(), warmup_done: 0, go_epoch_s };
     for _ in 0..w.warmup {
         if let Err(e) = sender.transfer(w.warmup_bytes) {
             return (w.flow_id, sender, Err(e));

@@ -243,6 +243,11 @@ pub struct WindowResult {
     pub times_s: Vec<f64>,
     /// Warmup transfers done.
     pub warmup_done: u32,
+    /// The agent's wall clock (`CLOCK_REALTIME`, seconds since the Unix epoch) at its barrier
+    /// instant: `starts_s` of agents released a little apart are put on one time line with it
+    /// (agents of one machine share the clock; on a rack it is as good as the hosts' NTP/PTP).
+    #[serde(default)]
+    pub go_epoch_s: Option<f64>,
 }
 
 /// Writes one message: 4-byte big-endian length, then JSON.

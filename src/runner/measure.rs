@@ -298,7 +298,26 @@ fn barrier(ctx: &mut Ctx, windows: Vec<(&Flow, WindowSpec)>, timeout: Duration) 
             other => return Err(c.unexpected("done", &other).into()),
         }
     }
+    align(&mut out);
     Ok(out)
+}
+
+/// Puts every result's `starts_s` on one time line: agents are released one after another,
+/// and each times its transfers from its own release, so a late agent's flow would look as if
+/// it started with the others (and the others' solo head start would count as contended).
+/// Uses the agents' wall clocks at release; without them every agent counts from its release.
+pub fn align(results: &mut HashMap<u64, WindowResult>) {
+    let Some(base) = results.values().map(|r| r.go_epoch_s).collect::<Option<Vec<f64>>>() else {
+        return;
+    };
+    let first = base.iter().copied().fold(f64::INFINITY, f64::min);
+    for r in results.values_mut() {
+        let shift = r.go_epoch_s.unwrap_or(first) - first;
+        // Beyond a second apart the clocks are not comparable (hosts without time sync).
+        if shift.is_finite() && (0.0..1.0).contains(&shift) {
+            r.starts_s.iter_mut().for_each(|s| *s += shift);
+        }
+    }
 }
 
 /// Sum of the flows' rates while all were active, and the makespan of the window's first
@@ -358,7 +377,26 @@ mod tests {
     use super::*;
 
     fn w(starts: &[f64], times: &[f64]) -> WindowResult {
-        WindowResult { flow_id: 0, starts_s: starts.to_vec(), times_s: times.to_vec(), warmup_done: 0 }
+        WindowResult { flow_id: 0, starts_s: starts.to_vec(), times_s: times.to_vec(), warmup_done: 0, go_epoch_s: None }
+    }
+
+    #[test]
+    fn late_agents_are_put_on_one_time_line() {
+        let mut a = w(&[0.0, 1.0], &[1.0, 1.0]);
+        a.go_epoch_s = Some(100.0);
+        let mut b = w(&[0.0, 1.0], &[1.0, 1.0]);
+        b.go_epoch_s = Some(100.25);
+        let mut m: HashMap<u64, WindowResult> = [(1, a), (2, b)].into_iter().collect();
+        align(&mut m);
+        assert_eq!(m[&1].starts_s, vec![0.0, 1.0]);
+        assert_eq!(m[&2].starts_s, vec![0.25, 1.25], "released 0.25 s later");
+        // Clocks more than a second apart are not comparable: left as they are.
+        let mut c = w(&[0.0], &[1.0]);
+        c.go_epoch_s = Some(105.0);
+        let mut m: HashMap<u64, WindowResult> = [(1, w(&[0.0], &[1.0])), (3, c)].into_iter().collect();
+        m.get_mut(&1).unwrap().go_epoch_s = Some(100.0);
+        align(&mut m);
+        assert_eq!(m[&3].starts_s, vec![0.0]);
     }
 
     #[test]
