@@ -29,6 +29,43 @@ fn bad_rates_files_name_the_segment_and_field() {
     a.code(2).stderr(predicate::str::contains("segments.IB_Cable_D[1].down_Bps").and(predicate::str::contains("positive")));
     let (a, _d) = up_with_rates(r#"{"segments": {"IB_NIC_P[1]_PCI": {"up_Bps": 1e8}}}"#);
     a.code(2).stderr(predicate::str::contains("does not exist in a rack"));
+    let (a, _d) = up_with_rates(r#"{"segments": {"GPU_D[1]_PCI": {"up_Bps": 1e308}}}"#);
+    a.code(2).stderr(predicate::str::contains("segments.GPU_D[1]_PCI.up_Bps").and(predicate::str::contains("veth")));
+    let (a, _d) = up_with_rates(r#"{"tcp_congestion_control": "nosuchcc"}"#);
+    a.code(2).stderr(
+        predicate::str::contains("tcp_congestion_control").and(predicate::str::contains("tcp_available_congestion_control")),
+    );
+}
+
+/// A rate a veth cannot carry on this host (but under the static limit) is refused at `up`,
+/// after measuring what one hop carries, naming the field; nothing is left behind. Needs root.
+#[test]
+fn rates_above_what_this_hosts_veth_carries_are_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but this test needs root");
+        eprintln!("SKIP: needs root");
+        return;
+    }
+    let prefix = format!("zv{:x}", std::process::id() % 0xfffff);
+    let dir = tempfile::tempdir().unwrap();
+    let rates = dir.path().join("rates.json");
+    std::fs::write(&rates, r#"{"segments": {"Eth_Cable_D[0]": {"down_Bps": 9e10}}}"#).unwrap();
+    linkcal()
+        .args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", &prefix, "--rates"])
+        .arg(&rates)
+        .arg("--out")
+        .arg(dir.path().join("rack"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("segments.Eth_Cable_D[0].down_Bps")
+                .and(predicate::str::contains("one veth hop carried"))
+                .and(predicate::str::contains("rates.json")),
+        );
+    let left = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&prefix)).count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "namespaces of {prefix} left behind");
 }
 
 #[test]

@@ -149,6 +149,7 @@ fn require_root() -> Result<(), EmulateError> {
 pub fn up(o: &UpOptions) -> Result<UpReport, EmulateError> {
     let t0 = Instant::now();
     check_prefix(&o.prefix)?;
+    link::check_cc(&o.rates.tcp_cc, o.rates.file.as_deref())?;
     require_root()?;
     let left = netns::list(&o.prefix);
     if !left.is_empty() {
@@ -158,7 +159,6 @@ pub fn up(o: &UpOptions) -> Result<UpReport, EmulateError> {
         down(&o.prefix)?;
     }
     let plan = Plan::new(&o.prefix, &o.shape).map_err(EmulateError::Shape)?;
-    link::check_cc(&o.rates.tcp_cc, o.rates.file.as_deref())?;
     if o.rates.shaped {
         let veth = link::veth_capacity(&o.prefix, o.rates.mtu)?;
         o.rates.check_max(veth * link::MAX_SHARE_OF_VETH, veth)?;

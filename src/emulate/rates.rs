@@ -31,6 +31,10 @@ pub const ETH_BPS: f64 = 25e6;
 /// (host-to-device below device-to-host, as on many real GPUs): the asymmetric default.
 pub const GPU_P_DOWN_BPS: f64 = 120e6;
 
+/// Highest line rate a rates file may name, B/s (checked before anything is built; `up` then
+/// holds every rate to a quarter of what one veth hop carries on this host).
+pub const MAX_RATE_BPS: f64 = 1e11;
+
 /// Line rate of one segment, per direction, B/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SegmentRate {
@@ -140,6 +144,16 @@ impl Rates {
                                 path,
                                 format!("{field}.{dir}"),
                                 format!("is {v}: a line rate must be a positive number of bytes/s"),
+                            ));
+                        }
+                        if v > MAX_RATE_BPS {
+                            return Err(InputError::field(
+                                path,
+                                format!("{field}.{dir}"),
+                                format!(
+                                    "is {v:e} B/s: no host's veth carries that (about 1e9-1e10 B/s; `emulate up` \
+                                     measures this host's and allows a quarter of it): use at most {MAX_RATE_BPS:e}"
+                                ),
                             ));
                         }
                         *target = v;
