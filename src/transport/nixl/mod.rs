@@ -92,7 +92,9 @@ fn open(flow: &FlowSpec, side: &str, gpu_key: &str) -> Result<End, TransportErro
             ));
         }
     }
-    let name = format!("linkcal-{side}-{}-{}", std::process::id(), flow.id);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("linkcal-{side}-{}-{}-{n}", std::process::id(), flow.id);
     End::new(flow.id, opts, &name, flow.max_bytes, gpu_key)
 }
 
