@@ -62,6 +62,28 @@ pub struct Args {
     /// gpudirect_rdma, Path 3 gpu_staged_tcp, GPU<->host copies cuda_d2h/cuda_h2d, host_rdma).
     #[arg(long, default_value = "host_tcp")]
     pub transport: String,
+    /// Path 2 (prefill_to_decode) through a KV-transfer engine: `nixl` (overrides --transport
+    /// for that route kind only).
+    #[arg(long, value_parser = ["nixl"])]
+    pub kv_engine: Option<String>,
+    /// NIXL descriptor length: one KV block of one layer's K or V, e.g. 32KiB (default: from
+    /// --model and --block-tokens, else 32 KiB, llama-3.1-70b's 16-token block).
+    #[arg(long)]
+    pub kv_block_bytes: Option<String>,
+    /// Tokens per KV block (vLLM's block_size) for the NIXL descriptor length with --model.
+    #[arg(long, default_value_t = 16)]
+    pub block_tokens: u64,
+    /// NIXL direction: write (prefill pushes, notifies decode) or read (decode pulls, notifies
+    /// prefill, as vLLM's NixlConnector).
+    #[arg(long, value_parser = ["write", "read"], default_value = "write")]
+    pub nixl_op: String,
+    /// NIXL memory: dram, or vram (GPU memory of the route's GPUs, real racks).
+    #[arg(long, value_parser = ["dram", "vram"], default_value = "dram")]
+    pub nixl_mem: String,
+    /// UCX_TLS linkcal sets in the agents for NIXL's UCX backend (tcp on loopback and the
+    /// emulated rack; e.g. rc,cuda_copy,cuda_ipc on InfiniBand).
+    #[arg(long, default_value = "tcp")]
+    pub ucx_tls: String,
     /// Model preset whose chunk / KV / decode payloads (divided by the rack's payload_scale) join the sweep.
     #[arg(long)]
     pub model: Option<String>,
@@ -166,6 +188,38 @@ fn parse_path(s: &str) -> Option<PathRef> {
     Some(PathRef { kind, src: a.parse().ok()?, dst: b.parse().ok()? })
 }
 
+/// Sets the NIXL flow options when a route runs through NIXL, and refuses sweep sizes that are
+/// not whole KV blocks (exit 2, naming the flag).
+fn nixl_options(a: &Args, model: Option<&ModelConfig>, sweep: &[u64], opts: &mut RunOptions) -> anyhow::Result<()> {
+    use crate::transport::nixl::layout;
+    if a.kv_engine.is_some() {
+        opts.per_route.retain(|(k, _)| *k != RouteKind::PrefillToDecode);
+        opts.per_route.push((RouteKind::PrefillToDecode, TransportKind::Nixl));
+    }
+    let uses = opts.transport == TransportKind::Nixl || opts.per_route.iter().any(|(_, t)| *t == TransportKind::Nixl);
+    if !uses {
+        return Ok(());
+    }
+    if a.block_tokens == 0 {
+        return Err(InputError::field("--block-tokens", "value", "is 0: use vLLM's block size in tokens, e.g. 16").into());
+    }
+    let block = match (&a.kv_block_bytes, model, &opts.payloads) {
+        (Some(s), _, _) => parse_size(s).ok_or_else(|| {
+            InputError::field("--kv-block-bytes", "value", format!("'{s}' is not a positive size (e.g. 32KiB)"))
+        })?,
+        (None, Some(m), Some(p)) => layout::block_bytes(p.kv_per_token_layer_bytes, a.block_tokens, m.mla.is_none()),
+        _ => layout::DEFAULT_BLOCK_BYTES / layout::DEFAULT_BLOCK_TOKENS * a.block_tokens,
+    };
+    for (list, flag) in [(sweep, "--sizes"), (&opts.contended_sizes[..], "--contended-sizes")] {
+        if let Some(bad) = list.iter().find(|b| **b % block != 0) {
+            let msg = format!("{bad} B is not a whole number of {block} B KV blocks: use multiples of the block with nixl");
+            return Err(InputError::field(flag, "value", msg).into());
+        }
+    }
+    opts.nixl = serde_json::json!({"block_bytes": block, "op": a.nixl_op, "mem": a.nixl_mem, "ucx_tls": a.ucx_tls});
+    Ok(())
+}
+
 /// Runs `linkcal run`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let rack: RackFile = crate::model::load(&a.rack, RACK_SCHEMA)?;
@@ -218,6 +272,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             within_agent_limit(*b, "--model", &format!("the {kind} payload after payload_scale"))?;
         }
     }
+    nixl_options(&a, model.as_ref(), &sweep, &mut opts)?;
     let set = RouteSet::build(&rack.shape, layers, HopOptions::default(), false).context("building the spec's routes")?;
     let mut experiments: Vec<Experiment> = match a.plan {
         Plan::Spec | Plan::Calibrate => spec_experiments(&set, a.contention == ContentionArg::Spec),

@@ -162,7 +162,10 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
     let o = ctx.opts;
     for f in flows.iter() {
         // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
-        let options = crate::transport::routes::flow_options(f.transport, &f.r.path, &ctx.rack.shape);
+        let options = match f.transport {
+            TransportKind::Nixl => crate::transport::routes::nixl_options(&o.nixl, &f.r.path, &ctx.rack.shape),
+            t => crate::transport::routes::flow_options(t, &f.r.path, &ctx.rack.shape),
+        };
         let spec = |local: Option<String>| FlowSpec {
             id: f.id,
             transport: f.transport,
@@ -186,7 +189,11 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
     let n = flows.len() as f64;
     let window_timeout = |dur: f64| Duration::from_secs_f64(dur + o.timeout_s + n * bytes as f64 / 1e6);
     if o.warmup > 0 {
-        let wb = bytes.min(o.warmup_max_bytes).max(1);
+        let mut wb = bytes.min(o.warmup_max_bytes).max(1);
+        // NIXL moves whole KV blocks: warm it up with the payload itself (a multiple of them).
+        if flows.iter().any(|f| f.transport == TransportKind::Nixl) {
+            wb = bytes.max(1);
+        }
         let windows = flows.iter().map(|f| (f, window(f.id, bytes, o.warmup, wb, 0, 0, 0.0))).collect();
         let res = barrier(ctx, windows, window_timeout(o.warmup as f64 * wb as f64 * n / 1e6))?;
         for f in flows.iter_mut() {

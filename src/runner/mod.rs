@@ -103,6 +103,8 @@ pub struct RunOptions {
     /// Experiments run at the same time at most, when they share no segment and no host
     /// ([`waves`]); 1 runs them one by one.
     pub max_parallel: usize,
+    /// Options of NIXL flows ([`crate::transport::nixl::layout::NixlOptions`]); `null`: defaults.
+    pub nixl: serde_json::Value,
 }
 
 impl RunOptions {
@@ -126,6 +128,7 @@ impl RunOptions {
             progress: true,
             payloads: None,
             max_parallel: 1,
+            nixl: serde_json::Value::Null,
         }
     }
 

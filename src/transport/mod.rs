@@ -37,6 +37,7 @@ pub mod gpu_staged_tcp;
 pub mod gpudirect_rdma;
 pub mod host_tcp;
 pub mod net;
+pub mod nixl;
 pub mod routes;
 pub mod staged_tcp;
 
@@ -108,7 +109,7 @@ impl TransportError {
 
 /// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`, `cuda_p2p.rs` (CUDA P2P
 /// and the copy-engine H2D/D2H probes), `gpudirect_rdma.rs` (GPUDirect and host-memory
-/// RDMA), `gpu_staged_tcp.rs`.
+/// RDMA), `gpu_staged_tcp.rs`, `nixl/` (the NIXL KV-transfer engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
@@ -130,11 +131,15 @@ pub enum TransportKind {
     HostRdma,
     /// GPU -> pinned host -> TCP -> pinned host -> GPU, chunked and double-buffered (CUDA).
     GpuStagedTcp,
+    /// KV blocks through the NIXL transfer engine (vLLM's NixlConnector, Dynamo): one
+    /// descriptor per KV block, WRITE or READ with a notification; UCX (TCP, RDMA, GPU memory)
+    /// or LIBFABRIC underneath. `libnixl_capi.so` is loaded at run time.
+    Nixl,
 }
 
 impl TransportKind {
     /// Every kind.
-    pub const ALL: [TransportKind; 8] = [
+    pub const ALL: [TransportKind; 9] = [
         TransportKind::HostTcp,
         TransportKind::StagedTcp,
         TransportKind::CudaP2p,
@@ -143,6 +148,7 @@ impl TransportKind {
         TransportKind::GpudirectRdma,
         TransportKind::HostRdma,
         TransportKind::GpuStagedTcp,
+        TransportKind::Nixl,
     ];
 
     /// The snake_case name used in files and flags.
@@ -156,6 +162,7 @@ impl TransportKind {
             TransportKind::GpudirectRdma => "gpudirect_rdma",
             TransportKind::HostRdma => "host_rdma",
             TransportKind::GpuStagedTcp => "gpu_staged_tcp",
+            TransportKind::Nixl => "nixl",
         }
     }
 
@@ -181,6 +188,7 @@ impl TransportKind {
             TransportKind::GpudirectRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: true }),
             TransportKind::HostRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: false }),
             TransportKind::GpuStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp),
+            TransportKind::Nixl => Box::new(nixl::Nixl),
         }
     }
 }

@@ -55,6 +55,21 @@ pub fn flow_options(kind: TransportKind, path: &PathRef, shape: &RackShape) -> V
     }
 }
 
+/// The options of a NIXL flow on `path`: the run's NIXL options plus, with `mem: vram`, the
+/// GPUs (by bus order) the route's hardware flow names.
+pub fn nixl_options(nixl: &Value, path: &PathRef, shape: &RackShape) -> Value {
+    let mut o = if nixl.is_object() { nixl.clone() } else { json!({}) };
+    if o.get("mem").and_then(Value::as_str) == Some("vram") {
+        let (_, hw) = hardware_flow(path, shape);
+        for key in ["src_gpu", "dst_gpu"] {
+            if let Some(g) = hw.get(key) {
+                o[key] = g.clone();
+            }
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +82,10 @@ mod tests {
         assert_eq!(flow_options(TransportKind::HostTcp, &p, &shape), Value::Null);
         let p = PathRef { kind: RouteKind::HostRdma, src: 0, dst: 1 };
         assert_eq!(flow_options(TransportKind::HostRdma, &p, &shape)["src_nic"], json!({"by_bus": 0}));
+        let p2 = PathRef { kind: RouteKind::PrefillToDecode, src: 1, dst: 0 };
+        let o = nixl_options(&json!({"mem": "vram", "block_bytes": 4096}), &p2, &shape);
+        assert_eq!((o["src_gpu"].clone(), o["dst_gpu"].clone(), o["block_bytes"].clone()), (bus(1), bus(0), json!(4096)));
+        assert_eq!(nixl_options(&Value::Null, &p2, &shape), json!({}));
         // Every hardware transport the runner picks per route gets its options.
         for kind in RouteKind::ALL {
             let t = hardware_transport(kind);
