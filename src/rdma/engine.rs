@@ -344,7 +344,10 @@ mod tests {
                 step("dmabuf");
                 Err("EOPNOTSUPP".into())
             },
-            || Ok(step("sync_memops")),
+            || {
+                step("sync_memops");
+                Ok(())
+            },
             || Ok::<u32, String>(step_ret(&log, "reg_mr")),
         );
         assert_eq!(r, Ok(1));
@@ -354,7 +357,10 @@ mod tests {
         let r = register_with_fallback(
             Ok((7, 0)),
             |_fd: i32, _| Ok::<u32, String>(step_ret(&log, "dmabuf")),
-            || Ok(step("sync_memops")),
+            || {
+                step("sync_memops");
+                Ok(())
+            },
             || Ok(9),
         );
         assert_eq!(r, Ok(1));

@@ -466,6 +466,12 @@ impl Drop for Qp {
     }
 }
 
+/// The status string of a failed completion.
+pub fn wc_status_str(status: ffi::ibv_wc_status::Type) -> String {
+    // SAFETY: ibv_wc_status_str returns a static NUL-terminated string for any value.
+    unsafe { std::ffi::CStr::from_ptr(ffi::ibv_wc_status_str(status)) }.to_string_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,10 +483,4 @@ mod tests {
         assert_eq!(qp_access() & ro, 0, "an optional MR flag is not a QP access flag");
         assert_eq!(mr_access() & qp_access(), qp_access());
     }
-}
-
-/// The status string of a failed completion.
-pub fn wc_status_str(status: ffi::ibv_wc_status::Type) -> String {
-    // SAFETY: ibv_wc_status_str returns a static NUL-terminated string for any value.
-    unsafe { std::ffi::CStr::from_ptr(ffi::ibv_wc_status_str(status)) }.to_string_lossy().into_owned()
 }
