@@ -25,8 +25,9 @@ pub struct Args {
     /// GPUs in spec order, by PCI bus id, comma-separated (default: by bus id, as `discover`).
     #[arg(long)]
     pub gpus: Option<String>,
-    /// NIC used by each GPU in spec order, e.g. 0,1,0,1, or `discovered` for the map discovery
-    /// proposes (default: i mod NIC count). NICs are numbered by PCI bus id.
+    /// Compute NIC used by each GPU in spec order, e.g. 0,1,0,1, or `discovered` (the default:
+    /// the map discovery proposes, else i mod count). Compute NICs are the active RDMA ports of
+    /// the host's main link layer, numbered by PCI bus id.
     #[arg(long)]
     pub nic_map: Option<String>,
     /// Print JSON instead of a table.
@@ -78,9 +79,12 @@ pub struct Args {
     /// RDMA writes in flight per queue pair.
     #[arg(long)]
     pub outstanding: Option<u64>,
-    /// GID index (RoCE, or routed InfiniBand).
+    /// GID index (RoCE, or routed InfiniBand; default on RoCE: the port's RoCE v2 GID).
     #[arg(long)]
     pub gid_index: Option<u64>,
+    /// IP traffic class of RoCE / routed packets (DSCP << 2, e.g. 106 for DSCP 26).
+    #[arg(long)]
+    pub traffic_class: Option<u64>,
 }
 
 /// Parses `16M`, `1G`, `65536` (binary suffixes).
@@ -138,11 +142,13 @@ fn run_config(a: &Args, sizes: Vec<u64>) -> RunConfig {
         c.warmup = 1;
     }
     for (k, v) in [
+        ("loops", a.loops),
         ("chunk_bytes", a.chunk_bytes),
         ("qps", a.qps),
         ("write_bytes", a.write_bytes),
         ("outstanding", a.outstanding),
         ("gid_index", a.gid_index),
+        ("traffic_class", a.traffic_class),
     ] {
         if let Some(v) = v {
             c.options.insert(k.into(), serde_json::json!(v));
@@ -162,15 +168,20 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         anyhow::bail!(InputError::file("linkcal probe", "nothing to do: give --list or --run"));
     }
     let order = a.gpus.as_deref().map(parse_gpus).transpose()?;
-    let map = match a.nic_map.as_deref() {
-        Some("discovered") => Some(hwprobe::discovered_nic_map().map_err(|m| anyhow::anyhow!("--nic-map discovered: {m}"))?),
-        other => other.map(parse_nic_map).transpose()?,
-    };
     let role = match a.role {
         RoleArg::Prefill => Role::Prefill,
         RoleArg::Decode => Role::Decode,
     };
     let inv = hwprobe::inventory();
+    let map = match a.nic_map.as_deref() {
+        Some("discovered") => Some(hwprobe::discovered_nic_map(&inv).map_err(|m| anyhow::anyhow!("--nic-map discovered: {m}"))?),
+        Some(other) => Some(parse_nic_map(other)?),
+        // Discovery's proposal by default; without one, GPU i uses compute NIC i mod count.
+        None if inv.rdma.is_ok() => hwprobe::discovered_nic_map(&inv)
+            .map_err(|m| eprintln!("linkcal probe: no discovered NIC map ({m}); GPU i uses compute NIC i mod their count"))
+            .ok(),
+        None => None,
+    };
     let probes = hwprobe::catalogue(&inv, role, order.as_deref(), map.as_deref());
     if a.run {
         return run_probes(&a, &inv, &probes);
@@ -200,7 +211,7 @@ fn run_probes(a: &Args, inv: &hwprobe::Inventory, probes: &[hwprobe::Probe]) -> 
             eprintln!("linkcal probe: {} {}: waived: {reason}", p.kind.as_str(), p.target);
         }
     }
-    let out = hwprobe::run::run(crate::transport::TransportKind::instance, probes, &nics, shape, &cfg, &a.out)
+    let out = hwprobe::run::run(crate::transport::TransportKind::instance, probes, shape, &cfg, &a.out)
         .with_context(|| format!("writing results into {}", a.out.display()))?;
     for m in &out.results.measurements {
         for f in &m.flows {
@@ -237,7 +248,37 @@ fn run_probes(a: &Args, inv: &hwprobe::Inventory, probes: &[hwprobe::Probe]) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn every_flow_flag_reaches_the_run_options() {
+        use clap::Parser;
+        let flags = [
+            ("--loops", "loops", 8u64),
+            ("--chunk-bytes", "chunk_bytes", 65536),
+            ("--qps", "qps", 4),
+            ("--write-bytes", "write_bytes", 1 << 20),
+            ("--outstanding", "outstanding", 32),
+            ("--gid-index", "gid_index", 3),
+            ("--traffic-class", "traffic_class", 106),
+        ];
+        let mut argv = vec!["probe".to_string(), "--run".into()];
+        for (flag, _, v) in flags {
+            argv.extend([flag.to_string(), v.to_string()]);
+        }
+        let a = Cli::try_parse_from(argv).unwrap().args;
+        let c = run_config(&a, vec![1]);
+        for (flag, key, v) in flags {
+            assert_eq!(c.options.get(key), Some(&serde_json::json!(v)), "{flag} must reach flow option '{key}'");
+        }
+        assert_eq!(c.options.len(), flags.len(), "no flow option without a flag: {:?}", c.options);
+    }
 
     #[test]
     fn sizes_with_suffixes() {

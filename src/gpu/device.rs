@@ -93,8 +93,19 @@ fn enable_peer(from: &Arc<CudaContext>, to: &Arc<CudaContext>) -> Result<(), Gpu
     }
 }
 
+/// The NUMA node of CUDA device `ordinal` (its PCI function's `numa_node` in sysfs), or
+/// `None` when the driver or the platform does not say.
+pub fn numa_node(ordinal: usize) -> Option<u32> {
+    let dev = enumerate().ok()?.into_iter().find(|d| d.ordinal == ordinal)?;
+    crate::rdma::numa::pci_numa_node(std::path::Path::new("/sys"), &dev.pci.to_string())
+}
+
+/// Each device's retained primary context, made once per run.
+static CONTEXTS: super::cache::PerDevice<Arc<CudaContext>> = super::cache::PerDevice::new();
+
 /// The primary context of each requested ordinal, checking they exist first, with cudarc's
-/// event tracking off (timing loops order their own work).
+/// event tracking off (timing loops order their own work). One context per device per run:
+/// every flow on a device shares it.
 pub fn contexts(ordinals: &[usize]) -> Result<Vec<Arc<CudaContext>>, GpuError> {
     let info = driver_status()?;
     let mut out = Vec::with_capacity(ordinals.len());
@@ -102,12 +113,15 @@ pub fn contexts(ordinals: &[usize]) -> Result<Vec<Arc<CudaContext>>, GpuError> {
         if o >= info.devices {
             return Err(Unavailable::NoSuchGpu { index: o, have: info.devices }.into());
         }
-        let ctx = CudaContext::new(o).call("cuDevicePrimaryCtxRetain")?;
-        // SAFETY: linkcal never creates cudarc `CudaSlice`s; its buffers are raw allocations
-        // ordered explicitly with streams and events, so cudarc's per-slice event tracking (and
-        // the context-wide synchronise it does when the first extra stream is made, which
-        // would wait on a held start gate) is not wanted.
-        unsafe { ctx.disable_event_tracking() };
+        let ctx = CONTEXTS.get_or_try_init(o, || {
+            let ctx = CudaContext::new(o).call("cuDevicePrimaryCtxRetain")?;
+            // SAFETY: linkcal never creates cudarc `CudaSlice`s; its buffers are raw allocations
+            // ordered explicitly with streams and events, so cudarc's per-slice event tracking
+            // (and the context-wide synchronise it does when the first extra stream is made,
+            // which would wait on a held start gate) is not wanted.
+            unsafe { ctx.disable_event_tracking() };
+            Ok::<_, GpuError>(ctx)
+        })?;
         out.push(ctx);
     }
     Ok(out)

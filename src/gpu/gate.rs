@@ -49,10 +49,41 @@ $L__done:
 }
 "#;
 
-/// The loaded gate kernel and its flag for one context.
+/// The gate module loaded into one device's (primary) context and its kernel.
+#[derive(Clone, Copy)]
+struct Loaded {
+    func: sys::CUfunction,
+}
+
+// SAFETY: a CUfunction is a driver handle usable from any thread with its context bound; the
+// module behind it stays loaded for the process (it is never unloaded).
+unsafe impl Send for Loaded {}
+
+/// The gate module of each device, loaded (and JITed) once per run into its primary context.
+static MODULES: super::cache::PerDevice<Loaded> = super::cache::PerDevice::new();
+
+/// Loads the gate PTX into the current context (`ctx`, bound by the caller).
+fn load(_ctx: &Arc<CudaContext>) -> Result<Loaded, GpuError> {
+    let image = CString::new(SPIN_PTX).map_err(|_| GpuError::Invalid("PTX contains NUL".into()))?;
+    // SAFETY: `image` is a NUL-terminated PTX string that outlives the call (the driver
+    // copies/JITs it during cuModuleLoadData).
+    let module = unsafe { result::module::load_data(image.as_ptr() as *const c_void) }.call("cuModuleLoadData")?;
+    let name = CString::new(SPIN_ENTRY).expect("entry name has no NUL");
+    // SAFETY: `module` was just loaded; it stays loaded for the process.
+    match unsafe { result::module::get_function(module, name) } {
+        Ok(func) => Ok(Loaded { func }),
+        Err(e) => {
+            // SAFETY: unloading the module created above, which nothing else references.
+            let _ = unsafe { result::module::unload(module) };
+            Err(GpuError::driver("cuModuleGetFunction", e))
+        }
+    }
+}
+
+/// The gate kernel and its flag for one context (the module is shared by every gate of the
+/// device for the run; each gate has its own flag).
 pub struct Gate {
     ctx: Arc<CudaContext>,
-    module: sys::CUmodule,
     func: sys::CUfunction,
     flag: PinnedHostSlice<u32>,
     flag_host: *mut u32,
@@ -69,20 +100,7 @@ impl Gate {
     /// gate can hold a stream if the host never releases it.
     pub fn new(ctx: &Arc<CudaContext>, timeout_s: f64) -> Result<Gate, GpuError> {
         ctx.bind_to_thread().call("cuCtxSetCurrent")?;
-        let image = CString::new(SPIN_PTX).map_err(|_| GpuError::Invalid("PTX contains NUL".into()))?;
-        // SAFETY: `image` is a NUL-terminated PTX string that outlives the call (the driver
-        // copies/JITs it during cuModuleLoadData).
-        let module = unsafe { result::module::load_data(image.as_ptr() as *const c_void) }.call("cuModuleLoadData")?;
-        let name = CString::new(SPIN_ENTRY).expect("entry name has no NUL");
-        // SAFETY: `module` was just loaded and is unloaded only in Drop.
-        let func = match unsafe { result::module::get_function(module, name) } {
-            Ok(f) => f,
-            Err(e) => {
-                // SAFETY: unloading the module created above, which nothing else references.
-                let _ = unsafe { result::module::unload(module) };
-                return Err(GpuError::driver("cuModuleGetFunction", e));
-            }
-        };
+        let func = MODULES.get_or_try_init(ctx.ordinal(), || load(ctx))?.func;
         let flags = sys::CU_MEMHOSTALLOC_PORTABLE | sys::CU_MEMHOSTALLOC_DEVICEMAP;
         // SAFETY: the flag is written (zeroed) below before the kernel can read it.
         let mut flag = unsafe { ctx.alloc_pinned_with_flags::<u32>(1, flags) }.call("cuMemHostAlloc")?;
@@ -96,7 +114,7 @@ impl Gate {
             .result()
             .call("cuMemHostGetDevicePointer")?;
         let khz = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE).unwrap_or(0);
-        Ok(Gate { ctx: ctx.clone(), module, func, flag, flag_host, flag_dev, timeout_clocks: timeout_clocks(khz, timeout_s) })
+        Ok(Gate { ctx: ctx.clone(), func, flag, flag_host, flag_dev, timeout_clocks: timeout_clocks(khz, timeout_s) })
     }
 
     /// Closes the gate (flag = 0) before a new round of launches.
@@ -150,9 +168,6 @@ impl Drop for Gate {
         self.release();
         let _ = self.ctx.bind_to_thread();
         let _ = self.ctx.synchronize();
-        // SAFETY: the module was loaded in `new` and is unloaded only here, after the context
-        // has finished every kernel launched from it.
-        let _ = unsafe { result::module::unload(self.module) };
     }
 }
 

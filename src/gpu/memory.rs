@@ -172,9 +172,15 @@ unsafe impl Send for PinnedBuffer {}
 unsafe impl Sync for PinnedBuffer {}
 
 impl PinnedBuffer {
-    /// Allocates `len` bytes of pinned host memory (flags: `CU_MEMHOSTALLOC_PORTABLE`).
+    /// Allocates `len` bytes of pinned host memory (flags: `CU_MEMHOSTALLOC_PORTABLE`) on the
+    /// NUMA node of `ctx`'s GPU: allocated and zeroed by a short-lived thread pinned to that
+    /// node, so the pages land there whatever CPU the caller runs on (and its affinity stays).
     pub fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<Self, GpuError> {
-        Self::with_flags(ctx, len, sys::CU_MEMHOSTALLOC_PORTABLE)
+        let node = super::device::numa_node(ctx.ordinal());
+        crate::rdma::numa::run_pinned(std::path::Path::new("/sys"), node, || {
+            Self::with_flags(ctx, len, sys::CU_MEMHOSTALLOC_PORTABLE)
+        })
+        .0
     }
 
     /// Allocates with explicit `cuMemHostAlloc` flags; write-combining is refused.

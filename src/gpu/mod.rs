@@ -8,6 +8,7 @@
 //! function (cudarc panics instead of returning an error when the library is missing).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod cache;
 pub mod copy;
 pub mod device;
 pub mod gate;

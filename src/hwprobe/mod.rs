@@ -4,6 +4,7 @@
 //! applies or is waived with a reason. Probing the host never panics: a machine with no
 //! `libcuda.so` and no RDMA device yields a catalogue of waivers.
 
+pub mod nics;
 pub mod routes;
 pub mod run;
 
@@ -22,6 +23,12 @@ pub struct Nic {
     pub name: String,
     /// NUMA node from sysfs, when the platform reports one.
     pub numa_node: Option<u32>,
+    /// Whether port 1 is active (`None`: sysfs does not say).
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Port 1's link layer (`None`: neither InfiniBand nor Ethernet, or unknown).
+    #[serde(default)]
+    pub link_layer: Option<rdma::LinkLayer>,
 }
 
 /// What this host offers to the hardware probes.
@@ -65,7 +72,7 @@ pub fn inventory() -> Inventory {
     let rdma = rdma::list_devices().map(|names| {
         rdma::select::by_bus_order(std::path::Path::new("/sys"), &names)
             .into_iter()
-            .map(|name| Nic { numa_node: rdma::numa::nic_numa_node(std::path::Path::new("/sys"), &name), name })
+            .map(|name| nics::describe(std::path::Path::new("/sys"), &name))
             .collect()
     });
     let peermem = ["/sys/kernel/mm/memory_peers/nv_mem/version", "/sys/module/nvidia_peermem"]
@@ -146,6 +153,9 @@ pub struct Probe {
     pub gpus: Vec<usize>,
     /// NIC involved.
     pub nic: Option<String>,
+    /// The receiving end of a local RDMA run (NIC, and GPU or host memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<nics::LocalPeer>,
     /// Applies or waived.
     pub status: Status,
 }
@@ -167,7 +177,7 @@ fn path(kind: RouteKind, src: usize, dst: usize) -> Option<PathRef> {
 }
 
 fn probe(kind: ProbeKind, target: String, path: Option<PathRef>, gpus: Vec<usize>, nic: Option<String>, status: Status) -> Probe {
-    Probe { kind, target, path, gpus, nic, status }
+    Probe { kind, target, path, gpus, nic, peer: None, status }
 }
 
 fn waived(reason: impl ToString) -> Status {
@@ -201,8 +211,9 @@ fn list_pci(devs: &[CudaDevice]) -> String {
 }
 
 /// Every probe that could run on a host with `inv`, each applying or waived with a reason.
-/// GPUs are numbered in spec order (see [`spec_order`]); GPU i uses NIC i mod (NIC count), the
-/// spec's mapping, unless `nic_map` says otherwise.
+/// GPUs are numbered in spec order (see [`spec_order`]). GPUs map onto the compute NICs
+/// ([`nics::compute_nics`]: active, one link layer, bus order): GPU i uses compute NIC
+/// `nic_map[i]` (the CLI passes discovery's proposal by default), else i mod their count.
 pub fn catalogue(inv: &Inventory, role: Role, order: Option<&[PciAddr]>, nic_map: Option<&[usize]>) -> Vec<Probe> {
     let mut out = Vec::new();
     let devs = match inv.cuda.as_ref().map_err(|e| e.to_string()).and_then(|d| spec_order(d, order)) {
@@ -315,27 +326,38 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
             return;
         }
     };
+    let partners = nics::partners(&nics);
+    let compute = nics::compute_nics(&nics);
+    let nic_of_gpu: Vec<Option<usize>> = (0..devs.len())
+        .map(|i| {
+            let c = nic_map.and_then(|m| m.get(i).copied()).or((!compute.is_empty()).then(|| i % compute.len().max(1)))?;
+            compute.get(c).copied()
+        })
+        .collect();
+    // The GPU nearest a receiving NIC: the first GPU mapped onto it (none: host memory).
+    let gpu_near = |k: usize| nic_of_gpu.iter().position(|&n| n == Some(k)).map(|i| devs[i].ordinal);
     for (k, nic) in nics.iter().enumerate() {
-        out.push(probe(
-            ProbeKind::HostRdma,
-            nic.name.clone(),
-            path(RouteKind::HostRdma, k, 0),
-            vec![],
-            Some(nic.name.clone()),
-            Status::Applies,
-        ));
+        let (status, peer) = match &partners[k] {
+            Ok(j) => (Status::Applies, Some(nics::LocalPeer { nic: nics[*j].name.clone(), gpu: None })),
+            Err(why) => (waived(why), None),
+        };
+        let mut p =
+            probe(ProbeKind::HostRdma, nic.name.clone(), path(RouteKind::HostRdma, k, 0), vec![], Some(nic.name.clone()), status);
+        p.peer = peer;
+        out.push(p);
     }
     for (i, d) in devs.iter().enumerate() {
-        let k = nic_map.and_then(|m| m.get(i).copied()).unwrap_or(i % nics.len());
-        let Some(nic) = nics.get(k) else {
-            out.push(probe(
-                ProbeKind::GpudirectRdma,
-                label(i, d),
-                None,
-                vec![d.ordinal],
-                None,
-                waived(format!("NIC map names NIC {k}, but only {} RDMA NICs exist", nics.len())),
-            ));
+        let Some(k) = nic_of_gpu[i] else {
+            let why = if compute.is_empty() {
+                "no usable RDMA NIC (active InfiniBand or RoCE port)".to_string()
+            } else {
+                format!(
+                    "NIC map names compute NIC {}, but only {} exist",
+                    nic_map.and_then(|m| m.get(i)).map(|k| k.to_string()).unwrap_or_default(),
+                    compute.len()
+                )
+            };
+            out.push(probe(ProbeKind::GpudirectRdma, label(i, d), None, vec![d.ordinal], None, waived(why)));
             continue;
         };
         let status = if d.dmabuf || inv.peermem {
@@ -347,28 +369,27 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
             Role::Prefill => path(RouteKind::PrefillToDecode, i, 0),
             Role::Decode => None,
         };
-        out.push(probe(
+        let nic = &nics[k];
+        let mut pr = probe(
             ProbeKind::GpudirectRdma,
             format!("{} via {}", label(i, d), nic.name),
             p,
             vec![d.ordinal],
             Some(nic.name.clone()),
             status,
-        ));
+        );
+        pr.peer = partners[k].as_ref().ok().map(|&j| nics::LocalPeer { nic: nics[j].name.clone(), gpu: gpu_near(j) });
+        out.push(pr);
     }
 }
 
 #[cfg(test)]
 mod tests;
 
-/// The NIC map discovery proposes for this prefill server (each GPU on its closest NIC,
-/// balanced), when the live topology yields one.
-pub fn discovered_nic_map() -> Result<Vec<usize>, String> {
-    let req = crate::topology::RoleRequest::default();
-    let report =
-        crate::topology::discover(&crate::topology::Input::Live, Some((Role::Prefill, &req))).map_err(|e| e.to_string())?;
-    report
-        .conformance
-        .and_then(|c| c.proposed_nic_map)
-        .ok_or_else(|| "discovery proposes no NIC map here (it needs GPUs and RDMA NICs behind PCIe switches)".to_string())
+/// The NIC map discovery proposes for this prefill server over its compute NICs (see
+/// [`nics::discovered_map`]), when the live topology yields one.
+pub fn discovered_nic_map(inv: &Inventory) -> Result<Vec<usize>, String> {
+    let all = inv.rdma.as_ref().map_err(|e| e.to_string())?;
+    let compute: Vec<String> = nics::compute_nics(all).iter().map(|&k| all[k].name.clone()).collect();
+    nics::discovered_map(&crate::topology::Input::Live, &compute)
 }

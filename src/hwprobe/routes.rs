@@ -16,26 +16,25 @@ pub fn hardware_flow(path: &PathRef, shape: &RackShape) -> (ProbeKind, Value) {
 }
 
 /// Flow options for running a catalogue probe inside one host: GPUs by CUDA ordinal, NICs by
-/// name; an RDMA probe writes from its NIC to the next NIC of the host (or to itself when
-/// there is only one), so both NICs and the cable or loopback between them are crossed.
-pub fn local_flow(p: &Probe, nics: &[String]) -> Option<Value> {
+/// name; an RDMA probe writes from its NIC to the receiving end the catalogue chose
+/// ([`Probe::peer`]: a NIC of the same link layer and, for GPUDirect, the GPU nearest that NIC
+/// or host memory), so both NICs and the cable or loopback between them are crossed.
+pub fn local_flow(p: &Probe) -> Option<Value> {
     let gpu = |i: usize| p.gpus.get(i).copied();
-    let next_nic = |n: &str| {
-        let k = nics.iter().position(|x| x == n)?;
-        nics.get((k + 1) % nics.len()).cloned()
-    };
     Some(match p.kind {
         ProbeKind::CudaP2p | ProbeKind::GpuStagedTcp => json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(1)? }),
         ProbeKind::CudaD2h => json!({ "src_gpu": gpu(0)? }),
         ProbeKind::CudaH2d => json!({ "dst_gpu": gpu(0)? }),
         ProbeKind::GpudirectRdma => {
-            let nic = p.nic.clone()?;
-            json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(0)?, "src_nic": nic, "dst_nic": next_nic(&nic)? })
+            let (nic, peer) = (p.nic.clone()?, p.peer.clone()?);
+            let mut o = json!({ "src_gpu": gpu(0)?, "src_nic": nic, "dst_nic": peer.nic });
+            match peer.gpu {
+                Some(g) => o["dst_gpu"] = json!(g),
+                None => o["dst_memory"] = json!("host"),
+            }
+            o
         }
-        ProbeKind::HostRdma => {
-            let nic = p.nic.clone()?;
-            json!({ "src_nic": nic, "dst_nic": next_nic(&nic)? })
-        }
+        ProbeKind::HostRdma => json!({ "src_nic": p.nic.clone()?, "dst_nic": p.peer.clone()?.nic }),
         ProbeKind::HipGpu => return None,
     })
 }
@@ -76,28 +75,26 @@ mod tests {
         assert_eq!(sel, Some(crate::gpu::device::GpuSelector::BusOrder { by_bus: 3 }));
     }
 
-    fn probe(kind: ProbeKind, gpus: Vec<usize>, nic: Option<&str>) -> Probe {
-        Probe { kind, target: String::new(), path: None, gpus, nic: nic.map(str::to_string), status: Status::Applies }
+    fn probe(kind: ProbeKind, gpus: Vec<usize>, nic: Option<&str>, peer: Option<(&str, Option<usize>)>) -> Probe {
+        let peer = peer.map(|(n, gpu)| crate::hwprobe::nics::LocalPeer { nic: n.to_string(), gpu });
+        Probe { kind, target: String::new(), path: None, gpus, nic: nic.map(str::to_string), peer, status: Status::Applies }
     }
 
     #[test]
-    fn local_runs_pair_a_nic_with_the_next() {
-        let nics = vec!["mlx5_0".to_string(), "mlx5_1".to_string()];
+    fn local_runs_go_to_the_chosen_peer() {
         assert_eq!(
-            local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_1")), &nics),
+            local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_1"), Some(("mlx5_0", None)))),
             Some(json!({"src_nic": "mlx5_1", "dst_nic": "mlx5_0"}))
         );
-        let one = vec!["mlx5_0".to_string()];
-        assert_eq!(
-            local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_0")), &one),
-            Some(json!({"src_nic": "mlx5_0", "dst_nic": "mlx5_0"}))
-        );
-        let g = local_flow(&probe(ProbeKind::GpudirectRdma, vec![3], Some("mlx5_0")), &nics).unwrap();
-        assert_eq!(g["src_gpu"], 3);
-        assert_eq!(g["dst_nic"], "mlx5_1");
-        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1, 0], None), &nics), Some(json!({"src_gpu": 1, "dst_gpu": 0})));
-        assert_eq!(local_flow(&probe(ProbeKind::CudaH2d, vec![2], None), &nics), Some(json!({"dst_gpu": 2})));
-        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1], None), &nics), None, "a pair needs two GPUs");
-        assert_eq!(local_flow(&probe(ProbeKind::HipGpu, vec![], None), &nics), None);
+        assert_eq!(local_flow(&probe(ProbeKind::HostRdma, vec![], Some("mlx5_1"), None)), None, "no peer, no run");
+        let g = local_flow(&probe(ProbeKind::GpudirectRdma, vec![3], Some("mlx5_0"), Some(("mlx5_1", Some(5))))).unwrap();
+        assert_eq!(g, json!({"src_gpu": 3, "src_nic": "mlx5_0", "dst_nic": "mlx5_1", "dst_gpu": 5}), "into the GPU near mlx5_1");
+        let h = local_flow(&probe(ProbeKind::GpudirectRdma, vec![3], Some("mlx5_0"), Some(("mlx5_1", None)))).unwrap();
+        assert_eq!(h["dst_memory"], "host");
+        assert!(h.get("dst_gpu").is_none());
+        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1, 0], None, None)), Some(json!({"src_gpu": 1, "dst_gpu": 0})));
+        assert_eq!(local_flow(&probe(ProbeKind::CudaH2d, vec![2], None, None)), Some(json!({"dst_gpu": 2})));
+        assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1], None, None)), None, "a pair needs two GPUs");
+        assert_eq!(local_flow(&probe(ProbeKind::HipGpu, vec![], None, None)), None);
     }
 }

@@ -357,11 +357,11 @@ pub struct Plans {
 }
 
 /// The solo and contended flows the catalogue's applicable probes make, in run order.
-pub fn plans(catalogue: &[Probe], nics: &[String]) -> Plans {
+pub fn plans(catalogue: &[Probe]) -> Plans {
     let mut solo = Vec::new();
     let mut loop_ = Vec::new();
     for p in catalogue.iter().filter(|p| p.status == Status::Applies) {
-        let (Some(options), Some(kind)) = (local_flow(p, nics), TransportKind::parse(p.kind.as_str())) else { continue };
+        let (Some(options), Some(kind)) = (local_flow(p), TransportKind::parse(p.kind.as_str())) else { continue };
         let plan = FlowPlan { kind, options, path: p.path, label: format!("{} {}", p.kind.as_str(), p.target) };
         match (p.kind, p.path) {
             (ProbeKind::CudaP2p | ProbeKind::CudaD2h | ProbeKind::CudaH2d, Some(_)) => solo.push(plan),
@@ -497,14 +497,7 @@ impl Sink<'_> {
 }
 
 /// Runs the plans at every size, writing results as they finish.
-pub fn run(
-    make: Factory,
-    catalogue: &[Probe],
-    nics: &[String],
-    shape: RackShape,
-    cfg: &RunConfig,
-    out: &Path,
-) -> std::io::Result<Outcome> {
+pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig, out: &Path) -> std::io::Result<Outcome> {
     std::fs::create_dir_all(out)?;
     let mut provenance = Provenance::now(vec![]);
     provenance.hosts = vec![provenance.host.clone()];
@@ -525,7 +518,7 @@ pub fn run(
     };
     let journal = crate::runner::journal::Journal::create(&out.join("journal.jsonl"))?;
     let mut sink = Sink { out, results, journal, loopback: Vec::new(), failures: Vec::new(), next_id: 1 };
-    let plans = plans(catalogue, nics);
+    let plans = plans(catalogue);
     for &bytes in &cfg.sizes {
         for p in &plans.solo {
             sink.solo(make, p, bytes, cfg)?;

@@ -146,7 +146,7 @@ fn inventory() -> Inventory {
         cuda: Ok(vec![dev(0, "1b:00.0"), dev(1, "3b:00.0")]),
         peers: vec![(0, 1, true)],
         amd: vec!["c1:00.0".parse().unwrap()],
-        rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None }]),
+        rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None, active: None, link_layer: None }]),
         peermem: false,
     }
 }
@@ -154,7 +154,7 @@ fn inventory() -> Inventory {
 #[test]
 fn plans_split_routes_sets_and_loopbacks() {
     let c = catalogue(&inventory(), Role::Prefill, None, None);
-    let Plans { solo: solo_p, sets, loopback: loops } = plans(&c, &["mlx5_0".to_string()]);
+    let Plans { solo: solo_p, sets, loopback: loops } = plans(&c);
     let kinds: Vec<&str> = solo_p.iter().map(|p| p.kind.as_str()).collect();
     assert_eq!(kinds, ["cuda_p2p", "cuda_d2h", "cuda_h2d", "cuda_d2h", "cuda_h2d"]);
     let names: Vec<&str> = sets.iter().map(|s| s.0.as_str()).collect();
@@ -176,7 +176,7 @@ fn a_local_run_writes_the_emulated_rack_files_and_goes_on_past_waivers() {
     let cfg = RunConfig { sizes: vec![1 << 20, 4 << 20], ..cfg() };
     let h2d = c.iter_mut().find(|p| p.kind == ProbeKind::CudaH2d).unwrap();
     h2d.gpus = vec![0];
-    let out = run(fake, &c, &["mlx5_0".to_string()], RackShape::new(2, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    let out = run(fake, &c, RackShape::new(2, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
     assert!(out.failures.is_empty(), "{:?}", out.failures);
     let r: Results = serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap()).unwrap();
     let ids = |r: &Results| r.measurements.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
@@ -221,13 +221,13 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
     let c = catalogue(&inv, Role::Decode, None, None);
     let mut cfg = cfg();
     cfg.options.insert("waive".into(), serde_json::json!(true));
-    let out = run(fake, &c, &[], RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    let out = run(fake, &c, RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
     assert!(out.results.measurements.is_empty());
     assert!(out.results.waivers.iter().any(|w| w.reason == "stand-in waiver" && w.probe.starts_with("cuda_d2h")));
     assert!(out.results.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));
     let mut cfg = RunConfig { sizes: vec![1 << 20], ..super::tests::cfg() };
     cfg.options.insert("fail_after".into(), serde_json::json!(1));
-    let out = run(fake, &c, &[], RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
+    let out = run(fake, &c, RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
     assert!(out.failures[0].contains("stand-in failure"));
 }

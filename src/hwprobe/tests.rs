@@ -4,6 +4,10 @@ fn dev(ordinal: usize, bus: &str, dmabuf: bool) -> CudaDevice {
     CudaDevice { ordinal, name: "NVIDIA H100".into(), pci: bus.parse().unwrap(), total_mem_bytes: 80 << 30, dmabuf }
 }
 
+fn nic(name: &str, node: u32) -> Nic {
+    Nic { name: name.into(), numa_node: Some(node), active: Some(true), link_layer: Some(rdma::LinkLayer::Infiniband) }
+}
+
 fn bare() -> Inventory {
     Inventory {
         cuda: Err(gpu::Unavailable::NoLibrary),
@@ -67,7 +71,7 @@ fn peer_pairs_and_single_gpus() {
 
 #[test]
 fn gpudirect_follows_the_nic_mapping_and_registration_support() {
-    let nics = vec![Nic { name: "mlx5_0".into(), numa_node: Some(0) }, Nic { name: "mlx5_1".into(), numa_node: Some(1) }];
+    let nics = vec![nic("mlx5_0", 0), nic("mlx5_1", 1)];
     let inv = Inventory {
         cuda: Ok(vec![dev(0, "1b:00.0", true), dev(1, "3b:00.0", false), dev(2, "5b:00.0", true)]),
         peers: vec![(0, 1, true), (0, 2, true), (1, 2, true)],
@@ -120,4 +124,33 @@ fn spec_order_follows_the_bus_not_cuda_ordinals() {
         .iter()
         .filter(|p| p.kind != ProbeKind::HostRdma)
         .all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA"))));
+}
+
+#[test]
+fn rdma_runs_stay_within_one_link_layer_and_receive_near_the_far_nic() {
+    let roce = Nic { link_layer: Some(rdma::LinkLayer::Ethernet), ..nic("mlx5_1", 0) };
+    let down = Nic { active: Some(false), ..nic("mlx5_3", 1) };
+    let inv = Inventory {
+        cuda: Ok(vec![dev(0, "1b:00.0", true), dev(1, "3b:00.0", true)]),
+        peers: vec![(0, 1, true)],
+        rdma: Ok(vec![nic("mlx5_0", 0), roce, nic("mlx5_2", 1), down]),
+        ..bare()
+    };
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let host: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HostRdma).collect();
+    let peer = |p: &Probe| p.peer.as_ref().map(|x| x.nic.clone());
+    assert_eq!(peer(host[0]).as_deref(), Some("mlx5_2"), "IB pairs with IB, skipping the RoCE port");
+    assert_eq!(peer(host[1]).as_deref(), Some("mlx5_1"), "the lone RoCE port loops back");
+    assert_eq!(peer(host[2]).as_deref(), Some("mlx5_0"));
+    assert!(matches!(&host[3].status, Status::Waived { reason } if reason.contains("not active")));
+    // GPUs use the compute NICs (IB: mlx5_0, mlx5_2); each receives into the GPU nearest the far NIC.
+    let gd: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).collect();
+    assert_eq!(gd.iter().map(|p| p.nic.clone().unwrap()).collect::<Vec<_>>(), ["mlx5_0", "mlx5_2"]);
+    assert_eq!(gd[0].peer, Some(nics::LocalPeer { nic: "mlx5_2".into(), gpu: Some(1) }));
+    assert_eq!(gd[1].peer, Some(nics::LocalPeer { nic: "mlx5_0".into(), gpu: Some(0) }));
+    // With one GPU, nothing maps onto the far NIC: receive into host memory.
+    let one = Inventory { cuda: Ok(vec![dev(0, "1b:00.0", true)]), peers: vec![], ..inv };
+    let c = catalogue(&one, Role::Prefill, None, None);
+    let gd = c.iter().find(|p| p.kind == ProbeKind::GpudirectRdma).unwrap();
+    assert_eq!(gd.peer, Some(nics::LocalPeer { nic: "mlx5_2".into(), gpu: None }));
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ibverbs_sys as ffi;
 
 use super::endpoint::{check_pair, Endpoint, MemoryKind, QpInfo};
-use super::plan::{imm_from_wire, receives_needed, write_plan, WriteOptions};
+use super::plan::{cap_to_port, imm_from_wire, write_plan, WriteOptions, RECEIVES_PER_QP};
 use super::verbs::{wc_status_str, Cq, Device, Mr, Pd, Qp, RemoteBuf};
 use super::{RdmaError, Unavailable};
 
@@ -21,12 +21,14 @@ pub struct ConnectionOptions {
     pub device: Option<String>,
     /// Port number (1-based).
     pub port: u8,
-    /// GID index for RoCE (or routed IB). `None` on IB uses the LID; on RoCE it means index 0.
+    /// GID index for RoCE (or routed IB). `None` on IB uses the LID; on RoCE it means the
+    /// port's RoCE v2 GID, found by type in sysfs ([`super::sysfs::pick_roce_v2`]).
     pub gid_index: Option<u8>,
+    /// IP traffic class of GID-routed packets (DSCP << 2; RoCE fabrics map one to the
+    /// lossless priority). 0 by default.
+    pub traffic_class: u8,
     /// Queue pairs, write size and writes in flight.
     pub write: WriteOptions,
-    /// Transfers a receiver keeps receives posted for.
-    pub transfers_in_flight: usize,
     /// Longest a transfer may take, seconds.
     pub timeout_s: f64,
 }
@@ -37,8 +39,8 @@ impl Default for ConnectionOptions {
             device: None,
             port: 1,
             gid_index: None,
+            traffic_class: 0,
             write: WriteOptions::default(),
-            transfers_in_flight: 2,
             timeout_s: 30.0,
         }
     }
@@ -62,6 +64,9 @@ pub enum Region {
         len: usize,
         /// Exported dmabuf and the buffer's offset inside it, or why there is none.
         dmabuf: Result<(OwnedFd, u64), String>,
+        /// Sets `CU_POINTER_ATTRIBUTE_SYNC_MEMOPS` on the buffer; run before any plain
+        /// `ibv_reg_mr` (nvidia-peermem) registration, so CUDA copies and NIC writes stay ordered.
+        sync_memops: Box<dyn FnOnce() -> Result<(), String> + Send>,
     },
 }
 
@@ -91,19 +96,28 @@ impl Connection {
     ///
     /// # Safety
     /// The memory of `region` must stay allocated until the connection is dropped.
-    pub unsafe fn new(opts: ConnectionOptions, region: Region) -> Result<Connection, RdmaError> {
+    pub unsafe fn new(mut opts: ConnectionOptions, region: Region) -> Result<Connection, RdmaError> {
         opts.write.validate()?;
         let dev = Device::open(opts.device.as_deref(), opts.port)?;
+        opts.write = cap_to_port(opts.write, dev.max_msg_bytes);
+        if dev.link_layer == super::LinkLayer::Ethernet && opts.gid_index.is_none() {
+            let table = super::sysfs::gid_table(std::path::Path::new("/sys"), &dev.name, dev.port);
+            let idx = super::sysfs::pick_roce_v2(&table)
+                .ok_or_else(|| Unavailable::NoRoceV2Gid { device: dev.name.clone(), port: dev.port })?;
+            opts.gid_index = Some(idx);
+        }
         let pd = Pd::new(&dev)?;
         let q = opts.write.qps;
-        let recv_depth = receives_needed(1, opts.transfers_in_flight);
+        let recv_depth = RECEIVES_PER_QP;
         let cq = Cq::new(&dev, q * (opts.write.outstanding + recv_depth))?;
         let qps =
             (0..q).map(|i| Qp::new(&pd, &cq, opts.write.outstanding, recv_depth, fresh_psn(i))).collect::<Result<Vec<_>, _>>()?;
         let (mr, addr, len, memory) = match region {
             // SAFETY: the caller keeps the host range alive for the connection's life.
             Region::Host { addr, len } => (unsafe { Mr::register(&pd, addr, len) }?, addr as u64, len as u64, MemoryKind::Host),
-            Region::Gpu { addr, len, dmabuf } => (register_gpu(&pd, addr, len, dmabuf)?, addr, len as u64, MemoryKind::Gpu),
+            Region::Gpu { addr, len, dmabuf, sync_memops } => {
+                (register_gpu(&pd, addr, len, dmabuf, sync_memops)?, addr, len as u64, MemoryKind::Gpu)
+            }
         };
         let seen = vec![false; q];
         Ok(Connection { dev, cq, qps, mr, addr, len, memory, opts, remote: None, seen })
@@ -117,6 +131,16 @@ impl Connection {
     /// The device name.
     pub fn device_name(&self) -> &str {
         &self.dev.name
+    }
+
+    /// The port in use (1-based).
+    pub fn port(&self) -> u8 {
+        self.dev.port
+    }
+
+    /// The options in effect (GID index resolved, write size capped to the port).
+    pub fn options(&self) -> &ConnectionOptions {
+        &self.opts
     }
 
     /// What the peer needs to reach us.
@@ -153,10 +177,10 @@ impl Connection {
             super::LinkLayer::Infiniband => self.opts.gid_index,
         };
         for (q, r) in self.qps.iter().zip(&remote.qps) {
-            q.connect(&remote, r.qpn, r.psn, self.dev.mtu_bytes, sgid)?;
+            q.connect(&remote, r.qpn, r.psn, self.dev.mtu_bytes, sgid, self.opts.traffic_class)?;
         }
         for (i, q) in self.qps.iter().enumerate() {
-            for _ in 0..receives_needed(1, self.opts.transfers_in_flight) {
+            for _ in 0..RECEIVES_PER_QP {
                 q.post_recv(i as u64)?;
             }
         }
@@ -262,20 +286,38 @@ fn check_wc(c: &ffi::ibv_wc) -> Result<(), RdmaError> {
 
 /// Registers GPU memory: dmabuf first (upstream kernel path), then `ibv_reg_mr` (needs the
 /// nvidia-peermem module). Both failing is a waiver: GPUDirect RDMA is not set up here.
-fn register_gpu(pd: &Arc<Pd>, addr: u64, len: usize, dmabuf: Result<(OwnedFd, u64), String>) -> Result<Mr, RdmaError> {
+fn register_gpu(
+    pd: &Arc<Pd>,
+    addr: u64,
+    len: usize,
+    dmabuf: Result<(OwnedFd, u64), String>,
+    sync_memops: Box<dyn FnOnce() -> Result<(), String> + Send>,
+) -> Result<Mr, RdmaError> {
+    let by_dmabuf = |fd, offset| Mr::register_dmabuf(pd, fd, offset, len, addr).map_err(|e| e.to_string());
+    // SAFETY: the caller of `Connection::new` keeps the GPU allocation alive; registering a
+    // device address only succeeds when nvidia-peermem recognises it.
+    let by_reg_mr = || unsafe { Mr::register(pd, addr as *mut u8, len) }.map_err(|e| e.to_string());
+    Ok(register_with_fallback(dmabuf, by_dmabuf, sync_memops, by_reg_mr)?)
+}
+
+/// The order of GPU registration: the dmabuf (when exported), else `sync_memops` then plain
+/// `ibv_reg_mr`. SYNC_MEMOPS is set on every path that reaches `ibv_reg_mr`, including a
+/// dmabuf that was exported but refused by the NIC.
+pub fn register_with_fallback<F, M>(
+    dmabuf: Result<(F, u64), String>,
+    by_dmabuf: impl FnOnce(F, u64) -> Result<M, String>,
+    sync_memops: impl FnOnce() -> Result<(), String>,
+    by_reg_mr: impl FnOnce() -> Result<M, String>,
+) -> Result<M, Unavailable> {
     let dmabuf_err = match dmabuf {
-        Ok((fd, offset)) => match Mr::register_dmabuf(pd, fd, offset, len, addr) {
+        Ok((fd, offset)) => match by_dmabuf(fd, offset) {
             Ok(mr) => return Ok(mr),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         },
         Err(why) => why,
     };
-    // SAFETY: the caller of `Connection::new` keeps the GPU allocation alive; registering a
-    // device address only succeeds when nvidia-peermem recognises it.
-    match unsafe { Mr::register(pd, addr as *mut u8, len) } {
-        Ok(mr) => Ok(mr),
-        Err(e) => Err(Unavailable::NoGpuDirect { dmabuf: dmabuf_err, peermem: e.to_string() }.into()),
-    }
+    let plain = sync_memops().map_err(|e| format!("CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: {e}")).and_then(|()| by_reg_mr());
+    plain.map_err(|peermem| Unavailable::NoGpuDirect { dmabuf: dmabuf_err, peermem })
 }
 
 #[cfg(test)]
@@ -288,6 +330,51 @@ mod tests {
         assert!(a.iter().all(|&p| p < 1 << 24));
         let distinct: std::collections::BTreeSet<_> = a.iter().collect();
         assert!(distinct.len() > 1);
+    }
+
+    #[test]
+    fn a_refused_dmabuf_falls_back_with_sync_memops_first() {
+        use std::cell::RefCell;
+        let log = RefCell::new(Vec::new());
+        let step = |s: &'static str| log.borrow_mut().push(s);
+        // Exported, but the NIC refuses the dmabuf: SYNC_MEMOPS, then ibv_reg_mr.
+        let r = register_with_fallback(
+            Ok((7, 0)),
+            |_fd: i32, _| -> Result<u32, String> {
+                step("dmabuf");
+                Err("EOPNOTSUPP".into())
+            },
+            || {
+                step("sync_memops");
+                Ok(())
+            },
+            || Ok::<u32, String>(step_ret(&log, "reg_mr")),
+        );
+        assert_eq!(r, Ok(1));
+        assert_eq!(*log.borrow(), ["dmabuf", "sync_memops", "reg_mr"]);
+        log.borrow_mut().clear();
+        // Accepted dmabuf: nothing else.
+        let r = register_with_fallback(
+            Ok((7, 0)),
+            |_fd: i32, _| Ok::<u32, String>(step_ret(&log, "dmabuf")),
+            || {
+                step("sync_memops");
+                Ok(())
+            },
+            || Ok(9),
+        );
+        assert_eq!(r, Ok(1));
+        assert_eq!(*log.borrow(), ["dmabuf"]);
+        // Both refused: a waiver naming both causes.
+        let r =
+            register_with_fallback(Err::<(i32, u64), _>("no dmabuf".into()), |_, _| Ok(0u32), || Ok(()), || Err("EFAULT".into()));
+        let w = r.unwrap_err().to_string();
+        assert!(w.contains("no dmabuf") && w.contains("EFAULT"), "{w}");
+    }
+
+    fn step_ret(log: &std::cell::RefCell<Vec<&'static str>>, s: &'static str) -> u32 {
+        log.borrow_mut().push(s);
+        1
     }
 
     #[test]

@@ -2,7 +2,32 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
-use super::RdmaError;
+use super::{RdmaError, Unavailable};
+
+/// The soft `RLIMIT_MEMLOCK` of this process, bytes; `None` when unlimited.
+pub fn memlock_limit() -> Option<u64> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `r` is a writable rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(r.rlim_cur)
+}
+
+/// Whether registering `need` bytes of host memory fits the locked-memory `limit` (`None`:
+/// unlimited). Root (CAP_IPC_LOCK) is not bound by it. Checked before allocating, so a low
+/// limit is a waiver naming the limit rather than an `ibv_reg_mr` ENOMEM mid-run.
+pub fn check_memlock(limit: Option<u64>, need: u64, privileged: bool) -> Result<(), Unavailable> {
+    match limit {
+        Some(limit) if !privileged && need > limit => Err(Unavailable::Memlock { limit, need }),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_memlock`] for this process.
+pub fn check_memlock_here(need: u64) -> Result<(), Unavailable> {
+    check_memlock(memlock_limit(), need, nix::unistd::geteuid().is_root())
+}
 
 /// Zeroed, page-aligned host memory, freed on drop.
 pub struct HostBuffer {
@@ -68,6 +93,16 @@ impl Drop for HostBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_low_memlock_limit_is_a_waiver_naming_it() {
+        let need = 4u64 << 30;
+        let w = check_memlock(Some(8 << 20), need, false).unwrap_err().to_string();
+        assert!(w.contains("RLIMIT_MEMLOCK is 8388608 bytes") && w.contains("4294967296"), "{w}");
+        assert!(check_memlock(Some(8 << 20), need, true).is_ok(), "root is not bound by it");
+        assert!(check_memlock(None, need, false).is_ok(), "unlimited");
+        assert!(check_memlock(Some(need), need, false).is_ok());
+    }
 
     #[test]
     fn aligned_and_zeroed() {

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod numa;
 pub mod plan;
 pub mod select;
+pub mod sysfs;
 pub mod verbs;
 
 pub use endpoint::{Endpoint, Gid, LinkLayer, MemoryKind, QpInfo};
@@ -79,6 +80,17 @@ impl RdmaError {
     pub fn from_ret(call: &'static str, ret: i32) -> RdmaError {
         RdmaError::Verbs { call, source: std::io::Error::from_raw_os_error(ret.abs()) }
     }
+
+    /// A verbs call that returned `ret`: a positive errno itself, or -1 with the cause in
+    /// `errno` (as `ibv_query_gid` does; reading -1 as an errno would say EPERM).
+    pub fn from_status(call: &'static str, ret: i32, errno: Option<i32>) -> RdmaError {
+        let source = match (ret, errno) {
+            (r, _) if r > 0 => std::io::Error::from_raw_os_error(r),
+            (_, Some(e)) if e > 0 => std::io::Error::from_raw_os_error(e),
+            (r, _) => std::io::Error::other(format!("returned {r} without an errno (empty or out-of-range entry?)")),
+        };
+        RdmaError::Verbs { call, source }
+    }
 }
 
 /// Why an RDMA probe does not apply here (reported as a waiver).
@@ -104,6 +116,22 @@ pub enum Unavailable {
         port: u8,
         /// Port state number from verbs.
         state: u32,
+    },
+    /// The port is Ethernet (RoCE) and its GID table has no RoCE v2 entry.
+    #[error("RDMA device {device} port {port} is RoCE but has no RoCE v2 GID (no IP address on its netdev?); give --gid-index to use another")]
+    NoRoceV2Gid {
+        /// Device name.
+        device: String,
+        /// Port number.
+        port: u8,
+    },
+    /// The locked-memory limit is below what registering the buffer pins.
+    #[error("RLIMIT_MEMLOCK is {limit} bytes but registering the {need}-byte buffer pins it all: raise it (ulimit -l unlimited, or LimitMEMLOCK=infinity / /etc/security/limits.conf) or run as root")]
+    Memlock {
+        /// The soft limit, bytes.
+        limit: u64,
+        /// Bytes the registration needs.
+        need: u64,
     },
     /// GPU memory could not be registered by either method.
     #[error("GPU memory cannot be registered with the NIC (dmabuf: {dmabuf}; ibv_reg_mr: {peermem}); load nvidia-peermem or use a kernel and driver with dmabuf support")]
@@ -167,6 +195,13 @@ mod tests {
         assert!(no_device_detail(&eperm).contains("ibv_get_device_list"));
         let e = RdmaError::from_ret("ibv_modify_qp", libc::EINVAL);
         assert!(e.to_string().starts_with("ibv_modify_qp failed: Invalid argument"), "{e}");
+        // ibv_query_gid's -1 is not EPERM: the cause is errno.
+        let e = RdmaError::from_status("ibv_query_gid", -1, Some(libc::EINVAL));
+        assert!(e.to_string().starts_with("ibv_query_gid failed: Invalid argument"), "{e}");
+        let e = RdmaError::from_status("ibv_query_gid", -1, Some(0));
+        assert!(!e.to_string().contains("not permitted") && e.to_string().contains("without an errno"), "{e}");
+        let e = RdmaError::from_status("ibv_query_port", libc::ENODEV, Some(libc::EINVAL));
+        assert!(e.to_string().contains("No such device"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! NUMA placement: the NIC's node from sysfs and pinning the calling (sending) thread to that
-//! node's CPUs, so posting work and touching host buffers does not cross the socket link.
+//! NUMA placement: a device's node from sysfs, and running work (allocating and first-touching
+//! buffers, posting transfers) on a short-lived thread pinned to that node's CPUs, so host
+//! memory lands on the device's socket and the caller's own affinity is never changed (a
+//! pinned main thread would place every later allocation on the last device's node).
 
 use std::path::Path;
 
@@ -7,6 +9,12 @@ use std::path::Path;
 /// `None` when the platform does not say (-1, missing file).
 pub fn nic_numa_node(sysfs: &Path, dev: &str) -> Option<u32> {
     let s = std::fs::read_to_string(sysfs.join("class/infiniband").join(dev).join("device/numa_node")).ok()?;
+    s.trim().parse::<i64>().ok().filter(|&n| n >= 0).map(|n| n as u32)
+}
+
+/// The NUMA node of PCI function `pci` (`/sys/bus/pci/devices/<pci>/numa_node`), or `None`.
+pub fn pci_numa_node(sysfs: &Path, pci: &str) -> Option<u32> {
+    let s = std::fs::read_to_string(sysfs.join("bus/pci/devices").join(pci).join("numa_node")).ok()?;
     s.trim().parse::<i64>().ok().filter(|&n| n >= 0).map(|n| n as u32)
 }
 
@@ -48,14 +56,33 @@ pub enum Placement {
     Unpinned(String),
 }
 
-/// Pins the calling thread to the NUMA node of RDMA device `dev`. Never fails the probe: a
-/// machine that does not report the node, or refuses the affinity, leaves the thread unpinned
-/// and says why.
-pub fn pin_to_nic(dev: &str) -> Placement {
+/// Runs `f` on a new thread pinned to NUMA node `node` (CPUs from `sysfs`) and returns its
+/// result and where the thread ran. The calling thread's affinity is untouched. Never fails:
+/// no node, or a refused affinity, runs `f` unpinned and says why.
+pub fn run_pinned<T: Send>(sysfs: &Path, node: Option<u32>, f: impl FnOnce() -> T + Send) -> (T, Placement) {
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let placement = match node {
+                Some(n) => pin_calling_thread(sysfs, n),
+                None => Placement::Unpinned("the device reports no NUMA node".into()),
+            };
+            (f(), placement)
+        });
+        match h.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Runs `f` on a short-lived thread pinned to the NUMA node of RDMA device `dev`.
+pub fn on_nic_node<T: Send>(dev: &str, f: impl FnOnce() -> T + Send) -> (T, Placement) {
     let sys = Path::new("/sys");
-    let Some(node) = nic_numa_node(sys, dev) else {
-        return Placement::Unpinned(format!("{dev} reports no NUMA node"));
-    };
+    run_pinned(sys, nic_numa_node(sys, dev), f)
+}
+
+/// Pins the calling thread to the CPUs of `node`; only called on threads `run_pinned` made.
+fn pin_calling_thread(sys: &Path, node: u32) -> Placement {
     let Some(cpus) = node_cpus(sys, node).filter(|c| !c.is_empty()) else {
         return Placement::Unpinned(format!("NUMA node {node} lists no CPUs"));
     };
@@ -104,9 +131,32 @@ mod tests {
 
     #[test]
     fn pinning_a_missing_nic_leaves_the_thread_alone_with_a_reason() {
-        match pin_to_nic("linkcal_no_such_nic") {
+        match on_nic_node("linkcal_no_such_nic", || ()).1 {
             Placement::Unpinned(why) => assert!(why.contains("no NUMA node")),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn affinity() -> Vec<usize> {
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+        (0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect()
+    }
+
+    #[test]
+    fn work_runs_pinned_and_the_caller_keeps_its_affinity() {
+        let before = affinity();
+        let cpu = before[before.len() - 1];
+        let root = tempfile::tempdir().unwrap();
+        let node = root.path().join("devices/system/node/node3");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(node.join("cpulist"), format!("{cpu}\n")).unwrap();
+        let (inside, placement) = run_pinned(root.path(), Some(3), affinity);
+        assert_eq!(placement, Placement::Pinned { node: 3, cpus: 1 });
+        assert_eq!(inside, vec![cpu], "the work ran on the node's CPUs");
+        assert_eq!(affinity(), before, "the calling thread's affinity is unchanged");
+        let pci = root.path().join("bus/pci/devices/0000:1b:00.0");
+        std::fs::create_dir_all(&pci).unwrap();
+        std::fs::write(pci.join("numa_node"), "1\n").unwrap();
+        assert_eq!(pci_numa_node(root.path(), "0000:1b:00.0"), Some(1));
     }
 }

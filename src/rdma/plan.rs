@@ -89,10 +89,14 @@ pub fn imm_from_wire(wire: u32) -> u32 {
     u32::from_be(wire)
 }
 
-/// Receive work requests the receiver keeps posted: one per queue pair per transfer
-/// in flight; `transfers_in_flight` >= 1.
-pub fn receives_needed(qps: usize, transfers_in_flight: usize) -> usize {
-    qps * transfers_in_flight.max(1)
+/// Receives each queue pair keeps posted (perftest posts hundreds): with only a few, a sender
+/// running ahead by more transfers than that meets RNR NAKs, each a stall of 0.64 ms or more
+/// that the timing would absorb silently.
+pub const RECEIVES_PER_QP: usize = 128;
+
+/// `opts` with the write size capped to the port's largest message (`max_msg_sz`, bytes).
+pub fn cap_to_port(opts: WriteOptions, max_msg_bytes: u32) -> WriteOptions {
+    WriteOptions { max_write_bytes: opts.max_write_bytes.min(max_msg_bytes.max(1)), ..opts }
 }
 
 #[cfg(test)]
@@ -157,7 +161,11 @@ mod tests {
             assert_eq!(imm_from_wire(imm_to_wire(id)), id);
         }
         assert_eq!(imm_to_wire(1).to_ne_bytes(), [0, 0, 0, 1], "network order on the wire");
-        assert_eq!(receives_needed(4, 2), 8);
-        assert_eq!(receives_needed(4, 0), 4);
+        const { assert!(RECEIVES_PER_QP >= 128) };
+        let big = WriteOptions { max_write_bytes: 1 << 31, ..Default::default() };
+        assert_eq!(cap_to_port(big, 1 << 30).max_write_bytes, 1 << 30, "capped to the port's max_msg_sz");
+        assert_eq!(cap_to_port(WriteOptions::default(), 1 << 30), WriteOptions::default());
+        let plan = write_plan(3 << 30, 1, &cap_to_port(big, 1 << 30)).unwrap();
+        assert!(plan[0].iter().all(|w| w.len <= 1 << 30));
     }
 }

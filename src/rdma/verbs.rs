@@ -25,6 +25,8 @@ pub struct Device {
     pub lid: u16,
     /// Active MTU, bytes.
     pub mtu_bytes: u32,
+    /// Largest message the port takes (`max_msg_sz`), bytes.
+    pub max_msg_bytes: u32,
 }
 
 // SAFETY: libibverbs contexts are thread-safe (the library locks internally); the pointer is
@@ -63,7 +65,15 @@ impl Device {
         if ctx.is_null() {
             return Err(RdmaError::last_os("ibv_open_device"));
         }
-        let mut dev = Device { ctx, name: names[want].clone(), port, link_layer: LinkLayer::Infiniband, lid: 0, mtu_bytes: 256 };
+        let mut dev = Device {
+            ctx,
+            name: names[want].clone(),
+            port,
+            link_layer: LinkLayer::Infiniband,
+            lid: 0,
+            mtu_bytes: 256,
+            max_msg_bytes: u32::MAX,
+        };
         let mut attr = ffi::ibv_port_attr::default();
         // SAFETY: the exported ibv_query_port fills the leading (compat) part of the struct,
         // which `attr` (the full, zeroed struct) contains; `ctx` is open.
@@ -79,6 +89,7 @@ impl Device {
             if u32::from(attr.link_layer) == ffi::IBV_LINK_LAYER_ETHERNET { LinkLayer::Ethernet } else { LinkLayer::Infiniband };
         dev.lid = attr.lid;
         dev.mtu_bytes = mtu_bytes(attr.active_mtu).unwrap_or(1024);
+        dev.max_msg_bytes = attr.max_msg_sz;
         Ok(Arc::new(dev))
     }
 
@@ -88,7 +99,8 @@ impl Device {
         // SAFETY: `gid` is a writable 16-byte union; the context is open.
         let rc = unsafe { ffi::ibv_query_gid(self.ctx, self.port, i32::from(index), &mut gid) };
         if rc != 0 {
-            return Err(RdmaError::from_ret("ibv_query_gid", rc));
+            // ibv_query_gid returns -1 and leaves the cause in errno (not in its result).
+            return Err(RdmaError::from_status("ibv_query_gid", rc, std::io::Error::last_os_error().raw_os_error()));
         }
         // SAFETY: every bit pattern of the union is a valid byte array.
         Ok(Gid(unsafe { gid.raw }))
@@ -197,9 +209,16 @@ unsafe impl Send for Mr {}
 // SAFETY: as above.
 unsafe impl Sync for Mr {}
 
-/// Access rights of every region: local write (receives), remote write (the peer's writes).
-fn access() -> i32 {
+/// Access rights of every queue pair: local write (receives), remote write (the peer's writes).
+fn qp_access() -> i32 {
     (ffi::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE | ffi::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE).0 as i32
+}
+
+/// Access rights of every memory region: those of the queue pairs plus relaxed ordering (an
+/// optional flag: providers without it ignore it; with it, PCIe writes into GPU memory may
+/// pass each other, which GPUDirect needs for full rate on many root complexes).
+pub fn mr_access() -> i32 {
+    qp_access() | ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING.0 as i32
 }
 
 impl Mr {
@@ -209,7 +228,7 @@ impl Mr {
     /// `[addr, addr+len)` must stay allocated until the returned region is dropped.
     pub unsafe fn register(pd: &Arc<Pd>, addr: *mut u8, len: usize) -> Result<Mr, RdmaError> {
         // SAFETY: the caller keeps the range alive; the PD is live.
-        let mr = unsafe { ffi::ibv_reg_mr(pd.pd, addr as *mut std::ffi::c_void, len, access()) };
+        let mr = unsafe { ffi::ibv_reg_mr(pd.pd, addr as *mut std::ffi::c_void, len, mr_access()) };
         if mr.is_null() {
             return Err(RdmaError::last_os("ibv_reg_mr"));
         }
@@ -220,7 +239,7 @@ impl Mr {
     pub fn register_dmabuf(pd: &Arc<Pd>, fd: OwnedFd, offset: u64, len: usize, iova: u64) -> Result<Mr, RdmaError> {
         // SAFETY: the descriptor is valid (owned) and kept open as long as the region; the
         // kernel validates offset and length against the dmabuf.
-        let mr = unsafe { ffi::ibv_reg_dmabuf_mr(pd.pd, offset, len, iova, fd.as_raw_fd(), access()) };
+        let mr = unsafe { ffi::ibv_reg_dmabuf_mr(pd.pd, offset, len, iova, fd.as_raw_fd(), mr_access()) };
         if mr.is_null() {
             return Err(RdmaError::last_os("ibv_reg_dmabuf_mr"));
         }
@@ -298,7 +317,7 @@ impl Qp {
             qp_state: ffi::ibv_qp_state::IBV_QPS_INIT,
             pkey_index: 0,
             port_num: pd.device().port,
-            qp_access_flags: access() as u32,
+            qp_access_flags: qp_access() as u32,
             ..Default::default()
         };
         use ffi::ibv_qp_attr_mask as M;
@@ -322,7 +341,8 @@ impl Qp {
     }
 
     /// INIT -> RTR -> RTS against the peer's queue pair `remote_qpn`/`remote_psn`, addressed
-    /// by `remote`'s LID (InfiniBand) or GID (RoCE, or IB with `sgid_index` given).
+    /// by `remote`'s LID (InfiniBand) or GID (RoCE, or IB with `sgid_index` given); on a GID
+    /// path the packets carry `traffic_class` (DSCP << 2, the fabric's lossless class on RoCE).
     pub fn connect(
         &self,
         remote: &Endpoint,
@@ -330,6 +350,7 @@ impl Qp {
         remote_psn: u32,
         local_mtu: u32,
         sgid_index: Option<u8>,
+        traffic_class: u8,
     ) -> Result<(), RdmaError> {
         use ffi::ibv_qp_attr_mask as M;
         let port = self._pd.device().port;
@@ -344,6 +365,7 @@ impl Qp {
             ah.grh.dgid = ffi::ibv_gid { raw: gid.0 };
             ah.grh.sgid_index = sgid_index.unwrap_or(0);
             ah.grh.hop_limit = 64;
+            ah.grh.traffic_class = traffic_class;
         }
         let mut rtr = ffi::ibv_qp_attr {
             qp_state: ffi::ibv_qp_state::IBV_QPS_RTR,
@@ -448,4 +470,17 @@ impl Drop for Qp {
 pub fn wc_status_str(status: ffi::ibv_wc_status::Type) -> String {
     // SAFETY: ibv_wc_status_str returns a static NUL-terminated string for any value.
     unsafe { std::ffi::CStr::from_ptr(ffi::ibv_wc_status_str(status)) }.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_ask_for_relaxed_ordering_and_queue_pairs_do_not() {
+        let ro = ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING.0 as i32;
+        assert_ne!(mr_access() & ro, 0, "memory regions are registered with relaxed ordering");
+        assert_eq!(qp_access() & ro, 0, "an optional MR flag is not a QP access flag");
+        assert_eq!(mr_access() & qp_access(), qp_access());
+    }
 }

@@ -16,8 +16,15 @@
 //! its count against the sender's summary.
 //!
 //! Flow options: `src_nic`, `dst_nic` (device names, default the first), `port` (1),
-//! `gid_index` (RoCE / routed IB), `qps` (1), `write_bytes` (1 MiB), `outstanding` (16) and,
-//! for `gpudirect_rdma`, `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id).
+//! `gid_index` (RoCE / routed IB; on RoCE the RoCE v2 GID from sysfs by default),
+//! `traffic_class` (0), `qps` (1), `write_bytes` (1 MiB, capped to the port's `max_msg_sz`),
+//! `outstanding` (16) and, for `gpudirect_rdma`, `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus
+//! id) or `src_memory` / `dst_memory` = `"host"` (that end in host memory: no GPU near its NIC).
+//!
+//! Buffers are allocated, registered and posted from short-lived threads pinned to the NIC's
+//! NUMA node; the calling thread's affinity is never changed. Host memory is checked against
+//! `RLIMIT_MEMLOCK` before it is allocated. The port's error counters (RNR NAKs, sequence
+//! errors) are read around each flow and a rise is reported.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,7 +40,8 @@ use crate::gpu::memory::DeviceBuffer;
 use crate::gpu::{self, GpuError};
 use crate::rdma::engine::Region;
 use crate::rdma::memory::HostBuffer;
-use crate::rdma::numa::{pin_to_nic, Placement};
+use crate::rdma::numa::on_nic_node;
+use crate::rdma::sysfs::{counter_warning, read_counters};
 use crate::rdma::{self, Connection, ConnectionOptions, Endpoint, NicSelector, RdmaError, WriteOptions};
 
 /// Side-channel byte: the receiver's queue pairs are connected and receives are posted.
@@ -75,7 +83,9 @@ pub fn connection_options(flow: &FlowSpec, side: &str) -> Result<(ConnectionOpti
     };
     write.validate().map_err(|e| e.to_string())?;
     let port = u8::try_from(num("port", 1)?).map_err(|_| "flow option 'port' must be 1..=255".to_string())?;
-    Ok((ConnectionOptions { device: None, port, gid_index, write, transfers_in_flight: 2, timeout_s: flow.timeout_s }, nic))
+    let traffic_class =
+        u8::try_from(num("traffic_class", 0)?).map_err(|_| "flow option 'traffic_class' must be 0..=255".to_string())?;
+    Ok((ConnectionOptions { device: None, port, gid_index, traffic_class, write, timeout_s: flow.timeout_s }, nic))
 }
 
 /// Memory one end registers; kept alive as long as its connection (held only for its Drop).
@@ -115,29 +125,43 @@ impl RdmaWrite {
         super::cuda_p2p::gpu_err(self.kind_(), flow)
     }
 
-    /// Allocates and registers this end's buffer and opens its connection.
+    /// Allocates and registers this end's buffer and opens its connection, on a thread pinned
+    /// to the NIC's NUMA node (the first touch of host memory places it there).
     fn open(&self, flow: &FlowSpec, side: &str) -> Result<Bound, TransportError> {
         let (mut opts, nic) = connection_options(flow, side).map_err(|m| TransportError::protocol(flow.id, m))?;
         if let Some(sel) = nic {
             let names = rdma::list_devices().map_err(|u| self.rdma_err(flow.id)(u.into()))?;
             opts.device = Some(sel.resolve(std::path::Path::new("/sys"), &names).map_err(|u| self.rdma_err(flow.id)(u.into()))?);
         }
+        let host = !self.gpu || flow.options.get(format!("{side}_memory").as_str()).and_then(|v| v.as_str()) == Some("host");
         let len = (flow.max_bytes as usize).max(1);
-        if !self.gpu {
-            let buf = HostBuffer::new(len, crate::gpu::memory::host_page_size()).map_err(self.rdma_err(flow.id))?;
-            let region = Region::Host { addr: buf.as_mut_ptr(), len };
-            // SAFETY: `buf` is returned with the connection in a `Bound`, whose field order drops
-            // the connection (deregistering the region) before the memory.
-            let conn = unsafe { Connection::new(opts, region) }.map_err(self.rdma_err(flow.id))?;
-            return Ok(Bound { conn, _buf: Buffer::Host(buf) });
+        if host {
+            rdma::memory::check_memlock_here(len as u64).map_err(|u| self.rdma_err(flow.id)(u.into()))?;
         }
+        let node_of = opts.device.clone().unwrap_or_default();
+        on_nic_node(&node_of, || if host { self.open_host(flow, opts, len) } else { self.open_gpu(flow, side, opts, len) }).0
+    }
+
+    fn open_host(&self, flow: &FlowSpec, opts: ConnectionOptions, len: usize) -> Result<Bound, TransportError> {
+        let buf = HostBuffer::new(len, crate::gpu::memory::host_page_size()).map_err(self.rdma_err(flow.id))?;
+        let region = Region::Host { addr: buf.as_mut_ptr(), len };
+        // SAFETY: `buf` is returned with the connection in a `Bound`, whose field order drops
+        // the connection (deregistering the region) before the memory.
+        let conn = unsafe { Connection::new(opts, region) }.map_err(self.rdma_err(flow.id))?;
+        Ok(Bound { conn, _buf: Buffer::Host(buf) })
+    }
+
+    fn open_gpu(&self, flow: &FlowSpec, side: &str, opts: ConnectionOptions, len: usize) -> Result<Bound, TransportError> {
         let gerr = self.gpu_err(flow.id);
         let info = gpu::driver_status().map_err(|u| gerr(u.into()))?;
         let devices = gpu::enumerate().map_err(&gerr)?;
         let key = format!("{side}_gpu");
         let sel = GpuSelector::from_options(&flow.options, &key).map_err(&gerr)?;
         let sel = sel.ok_or_else(|| {
-            TransportError::protocol(flow.id, format!("flow option '{key}' is required (a CUDA ordinal or PCI bus id)"))
+            TransportError::protocol(
+                flow.id,
+                format!("flow option '{key}' is required (a CUDA ordinal or PCI bus id), or '{side}_memory': \"host\""),
+            )
         })?;
         let ordinal = sel.resolve(&devices).map_err(&gerr)?;
         let ctx = contexts(&[ordinal]).map_err(&gerr)?.remove(0);
@@ -147,14 +171,20 @@ impl RdmaWrite {
         } else {
             Err(format!("GPU {} reports no dmabuf support", devices[ordinal].pci))
         };
-        if dmabuf.is_err() {
-            // The peermem path: CUDA copies and NIC writes to this range must stay ordered.
-            buf.set_sync_memops().map_err(&gerr)?;
-        }
-        let region = Region::Gpu { addr: buf.ptr(), len, dmabuf };
+        let b = buf.clone();
+        let sync_memops = Box::new(move || b.set_sync_memops().map_err(|e| e.to_string()));
+        let region = Region::Gpu { addr: buf.ptr(), len, dmabuf, sync_memops };
         // SAFETY: as above: the Arc'd GPU buffer lives beside the connection and outlives it.
         let conn = unsafe { Connection::new(opts, region) }.map_err(self.rdma_err(flow.id))?;
         Ok(Bound { conn, _buf: Buffer::Gpu(buf) })
+    }
+}
+
+/// Warns on stderr when the port's error counters rose during a flow.
+fn report_counters(conn: &Connection, before: &std::collections::BTreeMap<&'static str, u64>) {
+    let after = read_counters(std::path::Path::new("/sys"), conn.device_name(), conn.port());
+    if let Some(w) = counter_warning(conn.device_name(), before, &after) {
+        eprintln!("linkcal: warning: {w}");
     }
 }
 
@@ -201,18 +231,8 @@ impl Transport for RdmaWrite {
         if ready[0] != READY {
             return Err(TransportError::protocol(flow.id, format!("expected ready byte {READY:#x}, got {:#x}", ready[0])));
         }
-        let nic = bound.conn.device_name().to_string();
-        Ok(Box::new(RdmaSender {
-            kind: self.kind_(),
-            flow: flow.id,
-            timeout_s: t,
-            bound,
-            stream,
-            next: 0,
-            bytes: 0,
-            nic,
-            placement: None,
-        }))
+        let counters = read_counters(std::path::Path::new("/sys"), bound.conn.device_name(), bound.conn.port());
+        Ok(Box::new(RdmaSender { kind: self.kind_(), flow: flow.id, timeout_s: t, bound, stream, next: 0, bytes: 0, counters }))
     }
 }
 
@@ -224,22 +244,20 @@ struct RdmaSender {
     stream: TcpStream,
     next: u32,
     bytes: u64,
-    nic: String,
-    placement: Option<Placement>,
+    counters: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Sender for RdmaSender {
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
-        if self.placement.is_none() {
-            // The thread that posts is the one that runs transfers: pin it once, here.
-            self.placement = Some(pin_to_nic(&self.nic));
-        }
         let kind = self.kind;
         let flow = self.flow;
-        let d = self
-            .bound
-            .conn
-            .write(bytes, self.next)
+        let next = self.next;
+        // Posted from a short-lived thread on the NIC's node; timed inside `write`, so the
+        // thread start is not in the figure, and the caller's affinity is untouched.
+        let conn = &mut self.bound.conn;
+        let nic = conn.device_name().to_string();
+        let d = on_nic_node(&nic, || conn.write(bytes, next))
+            .0
             .map_err(|e| RdmaWrite { gpu: kind == TransportKind::GpudirectRdma }.rdma_err(flow)(e))?;
         self.next = self.next.wrapping_add(1);
         self.bytes += bytes;
@@ -251,6 +269,7 @@ impl Sender for RdmaSender {
         msg.extend_from_slice(&u64::from(self.next).to_le_bytes());
         msg.extend_from_slice(&self.bytes.to_le_bytes());
         self.stream.write_all(&msg).map_err(|e| io_err(self.flow, self.timeout_s, "send the closing summary", e))?;
+        report_counters(&self.bound.conn, &self.counters);
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
         Ok(())
     }
@@ -273,11 +292,19 @@ pub fn parse_summary(b: &[u8]) -> Option<(u64, u64)> {
 
 impl Receiver for RdmaReceiver {
     fn serve(self: Box<Self>) -> Result<ReceiverStats, TransportError> {
-        let RdmaReceiver { kind, flow, mut bound, listener } = *self;
+        let nic = self.bound.conn.device_name().to_string();
+        // Receives are posted and polled from a thread on the NIC's node.
+        on_nic_node(&nic, move || (*self).serve_here()).0
+    }
+}
+
+impl RdmaReceiver {
+    fn serve_here(self) -> Result<ReceiverStats, TransportError> {
+        let RdmaReceiver { kind, flow, mut bound, listener } = self;
         let conn = &mut bound.conn;
         let (id, t) = (flow.id, flow.timeout_s);
         let rerr = RdmaWrite { gpu: kind == TransportKind::GpudirectRdma }.rdma_err(id);
-        let _placement = pin_to_nic(conn.device_name());
+        let counters = read_counters(std::path::Path::new("/sys"), conn.device_name(), conn.port());
         let mut stream = accept(&flow, &listener)?;
         drop(listener);
         let mut len = [0u8; 4];
@@ -311,7 +338,9 @@ impl Receiver for RdmaReceiver {
             if summary.len() == 17 {
                 let (sent, bytes) =
                     parse_summary(&summary).ok_or_else(|| TransportError::protocol(id, "malformed closing summary"))?;
-                return finish_count(conn, &mut stats, sent, bytes, id, t, &rerr);
+                let r = finish_count(conn, &mut stats, sent, bytes, id, t, &rerr);
+                report_counters(conn, &counters);
+                return r;
             }
             if last.elapsed().as_secs_f64() > t {
                 return Err(TransportError::Timeout { flow: id, what: "the next RDMA transfer".into(), timeout_s: t });
@@ -365,12 +394,12 @@ mod tests {
     #[test]
     fn options_map_onto_connection_settings() {
         let f = flow(
-            serde_json::json!({"src_nic": "mlx5_2", "dst_nic": {"by_bus": 1}, "gid_index": 3, "qps": 4, "write_bytes": 65536, "outstanding": 32, "port": 2}),
+            serde_json::json!({"src_nic": "mlx5_2", "dst_nic": {"by_bus": 1}, "gid_index": 3, "qps": 4, "write_bytes": 65536, "outstanding": 32, "port": 2, "traffic_class": 106}),
         );
         let (s, nic) = connection_options(&f, "src").unwrap();
         assert_eq!(nic, Some(NicSelector::Name("mlx5_2".into())));
         assert_eq!(connection_options(&f, "dst").unwrap().1, Some(NicSelector::BusOrder { by_bus: 1 }));
-        assert_eq!((s.port, s.gid_index), (2, Some(3)));
+        assert_eq!((s.port, s.gid_index, s.traffic_class), (2, Some(3), 106));
         assert_eq!(s.write, WriteOptions { qps: 4, max_write_bytes: 65536, outstanding: 32 });
         assert_eq!(s.timeout_s, 1.0);
         let (d, nic) = connection_options(&flow(serde_json::Value::Null), "src").unwrap();
@@ -379,6 +408,7 @@ mod tests {
             serde_json::json!({"qps": 0}),
             serde_json::json!({"qps": "x"}),
             serde_json::json!({"gid_index": 300}),
+            serde_json::json!({"traffic_class": 256}),
             serde_json::json!({"src_nic": 5}),
             serde_json::json!({"write_bytes": 1u64 << 40}),
         ] {
