@@ -83,7 +83,10 @@ fn start_slurm(dir: &Path, nodes: &[&str]) -> (Daemons, std::path::PathBuf) {
         sock.display()
     );
     for n in nodes {
-        conf.push_str(&format!("NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={} CPUs=2 State=UNKNOWN\n", free_port()));
+        conf.push_str(&format!(
+            "NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={} CPUs=2 State=UNKNOWN\n",
+            free_port()
+        ));
     }
     conf.push_str("PartitionName=p Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n");
     let conf_path = dir.join("slurm.conf");

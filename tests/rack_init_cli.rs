@@ -46,8 +46,21 @@ fn inventory_to_rack_to_run_on_loopback() {
     // The composed file drives a run.
     let res = dir.path().join("out");
     let o = linkcal(&[
-        "run", "--rack", rack.to_str().unwrap(), "--out", res.to_str().unwrap(), "--quick", "--contention", "none",
-        "--paths", "prefill_to_decode:0->1,decode_inter_rank:0->1", "--sizes", "64KiB", "--time-cap", "0.2", "--no-progress",
+        "run",
+        "--rack",
+        rack.to_str().unwrap(),
+        "--out",
+        res.to_str().unwrap(),
+        "--quick",
+        "--contention",
+        "none",
+        "--paths",
+        "prefill_to_decode:0->1,decode_inter_rank:0->1",
+        "--sizes",
+        "64KiB",
+        "--time-cap",
+        "0.2",
+        "--no-progress",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("results.json")).unwrap()).unwrap();

@@ -68,8 +68,8 @@ fn print_check(c: &RouteCheck) {
 
 fn init(a: InitArgs) -> anyhow::Result<u8> {
     let inv = RackInventory::read(&a.inventory)?;
-    let token = crate::control::read_token(&inv.token_file)
-        .with_context(|| format!("{}: field 'token_file'", a.inventory.display()))?;
+    let token =
+        crate::control::read_token(&inv.token_file).with_context(|| format!("{}: field 'token_file'", a.inventory.display()))?;
     let descs = rackinit::describe_all(&inv, &token)?;
     for d in &descs {
         let gpus = d.topology.as_ref().map(|t| t.gpus.len()).unwrap_or(0);

@@ -116,7 +116,14 @@ fn mapped_from(
         let gid = p.gid0.clone().unwrap_or_else(|| "none".into());
         let lid = p.lid.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
         let value = format!("{nic} port {} {} {} LID {lid} GID {gid}", p.port, p.link_layer, p.state);
-        choice(choices, Some(&h.name), "rdma_nic", value, from_inv(h.nics.is_some(), "RDMA NICs by PCI bus id"), format!("{place}.nics"));
+        choice(
+            choices,
+            Some(&h.name),
+            "rdma_nic",
+            value,
+            from_inv(h.nics.is_some(), "RDMA NICs by PCI bus id"),
+            format!("{place}.nics"),
+        );
     }
     let deviations: Vec<String> = conf.deviations().map(|c| format!("{}: {}", c.check, c.detail)).collect();
     let ib_addr = conf.rdma_nics.iter().find_map(|n| {
@@ -165,7 +172,14 @@ pub fn pick_addrs(
     m.ib_addr = Some(h.data_addr.or(m.ib_addr).unwrap_or(addr));
     m.eth_addr = Some(h.data_addr.or(m.eth_addr).unwrap_or(addr));
     if m.eth_addr != m.data_addr {
-        choice(choices, Some(&h.name), "eth_addr", format!("{}", m.eth_addr.unwrap_or(addr)), "Ethernet NIC (Path 3)".into(), field);
+        choice(
+            choices,
+            Some(&h.name),
+            "eth_addr",
+            format!("{}", m.eth_addr.unwrap_or(addr)),
+            "Ethernet NIC (Path 3)".into(),
+            field,
+        );
     }
     Ok(())
 }

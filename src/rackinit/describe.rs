@@ -118,9 +118,8 @@ fn read_trim(p: &Path) -> Option<String> {
 }
 
 fn dir_names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
+    let mut v: Vec<String> =
+        std::fs::read_dir(p).map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -162,14 +161,13 @@ fn interfaces() -> Vec<Interface> {
     for a in addrs {
         let up = a.flags.contains(InterfaceFlags::IFF_UP) && a.flags.contains(InterfaceFlags::IFF_RUNNING);
         let ip = a.address.as_ref().and_then(|s| {
-            s.as_sockaddr_in()
-                .map(|v4| IpAddr::V4(v4.ip()))
-                .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
         });
         let i = match out.iter_mut().position(|i| i.name == a.interface_name) {
             Some(k) => &mut out[k],
             None => {
-                let mtu = read_trim(&Path::new("/sys/class/net").join(&a.interface_name).join("mtu")).and_then(|m| m.parse().ok());
+                let mtu =
+                    read_trim(&Path::new("/sys/class/net").join(&a.interface_name).join("mtu")).and_then(|m| m.parse().ok());
                 out.push(Interface { name: a.interface_name.clone(), up, addrs: Vec::new(), mtu });
                 out.last_mut().expect("just pushed")
             }

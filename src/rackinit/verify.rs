@@ -126,14 +126,23 @@ pub fn check_hosts(rack: &RackFile, token: &str) -> Result<Vec<Finding>, RackIni
         let addr_ok = h.data_addr.parse().ok().and_then(|a| d.interface_of(a)).filter(|i| i.up);
         let detail = match addr_ok {
             Some(i) => format!("{} on {} (up)", h.data_addr, i.name),
-            None => format!("{} is not an up address of the host (it has: {}): run `linkcal rack init` again", h.data_addr, d.all_addrs()),
+            None => format!(
+                "{} is not an up address of the host (it has: {}): run `linkcal rack init` again",
+                h.data_addr,
+                d.all_addrs()
+            ),
         };
         out.push(finding(&h.name, "data_addr", addr_ok.is_some(), detail));
         let Some(facts) = rack.composed.as_ref().and_then(|c| c.hosts.iter().find(|f| f.name == h.name)) else { continue };
         let gpus: Vec<&str> = d.topology.iter().flat_map(|t| t.gpus.iter().map(|g| g.pci.as_str())).collect();
         for g in &facts.gpus {
             let ok = gpus.contains(&g.as_str());
-            out.push(finding(&h.name, "gpu", ok, if ok { g.clone() } else { format!("{g} is gone (found: {})", gpus.join(", ")) }));
+            out.push(finding(
+                &h.name,
+                "gpu",
+                ok,
+                if ok { g.clone() } else { format!("{g} is gone (found: {})", gpus.join(", ")) },
+            ));
         }
         for nic in &facts.rdma_nics {
             let port = d.rdma_ports.iter().find(|p| &p.device == nic);
