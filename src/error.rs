@@ -118,6 +118,7 @@ fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
         || cause.is::<crate::gpu::pci::PciAddrError>()
         || cause.downcast_ref::<crate::topology::TopologyError>().is_some_and(|e| e.is_bad_input())
         || cause.downcast_ref::<crate::emulate::EmulateError>().is_some_and(|e| e.is_bad_input())
+        || cause.downcast_ref::<crate::rackinit::RackInitError>().is_some_and(|e| e.is_bad_input())
         || cause.downcast_ref::<crate::runner::RunError>().is_some_and(|e| e.is_bad_input())
 }
 

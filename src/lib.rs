@@ -42,6 +42,7 @@ pub mod hwprobe;
 pub mod model;
 pub mod payload;
 pub mod predict;
+pub mod rackinit;
 pub mod rdma;
 pub mod report;
 pub mod runner;

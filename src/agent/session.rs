@@ -197,6 +197,9 @@ impl<'a> Session<'a> {
                 Ok(results) => Reply::Done { results },
                 Err(e) => err(e.to_string()),
             },
+            Request::Describe => {
+                Reply::Described { description: Box::new(crate::rackinit::HostDescription::local(&self.cfg.name)) }
+            }
             Request::Close { flow_id } => match self.close(flow_id) {
                 Ok(()) => Reply::Closed,
                 Err(e) => err(e.to_string()),

@@ -12,6 +12,7 @@ mod paths;
 mod payload;
 mod predict;
 mod probe;
+mod rack;
 mod report;
 mod run;
 mod schema;
@@ -60,6 +61,8 @@ pub enum Command {
     Emulate(emulate::Args),
     /// Run an agent (on every host of a rack; `emulate up` starts them on the emulated rack).
     Agent(agent::Args),
+    /// A real rack's file: `rack init INVENTORY` composes rack.json from the hosts' agents, `rack check` re-verifies it.
+    Rack(rack::Args),
     /// Measure a rack's paths solo and under contention; writes journal.jsonl, results.json, results.csv.
     Run(run::Args),
 }
@@ -81,7 +84,7 @@ impl Command {
             | Command::Accept(_)
             | Command::Compare(_)
             | Command::Report(_) => true,
-            Command::Probe(_) | Command::Emulate(_) | Command::Agent(_) | Command::Run(_) => false,
+            Command::Probe(_) | Command::Emulate(_) | Command::Agent(_) | Command::Rack(_) | Command::Run(_) => false,
         }
     }
 }
@@ -110,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(a) => report::run(a),
         Command::Emulate(a) => emulate::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Rack(a) => rack::run(a),
         Command::Run(a) => run::run(a),
     }
 }

@@ -155,6 +155,9 @@ pub enum Request {
         /// Flow id.
         flow_id: u64,
     },
+    /// Describe this host (live discovery, RDMA ports, interfaces); answer `described`.
+    /// What `linkcal rack init` and `rack check` ask each host.
+    Describe,
 }
 
 /// Agent -> coordinator.
@@ -204,6 +207,11 @@ pub enum Reply {
     },
     /// Flow closed.
     Closed,
+    /// The host as its agent sees it.
+    Described {
+        /// GPUs, NICs, RDMA ports, interfaces, NUMA.
+        description: Box<crate::rackinit::HostDescription>,
+    },
     /// The request failed.
     Error {
         /// What went wrong.
@@ -465,6 +473,14 @@ impl Client {
         }
     }
 
+    /// Asks the agent to describe its host (live discovery may take a few seconds).
+    pub fn describe(&mut self, timeout: Duration) -> Result<crate::rackinit::HostDescription, ControlError> {
+        match self.call(&Request::Describe, timeout)? {
+            Reply::Described { description } => Ok(*description),
+            other => Err(self.unexpected("described", &other)),
+        }
+    }
+
     /// The error for a reply of the wrong kind.
     pub fn unexpected(&self, expected: &'static str, got: &Reply) -> ControlError {
         let got = serde_json::to_value(got).ok().and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string));
@@ -529,6 +545,7 @@ mod tests {
             hosts: vec![host("a", "10.1.0.1"), host("b", "10.1.0.1"), host("c", "not an ip")],
             control_netns: None,
             routes: vec![route],
+            composed: None,
         };
         let want: Vec<IpAddr> = ["10.1.0.1", "10.2.0.1", "10.2.0.2"].iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(rack_peers(&rack), want);

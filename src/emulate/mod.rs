@@ -403,6 +403,7 @@ fn write_files(plan: &Plan, o: &UpOptions, cc: link::CcMode) -> Result<(PathBuf,
         hosts: plan.hosts(),
         control_netns: Some(plan.mgmt_netns()),
         routes: plan.route_endpoints(),
+        composed: None,
         tcp_congestion_control: Some(o.rates.tcp_cc.clone()),
         emulation: o.rates.shaped.then(|| emulation_info(cc)),
     };

@@ -48,6 +48,73 @@ pub struct RackFile {
     /// resolved from host roles and `data_addr`, with the spec's hop lists.
     #[serde(default)]
     pub routes: Vec<RouteEndpoints>,
+    /// How `linkcal rack init` composed this file from an inventory (null for files written by
+    /// hand or by the emulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composed: Option<Composition>,
+}
+
+/// Provenance of a rack file composed by `linkcal rack init`: every choice it made and why,
+/// what each host said about itself, and the route checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Composition {
+    /// The inventory file read.
+    pub inventory: String,
+    /// When, RFC 3339 UTC.
+    pub composed_at: String,
+    /// linkcal version that composed it.
+    pub tool_version: String,
+    /// Every choice, in the order made.
+    pub choices: Vec<Choice>,
+    /// What each host's agent reported.
+    pub hosts: Vec<HostFacts>,
+    /// The reachability check of every route.
+    pub route_checks: Vec<RouteCheck>,
+}
+
+/// One choice `rack init` made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Choice {
+    /// Host it concerns (null: the rack).
+    pub host: Option<String>,
+    /// What was chosen, e.g. `data_addr`, `pp_prefill`.
+    pub what: String,
+    /// The value chosen.
+    pub value: String,
+    /// Why (what was found), or `inventory` when the inventory set it.
+    pub why: String,
+    /// The inventory field that overrides it.
+    pub override_field: String,
+}
+
+/// What one host's agent reported, in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HostFacts {
+    /// Host name (the agent's name).
+    pub name: String,
+    /// The OS host name.
+    pub hostname: String,
+    /// GPUs used, by PCI bus id.
+    pub gpus: Vec<String>,
+    /// RDMA NICs used, with port, link layer, state, LID and GID.
+    pub rdma_nics: Vec<String>,
+    /// The Ethernet NIC used, when any.
+    pub ethernet_nic: Option<String>,
+    /// Failed conformance checks, `check: detail`.
+    pub deviations: Vec<String>,
+}
+
+/// One route's reachability check: a tiny timed transfer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RouteCheck {
+    /// The route.
+    pub path: PathRef,
+    /// Transport used.
+    pub transport: String,
+    /// Median goodput of the check, B/s (null when waived).
+    pub goodput_Bps: Option<f64>,
+    /// Waiver reason when the transport does not apply on a host.
+    pub waived: Option<String>,
 }
 
 /// Where one route's flows start and end, and what they cross.

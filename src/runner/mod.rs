@@ -350,7 +350,8 @@ fn run_wave(
 }
 
 /// A relative token path in a rack file is relative to the rack file's directory.
-fn resolve_token_path(rack_path: &Path, token: &str) -> std::path::PathBuf {
+/// The token file of a rack: absolute, or relative to the rack file.
+pub fn resolve_token_path(rack_path: &Path, token: &str) -> std::path::PathBuf {
     let p = Path::new(token);
     if p.is_absolute() {
         p.to_path_buf()

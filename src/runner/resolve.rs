@@ -109,6 +109,7 @@ mod tests {
             hosts,
             control_netns: None,
             routes: Vec::new(),
+            composed: None,
             tcp_congestion_control: None,
             emulation: None,
         }

@@ -1,0 +1,208 @@
+//! The rack inventory an operator writes: host names in spec order, their management (control)
+//! addresses, and optional overrides of every choice `linkcal rack init` makes.
+//!
+//! ```toml
+//! token_file = "token"          # relative to this file; mode 600
+//! # host_tcp_only = true        # hosts without GPUs: every route over host TCP
+//! # pp_prefill = 4              # default: the prefill GPUs found
+//! # ib_cards = 2                # default: the prefill RDMA NICs found
+//! # nic_map = [0, 1, 0, 1]      # default: the spec's k = i mod Num_IB_Cards
+//! # tcp_congestion_control = "cubic"
+//! # payload_scale = 1.0
+//!
+//! [prefill]
+//! name = "pre0"                 # the agent's --name (and the ssh host, unless `ssh` says)
+//! control = "10.0.0.10:7070"    # where its agent listens
+//! # data_addr = "10.1.0.10"     # default: picked from the host's NICs
+//! # gpus = ["0000:1b:00.0"]     # default: every GPU, by PCI bus id
+//! # nics = ["mlx5_0"]           # default: every RDMA NIC, by PCI bus id
+//!
+//! [[decode]]                    # decode server 0, 1, ... in order
+//! name = "dec0"
+//! control = "10.0.0.20:7070"
+//! ```
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::InputError;
+
+/// The inventory file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RackInventory {
+    /// The run's token file (relative paths: to the inventory); mode 600.
+    pub token_file: PathBuf,
+    /// Hosts without GPUs are accepted: roles map onto host memory and every route runs over
+    /// host TCP (default false: a role without its GPU is an error).
+    #[serde(default)]
+    pub host_tcp_only: bool,
+    /// PP_prefill override.
+    pub pp_prefill: Option<usize>,
+    /// Num_IB_Cards override.
+    pub ib_cards: Option<usize>,
+    /// NIC map override (GPU i -> NIC k).
+    pub nic_map: Option<Vec<usize>>,
+    /// TCP congestion control of every TCP flow.
+    pub tcp_congestion_control: Option<String>,
+    /// Model payloads are divided by this (1 on hardware).
+    #[serde(default = "one")]
+    pub payload_scale: f64,
+    /// The prefill server.
+    pub prefill: HostSpec,
+    /// Decode servers 0, 1, ... in order.
+    pub decode: Vec<HostSpec>,
+    /// The file it was read from (for error messages).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One host of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Host name: the agent's `--name`, the rack file's `hosts[].name`, the ssh destination.
+    pub name: String,
+    /// Management address its agent listens on, `IP:port`.
+    pub control: String,
+    /// Data-plane address override (must be an address of the host).
+    pub data_addr: Option<IpAddr>,
+    /// GPUs to use, by PCI bus id.
+    pub gpus: Option<Vec<String>>,
+    /// NICs to use, by name or PCI bus id.
+    pub nics: Option<Vec<String>>,
+    /// ssh destination (`user@host`) for `scripts/launch-ssh`, when not the name.
+    pub ssh: Option<String>,
+}
+
+/// A host with its place in the rack: `prefill` or `decode[j]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The prefill server.
+    Prefill,
+    /// Decode server j.
+    Decode(usize),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Prefill => write!(f, "prefill"),
+            Place::Decode(j) => write!(f, "decode[{j}]"),
+        }
+    }
+}
+
+impl RackInventory {
+    /// Reads and checks an inventory file; every error names the field and what to do.
+    pub fn read(path: &Path) -> Result<RackInventory, InputError> {
+        let text = crate::error::read_input(path)?;
+        let mut inv: RackInventory = crate::error::parse_toml(path, &text)?;
+        inv.check(path)?;
+        inv.path = path.to_path_buf();
+        if inv.token_file.is_relative() {
+            inv.token_file = path.parent().unwrap_or(Path::new(".")).join(&inv.token_file);
+        }
+        Ok(inv)
+    }
+
+    /// Hosts in rack order with their places.
+    pub fn hosts(&self) -> Vec<(Place, &HostSpec)> {
+        let mut v = vec![(Place::Prefill, &self.prefill)];
+        v.extend(self.decode.iter().enumerate().map(|(j, h)| (Place::Decode(j), h)));
+        v
+    }
+
+    /// The control address of a host (checked by [`RackInventory::read`]).
+    pub fn control_of(h: &HostSpec) -> SocketAddr {
+        h.control.parse().expect("checked when read")
+    }
+
+    fn check(&self, path: &Path) -> Result<(), InputError> {
+        let field = |f: String, m: String| InputError::field(path, f, m);
+        if self.decode.is_empty() {
+            return Err(field("decode".into(), "no decode host: add one [[decode]] table per decode server, in order".into()));
+        }
+        if !(self.payload_scale.is_finite() && self.payload_scale > 0.0) {
+            return Err(field("payload_scale".into(), "must be a positive number (1 on hardware)".into()));
+        }
+        let (mut names, mut addrs) = (HashSet::new(), HashSet::new());
+        for (place, h) in self.hosts() {
+            let ok_name = !h.name.is_empty()
+                && h.name.len() <= 64
+                && h.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok_name {
+                let m = format!("'{}' is not a host name (letters, digits, '.', '_', '-'; at most 64)", h.name);
+                return Err(field(format!("{place}.name"), m));
+            }
+            if !names.insert(h.name.as_str()) {
+                let m = format!("'{}' appears twice: each host takes one role; remove the duplicate", h.name);
+                return Err(field(format!("{place}.name"), m));
+            }
+            let Ok(sa) = h.control.parse::<SocketAddr>() else {
+                let m = format!("'{}' is not IP:port (the management address its agent listens on)", h.control);
+                return Err(field(format!("{place}.control"), m));
+            };
+            if !addrs.insert(sa) {
+                let m = format!("{sa} is also another host's control address: each agent listens on its own");
+                return Err(field(format!("{place}.control"), m));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<RackInventory, InputError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inv.toml");
+        std::fs::write(&p, text).unwrap();
+        RackInventory::read(&p)
+    }
+
+    const GOOD: &str = r#"
+token_file = "token"
+[prefill]
+name = "pre0"
+control = "127.0.0.1:7000"
+[[decode]]
+name = "dec0"
+control = "127.0.0.1:7001"
+"#;
+
+    #[test]
+    fn a_good_inventory_reads_in_order() {
+        let inv = read(GOOD).unwrap();
+        let names: Vec<String> = inv.hosts().iter().map(|(p, h)| format!("{p}={}", h.name)).collect();
+        assert_eq!(names, ["prefill=pre0", "decode[0]=dec0"]);
+        assert!(inv.token_file.is_absolute());
+        assert_eq!(inv.payload_scale, 1.0);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let cases = [
+            (GOOD.replace("127.0.0.1:7001", "dec0:7001"), "decode[0].control"),
+            (GOOD.replace("\"dec0\"", "\"pre0\""), "decode[0].name"),
+            (GOOD.replace("\"dec0\"", "\"a b\""), "decode[0].name"),
+            (GOOD.replace("127.0.0.1:7001", "127.0.0.1:7000"), "decode[0].control"),
+            (GOOD.replace("token_file", "tokn_file"), "tokn_file"),
+            (GOOD.replace("[[decode]]\nname = \"dec0\"\ncontrol = \"127.0.0.1:7001\"\n", ""), "decode"),
+            (format!("payload_scale = 0\n{GOOD}"), "payload_scale"),
+        ];
+        for (text, want) in cases {
+            let e = read(&text).expect_err(want);
+            assert_eq!(e.field.as_deref(), Some(want), "{e}");
+        }
+    }
+}
