@@ -16,6 +16,7 @@ fn stats(c: &mut Criterion) {
             starts_s: (0..100).map(|n| n as f64 * 0.01 + f as f64 * 1e-4).collect(),
             times_s: vec![0.0099; 100],
             warmup_done: 0,
+            go_epoch_s: None,
         })
         .collect();
     let refs: Vec<&WindowResult> = w.iter().collect();
