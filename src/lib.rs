@@ -22,12 +22,16 @@
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
 //! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers.
-//! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP).
+//! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP, NIXL).
 //! - [`control`]: the control plane: typed, versioned, size-bounded messages; HMAC challenge-response
 //!   auth (`auth`), the limits agents enforce (`limits`).
 //! - [`agent`]: the per-host agent that runs flows for the coordinator.
-//! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents.
-//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, journal.
+//! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents; `link`:
+//!   what keeps its shaping exact (offloads off, congestion control per socket, veth capacity).
+//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, journal; `waves`:
+//!   experiments that share no segment and no host, run side by side.
+//! - [`rackinit`]: a real rack's rack file from an inventory: agents describe their hosts, roles
+//!   and routes are chosen and checked (`linkcal rack init|check`).
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
 pub mod agent;
