@@ -125,10 +125,17 @@ pub fn major_matches(version: &str) -> bool {
     version.split('.').next().and_then(|m| m.parse::<u32>().ok()) == Some(NIXL_MAJOR)
 }
 
-/// Loads NIXL once per process (later calls return the first outcome).
+/// Loads NIXL (once it is found, later calls return the same library).
+///
+/// Only a success is kept: a miss is looked up again on the next call, so NIXL installed (or
+/// `VIRTUAL_ENV` set) after a first miss is found, and an agent asked early goes on to find it.
 pub fn load() -> Result<Loaded, NixlLoadError> {
-    static ONCE: OnceLock<Result<Loaded, NixlLoadError>> = OnceLock::new();
-    ONCE.get_or_init(|| load_from(&candidates(|k| std::env::var(k).ok()))).clone()
+    static FOUND: OnceLock<Loaded> = OnceLock::new();
+    if let Some(l) = FOUND.get() {
+        return Ok(l.clone());
+    }
+    let l = load_from(&candidates(|k| std::env::var(k).ok()))?;
+    Ok(FOUND.get_or_init(|| l).clone())
 }
 
 fn load_from(candidates: &[PathBuf]) -> Result<Loaded, NixlLoadError> {
