@@ -1,7 +1,5 @@
 //! `linkcal payload`: sizes from a model config or preset.
 
-use std::path::PathBuf;
-
 use crate::payload::{payloads_with, preset, Dtype, Engine, Formula, KvCacheDtype, ModelConfig, Payloads, Serving};
 use crate::spec::{RackShape, Workload};
 
@@ -9,22 +7,9 @@ use crate::spec::{RackShape, Workload};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["model", "model_config"])))]
 pub struct Args {
-    /// Built-in preset: llama-3.1-8b, llama-3.1-70b, llama-4-scout, qwen3-30b-a3b, qwen3-32b,
-    /// qwen3.5-27b, gpt-oss-20b, gpt-oss-120b, gemma-3-27b, gemma-4-26b-a4b, deepseek-v3, nemotron-super-49b.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// A HuggingFace config.json.
-    #[arg(long)]
-    pub model_config: Option<PathBuf>,
-    /// N: batch size (requests).
-    #[arg(long)]
-    pub n: u64,
-    /// T: context length (tokens per request).
-    #[arg(long)]
-    pub t: u64,
-    /// M: prefill chunk size (tokens per pipeline step).
-    #[arg(long)]
-    pub m: u64,
+    /// Model and workload.
+    #[command(flatten)]
+    pub workload: super::shape::WorkloadArgs,
     /// PP_prefill.
     #[arg(long)]
     pub pp_prefill: usize,
@@ -70,7 +55,7 @@ pub fn si_bytes(b: u64) -> String {
 
 /// Runs `linkcal payload`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let model = match (&a.model, &a.model_config) {
+    let model = match (&a.workload.model, &a.workload.model_config) {
         (Some(name), _) => preset(name)?,
         (None, Some(path)) => ModelConfig::from_file(path)?,
         (None, None) => unreachable!("clap requires --model or --model-config"),
@@ -83,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         block_size: a.block_size,
         ssm_dtype: a.mamba_ssm_cache_dtype.as_deref().map(Dtype::parse).transpose()?,
     };
-    let w = Workload::new(a.n, a.t, a.m)?;
+    let w = Workload::new(a.workload.n, a.workload.t, a.workload.m)?;
     // The IB card count does not change sizes; 1 is always valid here.
     let shape = RackShape::new(a.pp_prefill, a.pp_decode, 1)?;
     let p = payloads_with(&model, &w, &shape, &serving)?;

@@ -21,21 +21,9 @@ pub struct Args {
     /// Calibration file (`linkcal calibrate --out`).
     #[arg(long)]
     pub calibration: PathBuf,
-    /// Model preset (see `linkcal payload --help`).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// A HuggingFace config.json instead of --model.
-    #[arg(long)]
-    pub model_config: Option<PathBuf>,
-    /// N: batch size (requests).
-    #[arg(long)]
-    pub n: u64,
-    /// T: context length (tokens per request).
-    #[arg(long)]
-    pub t: u64,
-    /// M: prefill chunk (tokens per pipeline step).
-    #[arg(long)]
-    pub m: u64,
+    /// Model and workload.
+    #[command(flatten)]
+    pub workload: super::shape::WorkloadArgs,
     /// PP_prefill the plan assumes; must match the calibrated rack (default: the calibration's).
     #[arg(long)]
     pub pp_prefill: Option<usize>,
@@ -96,8 +84,8 @@ pub fn model_of(name: Option<&str>, file: Option<&Path>) -> anyhow::Result<Model
 
 /// Runs `linkcal predict`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let model = model_of(a.model.as_deref(), a.model_config.as_deref())?;
-    let w = Workload::new(a.n, a.t, a.m)?;
+    let model = model_of(a.workload.model.as_deref(), a.workload.model_config.as_deref())?;
+    let w = Workload::new(a.workload.n, a.workload.t, a.workload.m)?;
     for (list, flag) in [(&a.scale_n, "--scale-n"), (&a.scale_t, "--scale-t")] {
         if list.contains(&0) {
             return Err(crate::error::InputError::field(flag, "value", "contains 0: give positive values").into());

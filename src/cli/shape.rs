@@ -36,3 +36,25 @@ pub enum RoleArg {
     /// A decode server (one GPU, one RDMA NIC, one Ethernet NIC).
     Decode,
 }
+
+/// The model and workload flags `payload` and `predict` share: the model (a preset or a
+/// HuggingFace config.json) and N, T, M.
+#[derive(Debug, clap::Args)]
+pub struct WorkloadArgs {
+    /// Built-in preset: llama-3.1-8b, llama-3.1-70b, llama-4-scout, qwen3-30b-a3b, qwen3-32b,
+    /// qwen3.5-27b, gpt-oss-20b, gpt-oss-120b, gemma-3-27b, gemma-4-26b-a4b, deepseek-v3, nemotron-super-49b.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A HuggingFace config.json instead of --model.
+    #[arg(long)]
+    pub model_config: Option<std::path::PathBuf>,
+    /// N: batch size (requests).
+    #[arg(long)]
+    pub n: u64,
+    /// T: context length (tokens per request).
+    #[arg(long)]
+    pub t: u64,
+    /// M: prefill chunk size (tokens per pipeline step).
+    #[arg(long)]
+    pub m: u64,
+}
