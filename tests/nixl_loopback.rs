@@ -5,30 +5,16 @@
 //! The NIXL wheel comes from `scripts/nixl-venv` (pinned, no torch). Without it the NIXL
 //! measurements print a waiver, except under `CI=true`, where they fail.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 
-/// Spawned agents, killed on drop.
-struct Agents(Vec<Child>);
+mod loopback_support;
 
-impl Drop for Agents {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
-}
+use loopback_support::{free_addr, Agents};
 
 /// Environment that hides every NIXL linkcal could find.
 const NIXL_VARS: [&str; 4] = ["VIRTUAL_ENV", "LINKCAL_NIXL_LIB", "NIXL_PREFIX", "LD_LIBRARY_PATH"];

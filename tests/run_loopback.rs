@@ -1,30 +1,16 @@
 //! `linkcal run` against agents on loopback: protocol 2 end to end, the agent's name checked
 //! against the rack file, and flags checked against the agents' limits before anything runs.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 
-/// Spawned agents, killed on drop.
-struct Agents(Vec<Child>);
+mod loopback_support;
 
-impl Drop for Agents {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
-}
+use loopback_support::{free_addr, Agents};
 
 /// A (1,1,1) rack of `gpu_p0` and `gpu_d0` on loopback; `names` are the names the agents at
 /// those two addresses call themselves. Returns the rack file.
