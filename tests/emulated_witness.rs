@@ -70,17 +70,9 @@ impl Drop for Busy {
 
 /// `iperf3` inside namespace `ns`, at the agents' niceness.
 fn iperf3_in(ns: &str) -> (Command, std::fs::File) {
-    use std::os::unix::process::CommandExt;
     let mut c = Command::new("iperf3");
     let f = linkcal::emulate::netns::in_netns(&mut c, ns).expect("enter namespace");
-    let nice = linkcal::emulate::AGENT_NICE;
-    // SAFETY: only setpriority(2) between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            Ok(())
-        });
-    }
+    linkcal::emulate::netns::at_agent_priority(&mut c);
     (c, f)
 }
 

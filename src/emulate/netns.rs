@@ -152,6 +152,21 @@ pub fn sysctl(ns: &str, settings: &[(&str, &str)]) -> Result<(), EmulateError> {
     .unwrap_or_else(|_| Err(EmulateError::Enter { netns: ns.into(), message: "sysctl thread panicked".into() }))
 }
 
+/// Makes `cmd` start at the agents' niceness ([`super::AGENT_NICE`]), so a traffic source
+/// started beside the agents (an iperf3 witness) competes for the CPU as they do.
+pub fn at_agent_priority(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let nice = super::AGENT_NICE;
+    // SAFETY: runs in the forked child before exec and only calls setpriority(2), which is
+    // async-signal-safe. A failure (no CAP_SYS_NICE) leaves the child at its inherited niceness.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+            Ok(())
+        });
+    }
+}
+
 /// Starts `linkcal agent` inside `ns`, detached in its own process group, logging to `log`.
 /// The child enters the namespace with setns(2) between fork and exec.
 pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<u32, EmulateError> {
@@ -161,15 +176,7 @@ pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<
     let mut cmd = Command::new(exe);
     let nsfile = in_netns(&mut cmd, ns)?;
     cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
-    let nice = super::AGENT_NICE;
-    // SAFETY: runs in the forked child before exec and only calls setpriority(2), which is
-    // async-signal-safe. A failure (no CAP_SYS_NICE) leaves the agent at its inherited niceness.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            Ok(())
-        });
-    }
+    at_agent_priority(&mut cmd);
     let child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: format!("{} (in netns {ns})", exe.display()), source: e })?;
     drop(nsfile);
     Ok(child.id())
