@@ -17,6 +17,8 @@ fn stats(c: &mut Criterion) {
             times_s: vec![0.0099; 100],
             warmup_done: 0,
             go_epoch_s: None,
+            // Samples every 5 ms over the window's 1 s, as the agents take them.
+            delivered: (0..200).map(|n| (n as f64 * 0.005, n * 5_000_000)).collect(),
         })
         .collect();
     let refs: Vec<&WindowResult> = w.iter().collect();

@@ -256,6 +256,11 @@ pub struct WindowResult {
     /// (agents of one machine share the clock; on a rack it is as good as the hosts' NTP/PTP).
     #[serde(default)]
     pub go_epoch_s: Option<f64>,
+    /// Bytes the receiver had acknowledged, sampled every few milliseconds while the timed
+    /// transfers ran: (seconds after the barrier, bytes since the first sample). Empty where the
+    /// transport cannot tell (see `transport::Sender::delivery_probe`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<(f64, u64)>,
 }
 
 /// Writes one message: 4-byte big-endian length, then JSON.

@@ -88,6 +88,10 @@ struct StagedSender {
 }
 
 impl Sender for StagedSender {
+    fn delivery_probe(&self) -> Option<crate::transport::DeliveryProbe> {
+        net::acked_probe(&self.stream)
+    }
+
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
         let (flow, t) = (self.flow, self.timeout_s);
         if bytes > self.max {

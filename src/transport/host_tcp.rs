@@ -110,6 +110,10 @@ struct TcpSender {
 }
 
 impl Sender for TcpSender {
+    fn delivery_probe(&self) -> Option<crate::transport::DeliveryProbe> {
+        net::acked_probe(&self.stream)
+    }
+
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
         let (flow, t) = (self.flow, self.timeout_s);
         let chunk = self.buf.len() - 8;

@@ -272,11 +272,22 @@ pub trait Transport: Send + Sync {
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError>;
 }
 
+/// Reads a flow's cumulative delivered bytes (see [`Sender::delivery_probe`]); None when the
+/// reading fails.
+pub type DeliveryProbe = Box<dyn FnMut() -> Option<u64> + Send>;
+
 /// The sending end of a connected flow.
 pub trait Sender: Send {
     /// Moves one payload of `bytes` and returns the time from start until the receiver's
     /// completion acknowledgement.
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError>;
+    /// A probe of the bytes the receiver has acknowledged so far on this flow (cumulative),
+    /// callable from another thread while transfers run, where the transport can tell (TCP:
+    /// `tcpi_bytes_acked`). The runner samples it to count exactly what concurrent flows
+    /// delivered over a common interval; without it, whole transfers are the unit.
+    fn delivery_probe(&self) -> Option<DeliveryProbe> {
+        None
+    }
     /// Tells the receiver no more transfers come and releases the flow.
     fn finish(self: Box<Self>) -> Result<(), TransportError>;
 }

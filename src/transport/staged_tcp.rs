@@ -115,6 +115,10 @@ impl<B: DeviceBuffer> StagedSender<B> {
 }
 
 impl<B: DeviceBuffer> Sender for StagedSender<B> {
+    fn delivery_probe(&self) -> Option<crate::transport::DeliveryProbe> {
+        net::acked_probe(&self.stream)
+    }
+
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
         let (flow, t) = (self.flow, self.timeout_s);
         if bytes as usize > self.device.len() {
