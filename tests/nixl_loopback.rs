@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin;
 
 mod loopback_support;
+mod nixl_support;
 
 use loopback_support::{free_addr, Agents};
+use nixl_support::{nixl_venv, per_payload};
 
 /// Environment that hides every NIXL linkcal could find.
 const NIXL_VARS: [&str; 4] = ["VIRTUAL_ENV", "LINKCAL_NIXL_LIB", "NIXL_PREFIX", "LD_LIBRARY_PATH"];
@@ -67,41 +69,6 @@ fn run(rack: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, Option<
         .unwrap();
     let results = std::fs::read_to_string(out.join("results.json")).ok().map(|s| serde_json::from_str(&s).unwrap());
     (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), results)
-}
-
-/// Mean goodput (B/s) and mean transfer time (s) per payload.
-fn per_payload(results: &serde_json::Value) -> Vec<(u64, f64, f64)> {
-    let mut v: Vec<(u64, f64, f64)> = results["measurements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|m| m["flows"].as_array().unwrap().iter())
-        .map(|f| {
-            assert!(f["samples"].as_u64().unwrap() >= 3, "{f}");
-            (
-                f["payload_bytes"].as_u64().unwrap(),
-                f["goodput_Bps"]["mean"].as_f64().unwrap(),
-                f["transfer_time_s"]["mean"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    v.sort_by_key(|r| r.0);
-    v
-}
-
-/// The venv with NIXL, made by `scripts/nixl-venv` (None: waived locally; panics under CI).
-fn nixl_venv() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("nixl-venv");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nixl-venv");
-    let o = Command::new(script).arg(&venv).output().unwrap();
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    if !o.status.success() {
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!ci, "CI=true and scripts/nixl-venv failed: {err}");
-        eprintln!("waived: NIXL not installed (scripts/nixl-venv: {err})");
-        return None;
-    }
-    Some(venv)
 }
 
 #[test]

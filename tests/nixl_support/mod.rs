@@ -1,0 +1,41 @@
+//! Helpers of the NIXL tests: the venv that holds NIXL's wheel, and per-payload figures read
+//! from a results file.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Mean goodput (B/s) and mean transfer time (s) per payload.
+pub fn per_payload(results: &serde_json::Value) -> Vec<(u64, f64, f64)> {
+    let mut v: Vec<(u64, f64, f64)> = results["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["flows"].as_array().unwrap().iter())
+        .map(|f| {
+            assert!(f["samples"].as_u64().unwrap() >= 3, "{f}");
+            (
+                f["payload_bytes"].as_u64().unwrap(),
+                f["goodput_Bps"]["mean"].as_f64().unwrap(),
+                f["transfer_time_s"]["mean"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by_key(|r| r.0);
+    v
+}
+
+/// The venv with NIXL, made by `scripts/nixl-venv` (None: waived locally; panics under CI).
+pub fn nixl_venv() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("nixl-venv");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nixl-venv");
+    let o = Command::new(script).arg(&venv).output().unwrap();
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!ci, "CI=true and scripts/nixl-venv failed: {err}");
+        eprintln!("waived: NIXL not installed (scripts/nixl-venv: {err})");
+        return None;
+    }
+    Some(venv)
+}
