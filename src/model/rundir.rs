@@ -134,8 +134,8 @@ impl ResultsDir {
         let existing = rpath.exists() || jpath.exists();
         let (written, prior, recovery) = match start {
             Start::Resume if existing => resume_header(dir, header)?,
-            Start::Fresh if existing => {
-                refuse_existing(dir)?;
+            Start::Fresh => {
+                Self::check_fresh(dir)?;
                 (header, Vec::new(), None)
             }
             _ => (header, Vec::new(), None),
@@ -150,7 +150,19 @@ impl ResultsDir {
         } else {
             std::fs::File::create(&jpath).map_err(io(&jpath))?
         };
-        Ok(RunWriter { dir: dir.to_path_buf(), journal, prior, recovery })
+        let mut header = written;
+        header.measurements.clear();
+        Ok(RunWriter { dir: dir.to_path_buf(), journal, header, prior, recovery })
+    }
+
+    /// Checks `dir` holds no run a fresh start would discard: bad input naming the directory
+    /// and the ways on (`--resume`, `--force`) when it holds measurements or results that do
+    /// not load; a missing or empty directory, or a header without measurements, is fine.
+    pub fn check_fresh(dir: &Path) -> Result<(), InputError> {
+        if dir.join(RESULTS_FILE).exists() || dir.join(JOURNAL_FILE).exists() {
+            refuse_existing(dir)?;
+        }
+        Ok(())
     }
 
     /// Loads a run: a run directory, or a results file (a file named `results.json` is read with
@@ -312,6 +324,7 @@ fn read_journal(path: &Path) -> Result<JournalRead, InputError> {
 pub struct RunWriter {
     dir: PathBuf,
     journal: std::fs::File,
+    header: Results,
     prior: Vec<Measurement>,
     recovery: Option<Recovery>,
 }
@@ -335,6 +348,12 @@ impl RunWriter {
         super::write_json(&rpath, results).map_err(io(&rpath))?;
         let cpath = self.dir.join(CSV_FILE);
         super::results_csv::write(results, &cpath).map_err(io(&cpath))
+    }
+
+    /// The header `results.json` got at the start, without measurements: the given one, or on
+    /// resume the run's own (its provenance, rack and payloads; waivers merged).
+    pub fn header(&self) -> &Results {
+        &self.header
     }
 
     /// Measurements a resumed run already holds, in the order they ran.
