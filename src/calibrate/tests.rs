@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sim::synth::{solo_experiments, synthesize, SynthConfig};
+use crate::model::RESULTS_SCHEMA;
 use crate::sim::Capacities;
 use crate::spec::{Experiment, HopOptions, RackShape, RouteKind, RouteSet};
 
