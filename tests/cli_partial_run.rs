@@ -74,7 +74,8 @@ fn every_reader_counts_the_same_measurements_of_a_killed_run() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     says_partial("calibrate", &o, kept);
 
-    let accept = |results: &Path| linkcal().args(["accept", "--rules"]).arg(&rules).arg("--results").arg(results).output().unwrap();
+    let accept =
+        |results: &Path| linkcal().args(["accept", "--rules"]).arg(&rules).arg("--results").arg(results).output().unwrap();
     let o = accept(&killed);
     says_partial("accept", &o, kept);
     let md = String::from_utf8_lossy(&o.stdout);

@@ -136,7 +136,8 @@ fn a_rerun_into_a_used_out_is_refused_and_resume_measures_only_what_is_missing()
     let now = journal();
     assert!(now.starts_with(&first) && now.lines().count() == 2, "{now}");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let bytes: Vec<u64> = results["measurements"].as_array().unwrap().iter().map(|m| m["flows"][0]["payload_bytes"].as_u64().unwrap()).collect();
+    let bytes: Vec<u64> =
+        results["measurements"].as_array().unwrap().iter().map(|m| m["flows"][0]["payload_bytes"].as_u64().unwrap()).collect();
     assert_eq!(bytes, vec![65536, 131072]);
     // --force starts over.
     let o = run(&rack, &out, &["--force", "--sizes", "64KiB", "--time-cap", "0.2"]);

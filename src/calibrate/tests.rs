@@ -1,8 +1,8 @@
 //! Loading results directories (bad input included) and the solver on hand-built cases.
 
 use super::*;
-use crate::sim::synth::{solo_experiments, synthesize, SynthConfig};
 use crate::model::RESULTS_SCHEMA;
+use crate::sim::synth::{solo_experiments, synthesize, SynthConfig};
 use crate::sim::Capacities;
 use crate::spec::{Experiment, HopOptions, RackShape, RouteKind, RouteSet};
 

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{routes::local_flow, Probe, ProbeKind, Status};
 use crate::model::provenance::{rfc3339_now, Provenance};
-use crate::model::rundir::{ResultsDir, RunWriter, Start, CSV_FILE, JOURNAL_FILE, RESULTS_FILE};
 use crate::model::results::{
     Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, Results, StopReason, Summary, Waiver, RESULTS_SCHEMA,
 };
+use crate::model::rundir::{ResultsDir, RunWriter, Start, CSV_FILE, JOURNAL_FILE, RESULTS_FILE};
 use crate::spec::{HopOptions, PathRef, RackShape, Route, RouteKind};
 use crate::stats;
 use crate::transport::{FlowSpec, ReceiverStats, Sender, Transport, TransportError, TransportKind};

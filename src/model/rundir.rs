@@ -145,11 +145,8 @@ impl ResultsDir {
         if cpath.exists() {
             std::fs::remove_file(&cpath).map_err(io(&cpath))?;
         }
-        let journal = if start == Start::Resume {
-            open_for_append(&jpath)?
-        } else {
-            std::fs::File::create(&jpath).map_err(io(&jpath))?
-        };
+        let journal =
+            if start == Start::Resume { open_for_append(&jpath)? } else { std::fs::File::create(&jpath).map_err(io(&jpath))? };
         let mut header = written;
         header.measurements.clear();
         Ok(RunWriter { dir: dir.to_path_buf(), journal, header, prior, recovery })

@@ -26,7 +26,16 @@ fn shape() -> RackShape {
 
 /// A solo measurement of `bytes` at `goodput` B/s.
 fn m(bytes: u64, goodput: f64) -> Measurement {
-    let s = Summary { p50: goodput, mean: goodput, ci95_low: None, ci95_high: None, min: goodput, max: goodput, p99: None, stddev: None };
+    let s = Summary {
+        p50: goodput,
+        mean: goodput,
+        ci95_low: None,
+        ci95_high: None,
+        min: goodput,
+        max: goodput,
+        p99: None,
+        stddev: None,
+    };
     let t = bytes as f64 / goodput;
     let path = PathRef { kind: RouteKind::PrefillToDecode, src: 0, dst: 0 };
     Measurement {
@@ -74,7 +83,8 @@ fn a_finished_run_loads_complete_and_writes_csv() {
     // One CSV row per flow after the header line; no temp files left.
     let csv = std::fs::read_to_string(d.path().join(CSV_FILE)).unwrap();
     assert_eq!(csv.lines().count(), 1 + ms.len());
-    let names: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     // The same run read through its results.json path.
     let (r2, rec2) = ResultsDir::load(&d.path().join(RESULTS_FILE)).unwrap();

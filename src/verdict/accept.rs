@@ -10,13 +10,13 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::baseline::Baseline;
 use super::rules::{glob_match, PayloadSel, Rule, Rules, Style, Threshold};
 use super::units::fmt_rate;
 use super::Outcome;
 use crate::error::InputError;
 use crate::model::calibration::{Method, SegmentEstimate};
 use crate::model::results::{MeasurementKind, Results};
-pub use super::baseline::Baseline;
 use crate::model::Calibration;
 use crate::spec::{Hop, PathRef, RackShape, RouteSet};
 
