@@ -205,3 +205,18 @@ fn missing_results_say_how_to_recover() {
     let (r, rec) = ResultsDir::load(d.path()).unwrap();
     assert_eq!((ids(&r), rec.finished), (vec![a.id], false));
 }
+
+#[test]
+fn a_failed_atomic_write_leaves_no_temp_file_and_the_old_file_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let target = d.path().join(RESULTS_FILE);
+    crate::model::write_atomic(&target, b"old\n").unwrap();
+    crate::model::write_atomic(&target, b"new\n").unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
+    // The rename cannot replace a non-empty directory: the write fails and cleans up.
+    let blocked = d.path().join("blocked.csv");
+    std::fs::create_dir_all(blocked.join("inside")).unwrap();
+    assert!(crate::model::write_atomic(&blocked, b"x").is_err());
+    assert!(!d.path().join("blocked.csv.tmp").exists());
+    assert!(blocked.join("inside").is_dir());
+}

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::control::ControlError;
 use crate::error::InputError;
 use crate::model::results::{Measurement, RackSummary, Results, Waiver, RESULTS_SCHEMA};
-use crate::model::{Provenance, RackFile, ResultsDir, RunDirError, Start};
+use crate::model::{Provenance, RackFile, ResultsDir, RunDirError, RunWriter, Start};
 use crate::payload::Payloads;
 use crate::spec::{Experiment, RouteKind};
 use crate::transport::TransportKind;
@@ -213,20 +213,7 @@ pub fn run(
     if let Some(ns) = &rack.control_netns {
         crate::emulate::netns::enter(ns)?;
     }
-    let done_ids = writer.done_ids();
-    let plan: Vec<(usize, u64)> = schedule(experiments, sizes, opts)
-        .into_iter()
-        .filter(|(e, b)| !done_ids.contains(&measure::measurement_id(&experiments[*e], *b)))
-        .collect();
-    if let Some(rec) = writer.recovery() {
-        eprintln!(
-            "linkcal run --resume {}: {} measurements kept{}; {} to measure",
-            out_dir.display(),
-            rec.total(),
-            rec.note().map(|n| format!(" ({n})")).unwrap_or_default(),
-            plan.len()
-        );
-    }
+    let plan = pending(experiments, sizes, opts, &writer);
     let bar = progress_bar(opts.progress, plan.len() as u64);
     let fps = waves::footprints(rack, rack_path, experiments)?;
     let groups = waves::waves(&fps, opts.max_parallel);
@@ -280,6 +267,25 @@ pub fn run(
         prior_hosts.into_iter().chain(hosts).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     writer.finish(&results)?;
     Ok(results)
+}
+
+/// The schedule less what a resumed run already holds (by measurement id); says what resume found.
+fn pending(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions, writer: &RunWriter) -> Vec<(usize, u64)> {
+    let done_ids = writer.done_ids();
+    let plan: Vec<(usize, u64)> = schedule(experiments, sizes, opts)
+        .into_iter()
+        .filter(|(e, b)| !done_ids.contains(&measure::measurement_id(&experiments[*e], *b)))
+        .collect();
+    if let Some(rec) = writer.recovery() {
+        eprintln!(
+            "linkcal run --resume {}: {} measurements kept{}; {} to measure",
+            writer.dir().display(),
+            rec.total(),
+            rec.note().map(|n| format!(" ({n})")).unwrap_or_default(),
+            plan.len()
+        );
+    }
+    plan
 }
 
 /// `results.json`'s header for a run of `rack`: provenance started now, no measurements.
