@@ -76,7 +76,7 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
     for (dir, r) in &inp.results {
         if r.rack.shape != shape {
             return Err(InputError::field(
-                dir.join("results.json"),
+                dir.join(RESULTS_FILE),
                 "rack.shape",
                 format!("differs from {}: calibrate one rack at a time", first_dir.display()),
             ));

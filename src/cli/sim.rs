@@ -72,7 +72,7 @@ fn against(cal: &crate::model::Calibration, dir: &std::path::Path, a: &Args) -> 
     let checks = validate(cal, &res.measurements, a.ideal);
     if checks.is_empty() {
         return Err(crate::error::InputError::field(
-            dir.join("results.json"),
+            dir.join(crate::model::rundir::RESULTS_FILE),
             "measurements",
             "has no contended measurement to compare with",
         )
