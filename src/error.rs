@@ -120,6 +120,7 @@ fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
         || cause.downcast_ref::<crate::emulate::EmulateError>().is_some_and(|e| e.is_bad_input())
         || cause.downcast_ref::<crate::rackinit::RackInitError>().is_some_and(|e| e.is_bad_input())
         || cause.downcast_ref::<crate::runner::RunError>().is_some_and(|e| e.is_bad_input())
+        || cause.downcast_ref::<crate::model::RunDirError>().is_some_and(|e| e.is_bad_input())
 }
 
 #[cfg(test)]

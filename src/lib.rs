@@ -10,13 +10,15 @@
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
 //! - [`topology`]: hwloc (live or XML) -> PCI tree, GPUs, NICs, switches, locality classes, spec-role conformance.
 //! - [`model`]: the one result model (results, calibration, rack files, provenance), its JSON Schemas
-//!   and the number checks every file read goes through (`check`).
+//!   and the number checks every file read goes through (`check`); `rundir::ResultsDir`, the one
+//!   owner of a run directory (results.json, journal.jsonl, results.csv: written, resumed and read
+//!   by one merge rule); `results_csv`, the results' CSV.
 //! - [`calibrate`]: segment solver: per-segment capacities, latencies and path models from results; experiment plan.
 //! - [`sim`]: flow-level max-min simulator that loads a calibration; synthetic results for tests.
 //! - [`predict`]: the planner's answer: Paths 1-3 times for a model and N, T, M on a calibration, with the limiting segment, and their scaling with N and T.
 //! - [`export`]: calibration files for SimGrid, ASTRA-sim, AIConfigurator and Vidur.
 //! - [`verdict`]: acceptance against rules (floors, fractions of nominal, fleet baselines) and regression between runs.
-//! - [`report`]: reports derived from the result model: CSV, markdown, JUnit XML, HTML with SVG plots.
+//! - [`report`]: reports derived from the result model: markdown, JUnit XML, HTML with SVG plots (CSV re-exported from `model`).
 //! - [`error`]: exit codes and the bad-input error that names file and field.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
@@ -28,7 +30,7 @@
 //! - [`agent`]: the per-host agent that runs flows for the coordinator.
 //! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents; `link`:
 //!   what keeps its shaping exact (offloads off, congestion control per socket, veth capacity).
-//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, journal; `waves`:
+//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, resume; `waves`:
 //!   experiments that share no segment and no host, run side by side.
 //! - [`rackinit`]: a real rack's rack file from an inventory: agents describe their hosts, roles
 //!   and routes are chosen and checked (`linkcal rack init|check`).

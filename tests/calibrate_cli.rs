@@ -139,6 +139,7 @@ fn bad_inputs_exit_2_naming_file_and_field() {
     synthetic_run(&run);
     let mut text = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
     text.truncate(text.len() / 2);
+    // A last line cut off by a crash is ignored, and said.
     std::fs::write(run.join("journal.jsonl"), &text).unwrap();
     linkcal()
         .args(["calibrate", "--results"])
@@ -146,8 +147,18 @@ fn bad_inputs_exit_2_naming_file_and_field() {
         .arg("--out")
         .arg(&cal)
         .assert()
+        .success()
+        .stderr(predicate::str::contains("journal.jsonl line 1 was cut off"));
+    // A complete line that is not a measurement is damage: exit 2 naming the line.
+    std::fs::write(run.join("journal.jsonl"), text + "\n").unwrap();
+    linkcal()
+        .args(["calibrate", "--results"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&cal)
+        .assert()
         .code(2)
-        .stderr(predicate::str::contains("journal.jsonl").and(predicate::str::contains("cut off")));
+        .stderr(predicate::str::contains("journal.jsonl").and(predicate::str::contains("line 1")));
     std::fs::remove_file(run.join("journal.jsonl")).unwrap();
     linkcal().args(["calibrate", "--results"]).arg(&run).arg("--out").arg(&cal).assert().success();
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();

@@ -111,3 +111,36 @@ fn flags_over_the_agents_limits_exit_2_before_any_traffic() {
         assert!(!out.join("journal.jsonl").exists(), "{flags:?} started a run");
     }
 }
+
+#[test]
+fn a_rerun_into_a_used_out_is_refused_and_resume_measures_only_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Agents(Vec::new());
+    let rack = rack(dir.path(), ["gpu_p0", "gpu_d0"], &mut agents);
+    let out = dir.path().join("out");
+    let journal = || std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let o = run(&rack, &out, &["--sizes", "64KiB", "--time-cap", "0.2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = journal();
+    assert_eq!(first.lines().count(), 1);
+    // A plain re-run is refused before it touches anything, naming the directory and the ways on.
+    let o = run(&rack, &out, &["--sizes", "64KiB", "--time-cap", "0.2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&out.display().to_string()) && err.contains("--resume") && err.contains("--force"), "{err}");
+    assert_eq!(journal(), first);
+    // Resume with one more size: the finished measurement is kept, only the new one runs.
+    let resume = ["--resume", out.to_str().unwrap(), "--sizes", "64KiB,128KiB", "--time-cap", "0.2"];
+    let o = run(&rack, &out, &resume);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let now = journal();
+    assert!(now.starts_with(&first) && now.lines().count() == 2, "{now}");
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let bytes: Vec<u64> =
+        results["measurements"].as_array().unwrap().iter().map(|m| m["flows"][0]["payload_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(bytes, vec![65536, 131072]);
+    // --force starts over.
+    let o = run(&rack, &out, &["--force", "--sizes", "64KiB", "--time-cap", "0.2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(journal().lines().count(), 1);
+}

@@ -19,46 +19,17 @@ use std::path::{Path, PathBuf};
 use crate::error::InputError;
 use crate::model::calibration::{Method, Origin, PathModel, SegmentEstimate, SeriesGroup};
 use crate::model::results::Measurement;
-use crate::model::{Calibration, Provenance, Results, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
+use crate::model::rundir::RESULTS_FILE;
+use crate::model::{Calibration, Provenance, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA};
 use crate::spec::{Dir, Hop};
 
-/// Reads a results directory: `results.json`, plus `journal.jsonl` (one measurement per line)
-/// whose measurements are merged in by id (the journal is written as each one finishes, so it
-/// may hold measurements a crashed run never put in `results.json`).
-pub fn load_results_dir(dir: &Path) -> Result<Results, InputError> {
-    let main = dir.join("results.json");
-    if !main.exists() {
-        return Err(InputError::file(
-            &main,
-            "not found: give a directory written by `linkcal run` (results.json + journal.jsonl)",
-        ));
-    }
-    let mut res: Results = crate::model::load(&main, RESULTS_SCHEMA)?;
-    let journal = dir.join("journal.jsonl");
-    if journal.exists() {
-        let text = crate::error::read_input(&journal)?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            let line = text.lines().count();
-            return Err(InputError::field(
-                &journal,
-                format!("line {line}"),
-                "is cut off mid-line (the run stopped while writing it): remove that line or re-run the measurement",
-            ));
-        }
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let m: Measurement = serde_json::from_str(line).map_err(|e| {
-                let field = e.to_string().split('`').nth(1).map(str::to_string).unwrap_or_default();
-                InputError::field(
-                    &journal,
-                    format!("line {}{}", n + 1, if field.is_empty() { String::new() } else { format!(": {field}") }),
-                    format!("not a measurement: {e}"),
-                )
-            })?;
-            if !res.measurements.iter().any(|x| x.id == m.id) {
-                res.measurements.push(m);
-            }
-        }
-    }
+/// Reads a run to calibrate through [`ResultsDir::load`] (`results.json` merged with
+/// `journal.jsonl`, so a killed run calibrates from what it finished) and checks it holds
+/// something to calibrate: at least one measurement, every flow with the hops it crossed.
+/// Returns the results and what the merge recovered (say it when the run is partial).
+pub fn load_results_dir(dir: &Path) -> Result<(Results, Recovery), InputError> {
+    let (res, rec) = ResultsDir::load(dir)?;
+    let main = if dir.is_dir() { dir.join(RESULTS_FILE) } else { dir.to_path_buf() };
     if res.measurements.is_empty() {
         return Err(InputError::field(
             &main,
@@ -79,12 +50,12 @@ pub fn load_results_dir(dir: &Path) -> Result<Results, InputError> {
                 return Err(InputError::field(
                     &main,
                     format!("measurements[{n}].flows[{k}].segments"),
-                    "is empty: every flow must record the hops it crossed",
+                    format!("is empty in measurement {}: every flow must record the hops it crossed", m.id),
                 ));
             }
         }
     }
-    Ok(res)
+    Ok((res, rec))
 }
 
 /// Inputs of one calibration.
@@ -105,7 +76,7 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
     for (dir, r) in &inp.results {
         if r.rack.shape != shape {
             return Err(InputError::field(
-                dir.join("results.json"),
+                dir.join(RESULTS_FILE),
                 "rack.shape",
                 format!("differs from {}: calibrate one rack at a time", first_dir.display()),
             ));

@@ -1,11 +1,13 @@
 //! `linkcal accept`: judge a calibration and/or results against acceptance rules; prints a
-//! markdown table, writes JSON / JUnit / markdown on request; exit 1 on any fail.
+//! markdown table, writes JSON / JUnit / markdown on request; exit 1 on any fail, and on an
+//! incomplete verdict over a partial run (see [`AcceptReport::exit_code`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::model::{Calibration, Results, CALIBRATION_SCHEMA, RESULTS_SCHEMA};
+use crate::model::rundir::RESULTS_FILE;
+use crate::model::{Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA};
 use crate::verdict::{AcceptInputs, AcceptReport, Baseline, Rules};
 
 /// Flags of `linkcal accept`.
@@ -33,11 +35,30 @@ pub struct Args {
     pub strict: bool,
 }
 
-/// Loads results from a run directory or a results.json file.
-pub(crate) fn load_results(path: &Path) -> anyhow::Result<(PathBuf, Results)> {
-    let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
-    let r = crate::model::load(&file, RESULTS_SCHEMA).with_context(|| format!("loading results {}", path.display()))?;
-    Ok((file, r))
+/// Loads a run (a run directory, or its results.json) through [`ResultsDir::load`]: journal
+/// and results merged, so a killed run is judged on what it finished; says so on stderr.
+pub(crate) fn load_results(cmd: &str, path: &Path) -> anyhow::Result<LoadedRun> {
+    let file = if path.is_dir() { path.join(RESULTS_FILE) } else { path.to_path_buf() };
+    let (r, rec) = ResultsDir::load(path).with_context(|| format!("loading results {}", path.display()))?;
+    note_run(cmd, path, &rec);
+    Ok((file, r, rec))
+}
+
+/// Tells the operator on stderr when a run read from `path` is partial (or lost a cut-off
+/// journal line): `linkcal CMD: RUN: partial run: ...`.
+pub(crate) fn note_run(cmd: &str, path: &Path, rec: &Recovery) {
+    if let Some(note) = rec.note() {
+        eprintln!("linkcal {cmd}: {}: {note}", path.display());
+    }
+}
+
+/// Loads a baseline (calibration, or a run through [`ResultsDir`]), saying when a run is partial.
+pub(crate) fn load_baseline(cmd: &str, path: &Path) -> Result<Baseline, crate::error::InputError> {
+    let (base, rec) = Baseline::load_with_recovery(path)?;
+    if let Some(rec) = rec {
+        note_run(cmd, path, &rec);
+    }
+    Ok(base)
 }
 
 /// Loads a calibration file.
@@ -45,25 +66,33 @@ pub(crate) fn load_calibration(path: &Path) -> anyhow::Result<Calibration> {
     crate::model::load(path, CALIBRATION_SCHEMA).with_context(|| format!("loading calibration {}", path.display()))
 }
 
-/// Judges the inputs against the rules (shared with `linkcal report`).
+/// A run loaded by [`load_results`]: its results file, results, and what the merge recovered.
+pub(crate) type LoadedRun = (PathBuf, Results, Recovery);
+
+/// Judges the inputs against the rules (shared with `linkcal report`; `cmd` names the command
+/// in stderr notes). A partial run makes the verdict incomplete.
 pub(crate) fn judge(
+    cmd: &str,
     rules: &[PathBuf],
     calibration: Option<&Path>,
-    results: Option<&Path>,
+    res: Option<&LoadedRun>,
     baseline: Option<&Path>,
 ) -> anyhow::Result<AcceptReport> {
     let all = rules.iter().map(|p| Rules::load(p)).collect::<Result<Vec<_>, _>>().context("loading rules")?;
     let rules = Rules::merge(all).context("no rules file given")?;
     let cal = calibration.map(|p| load_calibration(p).map(|c| (p.to_path_buf(), c))).transpose()?;
-    let res = results.map(load_results).transpose()?;
     let base_path = baseline.map(Path::to_path_buf).or_else(|| rules.baseline.clone());
-    let base = base_path.as_deref().map(Baseline::load).transpose().context("loading the baseline")?;
+    let base = base_path.as_deref().map(|p| load_baseline(cmd, p)).transpose().context("loading the baseline")?;
     let inputs = AcceptInputs {
         calibration: cal.as_ref().map(|(p, c)| (p.as_path(), c)),
-        results: res.as_ref().map(|(p, r)| (p.as_path(), r)),
+        results: res.map(|(p, r, _)| (p.as_path(), r)),
         baseline: base.as_ref(),
     };
-    Ok(crate::verdict::accept(&rules, inputs)?)
+    let mut report = crate::verdict::accept(&rules, inputs)?;
+    if let Some((p, _, rec)) = res.filter(|(_, _, rec)| rec.is_partial()) {
+        report.mark_partial(format!("{}: {}", p.display(), rec.note().unwrap_or_default()));
+    }
+    Ok(report)
 }
 
 /// Writes `text` to `path`, naming the file on failure.
@@ -73,7 +102,8 @@ pub(crate) fn write_out(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Runs `linkcal accept`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let report = judge(&a.rules, a.calibration.as_deref(), a.results.as_deref(), a.baseline.as_deref())?;
+    let res = a.results.as_deref().map(|p| load_results("accept", p)).transpose()?;
+    let report = judge("accept", &a.rules, a.calibration.as_deref(), res.as_ref(), a.baseline.as_deref())?;
     let md = crate::report::markdown::acceptance(&report);
     print!("{md}");
     a.out.write(&md, &report, || crate::report::junit::junit(Some(&report), None))?;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::calibrate::plan::plan;
 use crate::calibrate::{calibrate, load_results_dir, read_nominal, write_csv, Inputs};
 use crate::model::calibration::Method;
-use crate::model::{RackFile, Results};
+use crate::model::{RackFile, Results, ResultsDir, RunWriter, Start};
 use crate::runner::{self, RunOptions};
 use crate::spec::{Experiment, Hop, HopOptions, PathRef, RouteSet};
 
@@ -29,7 +29,9 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let mut inp = Inputs::default();
     for dir in &a.results {
-        inp.results.push((dir.clone(), load_results_dir(dir)?));
+        let (res, rec) = load_results_dir(dir)?;
+        super::accept::note_run("calibrate", dir, &rec);
+        inp.results.push((dir.clone(), res));
     }
     if let Some(t) = &a.topology {
         let (nominal, digest) = read_nominal(t)?;
@@ -83,11 +85,22 @@ fn rack_routes(rack: &RackFile, layers: Option<u32>) -> anyhow::Result<RouteSet>
     Ok(set)
 }
 
+/// Appends to the merged run's journal the measurements it does not hold yet.
+fn append_new(top: &mut RunWriter, ms: &[crate::model::results::Measurement]) -> anyhow::Result<()> {
+    let mut held = top.done_ids();
+    for m in ms.iter().filter(|m| held.insert(m.id.clone())) {
+        top.append(m).with_context(|| format!("writing {}", top.journal_path().display()))?;
+    }
+    Ok(())
+}
+
 /// `linkcal run --plan calibrate`. Phase 1 runs `base` (the spec's experiments) plus every
 /// isolation route the rack carries, solo; it is calibrated in memory, and phase 2 runs the
 /// experiments `calibrate::plan` chooses for what phase 1 left as lower bounds. Each phase
-/// keeps its own directory (`phase1/`, `phase2/`); `out` gets the merged `results.json`,
-/// `journal.jsonl` and `results.csv`, which `linkcal calibrate --results OUT` reads.
+/// keeps its own run directory (`phase1/`, `phase2/`); `out` is the merged run (a
+/// [`ResultsDir`] like theirs: header at the start, each phase's measurements appended to its
+/// journal when the phase ends, `results.json` and `results.csv` at the end), which
+/// `linkcal calibrate --results OUT` reads. `opts.start` applies to all three.
 pub(crate) fn run_plan(
     rack: &RackFile,
     rack_path: &Path,
@@ -98,6 +111,13 @@ pub(crate) fn run_plan(
     out: &Path,
 ) -> anyhow::Result<Results> {
     let t0 = std::time::Instant::now();
+    if opts.start == Start::Fresh {
+        for dir in [out.to_path_buf(), out.join("phase1"), out.join("phase2")] {
+            ResultsDir::check_fresh(&dir)?;
+        }
+    }
+    // OUT holds the merged run: its header now, each phase's measurements once the phase ends.
+    let mut top = ResultsDir::create(out, runner::header(rack, opts), opts.start)?;
     let set = rack_routes(rack, layers)?;
     let mut phase1 = base;
     for r in set.routes.iter().filter(|r| !r.path.kind.is_spec_path()) {
@@ -108,6 +128,7 @@ pub(crate) fn run_plan(
     let dir1 = out.join("phase1");
     let r1 = runner::run(rack, rack_path, &phase1, sizes, opts, &dir1).context("linkcal run --plan calibrate, phase 1 (solo)")?;
     let t1 = t0.elapsed().as_secs_f64();
+    append_new(&mut top, &r1.measurements)?;
     let cal1 = calibrate(&Inputs { results: vec![(dir1.clone(), r1.clone())], ..Default::default() })?;
     // Plan on the routes that ran, with the hops they recorded.
     let mut measured = set.clone();
@@ -137,6 +158,7 @@ pub(crate) fn run_plan(
         let dir2 = out.join("phase2");
         let r2 = runner::run(rack, rack_path, &p.experiments, sizes, opts, &dir2)
             .context("linkcal run --plan calibrate, phase 2 (contention)")?;
+        append_new(&mut top, &r2.measurements)?;
         merged.measurements.extend(r2.measurements);
         for w in r2.waivers {
             if !merged.waivers.contains(&w) {
@@ -151,16 +173,6 @@ pub(crate) fn run_plan(
         merged.measurements.len(),
         t0.elapsed().as_secs_f64()
     );
-    let mut journal = String::new();
-    for m in &merged.measurements {
-        journal.push_str(&serde_json::to_string(m)?);
-        journal.push('\n');
-    }
-    let jpath = out.join("journal.jsonl");
-    std::fs::write(&jpath, journal).with_context(|| format!("writing {}", jpath.display()))?;
-    let rpath = out.join("results.json");
-    crate::model::write_json(&rpath, &merged).with_context(|| format!("writing {}", rpath.display()))?;
-    let cpath = out.join("results.csv");
-    crate::report::csv::write(&merged, &cpath).with_context(|| format!("writing {}", cpath.display()))?;
+    top.finish(&merged).with_context(|| format!("writing the merged run in {}", out.display()))?;
     Ok(merged)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::verdict::{Baseline, CompareOptions};
+use crate::verdict::CompareOptions;
 
 /// Parses a fraction in [0, 1).
 fn fraction(s: &str) -> Result<f64, String> {
@@ -40,8 +40,8 @@ pub struct Args {
 
 /// Runs `linkcal compare`.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let base = Baseline::load(&a.baseline).context("loading the baseline")?;
-    let new = Baseline::load(&a.new).context("loading the new run")?;
+    let base = super::accept::load_baseline("compare", &a.baseline).context("loading the baseline")?;
+    let new = super::accept::load_baseline("compare", &a.new).context("loading the new run")?;
     let opt = CompareOptions {
         min_effect: a.min_effect,
         confidence: a.confidence,

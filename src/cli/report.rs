@@ -52,16 +52,18 @@ pub struct Args {
 /// Runs `linkcal report`. Exit 0: the report is written whatever the verdicts say (use
 /// `linkcal accept` / `compare` for a gating exit code).
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let (rfile, results) = super::accept::load_results(&a.results)?;
+    let run = super::accept::load_results("report", &a.results)?;
+    let (rfile, results, rec) = &run;
+    let partial = rec.is_partial().then(|| rec.note().unwrap_or_default());
     let cal = a.calibration.as_ref().map(|p| super::accept::load_calibration(p).map(|c| (p.clone(), c))).transpose()?;
     let acceptance = if a.rules.is_empty() {
         None
     } else {
-        Some(super::accept::judge(&a.rules, a.calibration.as_deref(), Some(&a.results), a.baseline.as_deref())?)
+        Some(super::accept::judge("report", &a.rules, a.calibration.as_deref(), Some(&run), a.baseline.as_deref())?)
     };
     let comparison = match &a.baseline {
         Some(b) => {
-            let base = Baseline::load(b).context("loading the baseline")?;
+            let base = super::accept::load_baseline("report", b).context("loading the baseline")?;
             match base {
                 Baseline::Results(..) => {
                     let new = Baseline::Results(rfile.clone(), Box::new(results.clone()));
@@ -83,11 +85,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         }
     };
     let html = render(&ReportInput {
-        results: (&rfile, &results),
+        results: (rfile.as_path(), results),
         calibration: cal.as_ref().map(|(p, c)| (p.as_path(), c)),
         acceptance: acceptance.as_ref(),
         comparison: comparison.as_ref(),
         prediction: prediction.as_ref().map(|p| (&p.prediction, p.scaling.as_slice())),
+        partial: partial.as_deref(),
     });
     super::accept::write_out(&a.out, &html)?;
     if let Some(j) = &a.junit {

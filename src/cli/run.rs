@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::error::InputError;
-use crate::model::{RackFile, RACK_SCHEMA};
+use crate::model::{RackFile, Start, RACK_SCHEMA};
 use crate::payload::{payloads, preset, ModelConfig};
 use crate::runner::{self, RunOptions};
 use crate::spec::{spec_experiments, Experiment, HopOptions, PathRef, RouteKind, RouteSet, Workload};
@@ -36,9 +36,18 @@ pub struct Args {
     /// Rack file (linkcal.rack/1), e.g. from `linkcal emulate up`.
     #[arg(long)]
     pub rack: PathBuf,
-    /// Output directory: journal.jsonl, results.json, results.csv.
+    /// Output directory: journal.jsonl, results.json, results.csv. One that already holds
+    /// measurements is refused (exit 2) unless --resume or --force says what to do with them.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the killed or failed run in DIR (its --out): measurements already in its journal
+    /// are kept and not measured again, new ones are appended; the journal is never truncated.
+    /// Give the run's rack and flags again.
+    #[arg(long, value_name = "DIR", conflicts_with = "force")]
+    pub resume: Option<PathBuf>,
+    /// Start over in a non-empty --out, discarding the run there.
     #[arg(long)]
-    pub out: PathBuf,
+    pub force: bool,
     /// Payload sweep, e.g. 4KiB,1MiB,64MiB (default 4 KiB..64 MiB in steps of 4x; --quick: 64KiB,1MiB,16MiB).
     #[arg(long, value_delimiter = ',')]
     pub sizes: Option<Vec<String>>,
@@ -292,14 +301,30 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             .collect::<Result<_, _>>()?;
         experiments.retain(|e| e.flows.iter().all(|p| keep.contains(p)));
     }
+    let (out, start) = out_dir(&a)?;
+    opts.start = start;
     let t0 = std::time::Instant::now();
     let results = match a.plan {
-        Plan::Spec => runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &a.out).context("linkcal run")?,
-        Plan::Calibrate => super::calibrate::run_plan(&rack, &a.rack, experiments, layers, &sweep, &opts, &a.out)?,
+        Plan::Spec => runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &out).context("linkcal run")?,
+        Plan::Calibrate => super::calibrate::run_plan(&rack, &a.rack, experiments, layers, &sweep, &opts, &out)?,
     };
     let wall = t0.elapsed().as_secs_f64();
-    print_summary(&results, &a.out, wall, a.json)?;
+    print_summary(&results, &out, wall, a.json)?;
     Ok(0)
+}
+
+/// The output directory and what to do with a run already there (`--resume DIR`, `--force`).
+fn out_dir(a: &Args) -> Result<(PathBuf, Start), InputError> {
+    match (&a.resume, &a.out) {
+        (Some(r), Some(o)) if r != o => Err(InputError::field(
+            "--resume",
+            "value",
+            format!("is {} but --out is {}: resume into the run's own directory (give one of them)", r.display(), o.display()),
+        )),
+        (Some(r), _) => Ok((r.clone(), Start::Resume)),
+        (None, Some(o)) => Ok((o.clone(), if a.force { Start::Force } else { Start::Fresh })),
+        (None, None) => Err(InputError::field("--out", "value", "is missing: give --out DIR (or --resume DIR)")),
+    }
 }
 
 fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, json: bool) -> anyhow::Result<()> {

@@ -67,11 +67,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
 }
 
 fn against(cal: &crate::model::Calibration, dir: &std::path::Path, a: &Args) -> anyhow::Result<u8> {
-    let res = crate::calibrate::load_results_dir(dir)?;
+    let (res, rec) = crate::calibrate::load_results_dir(dir)?;
+    super::accept::note_run("sim", dir, &rec);
     let checks = validate(cal, &res.measurements, a.ideal);
     if checks.is_empty() {
         return Err(crate::error::InputError::field(
-            dir.join("results.json"),
+            dir.join(crate::model::rundir::RESULTS_FILE),
             "measurements",
             "has no contended measurement to compare with",
         )

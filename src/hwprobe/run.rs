@@ -1,7 +1,7 @@
 //! Runs this host's applicable hardware probes in one process, through the transports' own
 //! trait (receiver prepared and served on a thread, sender connected to its endpoint), and
-//! writes the results files the emulated rack writes: `journal.jsonl` (each measurement made
-//! durable before the next starts), `results.json`, `results.csv`.
+//! writes the results files the emulated rack writes, through [`ResultsDir`]: `journal.jsonl`
+//! (each measurement made durable before the next starts), `results.json`, `results.csv`.
 //!
 //! Measured here, as the routes they are: copy-engine P2P between neighbouring GPUs (Path 1,
 //! solo and both directions at once), GPU -> host and host -> GPU per GPU (solo, and all GPUs
@@ -19,6 +19,7 @@ use crate::model::provenance::{rfc3339_now, Provenance};
 use crate::model::results::{
     Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, Results, StopReason, Summary, Waiver, RESULTS_SCHEMA,
 };
+use crate::model::rundir::{ResultsDir, RunWriter, Start, CSV_FILE, JOURNAL_FILE, RESULTS_FILE};
 use crate::spec::{HopOptions, PathRef, RackShape, Route, RouteKind};
 use crate::stats;
 use crate::transport::{FlowSpec, ReceiverStats, Sender, Transport, TransportError, TransportKind};
@@ -390,7 +391,7 @@ pub fn plans(catalogue: &[Probe]) -> Plans {
 struct Sink<'a> {
     out: &'a Path,
     results: Results,
-    journal: crate::runner::journal::Journal,
+    writer: RunWriter,
     loopback: Vec<Loopback>,
     failures: Vec<String>,
     next_id: u64,
@@ -404,7 +405,7 @@ impl Sink<'_> {
     }
 
     fn keep(&mut self, m: Measurement) -> std::io::Result<()> {
-        self.journal.append(&m)?;
+        self.writer.append(&m).map_err(std::io::Error::other)?;
         self.results.measurements.push(m);
         Ok(())
     }
@@ -516,8 +517,9 @@ pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig
         measurements: Vec::new(),
         waivers: catalogue.iter().filter_map(Probe::waiver).collect(),
     };
-    let journal = crate::runner::journal::Journal::create(&out.join("journal.jsonl"))?;
-    let mut sink = Sink { out, results, journal, loopback: Vec::new(), failures: Vec::new(), next_id: 1 };
+    // `probe --run` has no --resume: it starts over in `out`, as it always did.
+    let writer = ResultsDir::create(out, results.clone(), Start::Force).map_err(std::io::Error::other)?;
+    let mut sink = Sink { out, results, writer, loopback: Vec::new(), failures: Vec::new(), next_id: 1 };
     let plans = plans(catalogue);
     for &bytes in &cfg.sizes {
         for p in &plans.solo {
@@ -530,16 +532,15 @@ pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig
             sink.loopback(make, p, bytes, cfg)?;
         }
     }
-    let Sink { mut results, loopback, failures, .. } = sink;
+    let Sink { mut results, writer, loopback, failures, .. } = sink;
     results.provenance.finished_at = Some(rfc3339_now());
-    crate::model::write_json(&out.join("results.json"), &results)?;
-    crate::report::csv::write(&results, &out.join("results.csv"))?;
+    writer.finish(&results).map_err(std::io::Error::other)?;
     Ok(Outcome { results, loopback, failures })
 }
 
 /// The files a local run wrote (loopback.json only when a loopback probe ran).
 pub fn files(out: &Path) -> Vec<PathBuf> {
-    ["results.json", "results.csv", "journal.jsonl", "loopback.json"].iter().map(|f| out.join(f)).filter(|p| p.exists()).collect()
+    [RESULTS_FILE, CSV_FILE, JOURNAL_FILE, "loopback.json"].iter().map(|f| out.join(f)).filter(|p| p.exists()).collect()
 }
 
 #[cfg(test)]

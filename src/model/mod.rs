@@ -8,11 +8,14 @@ pub mod check;
 pub mod provenance;
 pub mod rack;
 pub mod results;
+pub mod results_csv;
+pub mod rundir;
 
 pub use calibration::{Calibration, CALIBRATION_SCHEMA};
 pub use provenance::Provenance;
 pub use rack::{GroundTruth, RackFile, RACK_SCHEMA};
 pub use results::{Results, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
+pub use rundir::{Recovery, ResultsDir, RunDirError, RunWriter, Start};
 
 use std::path::Path;
 
@@ -56,12 +59,21 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str) -> Result<T
 /// Writes JSON atomically (temp file, fsync, rename) so a crash never leaves half a file; on
 /// failure the temp file is removed too.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it (`NAME.EXT.tmp`), fsynced, then
+/// renamed over `path`, so readers see the old file or the new one, never half of one; on
+/// failure the temp file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
+    let ext = path.extension().map(|e| format!("{}.tmp", e.to_string_lossy())).unwrap_or_else(|| "tmp".into());
+    let tmp = path.with_extension(ext);
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, value)?;
-        f.write_all(b"\n")?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

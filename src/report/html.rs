@@ -30,6 +30,8 @@ pub struct ReportInput<'a> {
     pub comparison: Option<&'a CompareReport>,
     /// A planner's prediction on the calibration and its N x T table, if one was asked for.
     pub prediction: Option<(&'a crate::predict::Prediction, &'a [crate::predict::ScalePoint])>,
+    /// Why the results are a partial run (killed or failed, recovered from its journal), if so.
+    pub partial: Option<&'a str>,
 }
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}
@@ -76,6 +78,13 @@ pub fn render(inp: &ReportInput<'_>) -> String {
         esc(&res.provenance.started_at),
         esc(res.provenance.finished_at.as_deref().unwrap_or("unfinished")),
     );
+    if let Some(p) = inp.partial {
+        let _ = writeln!(
+            h,
+            "<div class=\"verdict not_measured\">Partial run</div><p class=\"note\">{}. Figures below are what the run finished; continue it with <code>linkcal run --resume DIR</code>.</p>",
+            esc(p)
+        );
+    }
     acceptance_section(&mut h, inp.acceptance);
     if let Some(c) = inp.comparison {
         compare_section(&mut h, c);
@@ -125,7 +134,7 @@ fn acceptance_section(h: &mut String, acc: Option<&AcceptReport>) {
         "<div class=\"verdict {}\">{}: {}</div><p class=\"meta\">{} pass, {} warn, {} fail, {} waived, {} not measured; rules <code>{}</code>{}</p>",
         a.outcome.as_str(),
         esc(&a.title),
-        a.outcome.as_str().to_uppercase(),
+        super::markdown::verdict_word(a),
         c.pass,
         c.warn,
         c.fail,

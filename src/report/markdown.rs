@@ -18,11 +18,28 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
+/// The overall verdict in words: `PASS`, `WARN`, `FAIL`, or `INCOMPLETE` (outcome
+/// `not_measured`: a partial run, or nothing judged).
+pub fn verdict_word(r: &AcceptReport) -> &'static str {
+    match r.outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Warn => "WARN",
+        Outcome::Fail => "FAIL",
+        Outcome::Waived => "WAIVED",
+        Outcome::NotMeasured => "INCOMPLETE",
+    }
+}
+
 /// The acceptance report as a markdown summary and table (one row per item).
 pub fn acceptance(r: &AcceptReport) -> String {
     let mut s = String::new();
     let c = &r.counts;
-    let _ = writeln!(s, "## Acceptance: {} — **{}**\n", cell(&r.title), r.outcome.as_str().to_uppercase());
+    let _ = writeln!(s, "## Acceptance: {} — **{}**\n", cell(&r.title), verdict_word(r));
+    if let Some(p) = &r.partial {
+        let _ = writeln!(s, "Partial run, not a full acceptance (resume it with `linkcal run --resume DIR`): {}\n", cell(p));
+    } else if r.outcome != Outcome::NotMeasured && c.not_measured > 0 {
+        let _ = writeln!(s, "Not a full acceptance: {} items not measured (`--strict` fails them).\n", c.not_measured);
+    }
     let _ = writeln!(
         s,
         "{} pass, {} warn, {} fail, {} waived, {} not measured. Rules: `{}`; inputs: {}{}.\n",

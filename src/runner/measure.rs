@@ -77,6 +77,15 @@ struct Flow {
     warmup: u64,
 }
 
+/// The id of `exp`'s measurement at `bytes` per flow: `solo/ROUTE/BYTES` or
+/// `contended/SET/BYTES` (what `run --resume` matches finished measurements by).
+pub fn measurement_id(exp: &Experiment, bytes: u64) -> String {
+    match exp.flows.as_slice() {
+        [one] => format!("solo/{one}/{bytes}"),
+        _ => format!("contended/{}/{bytes}", exp.name),
+    }
+}
+
 /// Runs one experiment at one payload size. `Ok(Err(waivers))` when the transport is waived
 /// on one of its hosts.
 pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Measurement, Vec<Waiver>>, RunError> {
@@ -120,9 +129,8 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
             fairness_max_over_min: (min > 0.0).then(|| max / min),
         })
     });
-    let id = if contended { format!("contended/{}/{bytes}", exp.name) } else { format!("solo/{}/{bytes}", exp.flows[0]) };
     Ok(Ok(Measurement {
-        id,
+        id: measurement_id(exp, bytes),
         kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
         set: contended.then(|| exp.name.clone()),
         transport: transport_names(&flows),

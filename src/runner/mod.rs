@@ -1,10 +1,10 @@
 //! The measurement runner: every experiment (solo routes over a payload sweep, contention
 //! sets at the contended sizes) through the agents, with barrier start, warmup and the
-//! stopping rule (95% CI half-width of goodput <= target, or a time cap). Every finished
-//! measurement goes to `journal.jsonl` (fsynced) before the next starts; `results.json` and
-//! `results.csv` are written at the end.
+//! stopping rule (95% CI half-width of goodput <= target, or a time cap). The run directory
+//! belongs to [`crate::model::ResultsDir`]: `results.json`'s header at the start, every finished
+//! measurement to `journal.jsonl` (fsynced) before the next starts, `results.json` and
+//! `results.csv` at the end; `--resume` continues a run there.
 
-pub mod journal;
 pub mod measure;
 pub mod resolve;
 pub mod waves;
@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::control::ControlError;
 use crate::error::InputError;
 use crate::model::results::{Measurement, RackSummary, Results, Waiver, RESULTS_SCHEMA};
-use crate::model::{Provenance, RackFile};
+use crate::model::{Provenance, RackFile, ResultsDir, RunDirError, RunWriter, Start};
 use crate::payload::Payloads;
 use crate::spec::{Experiment, RouteKind};
 use crate::transport::TransportKind;
@@ -43,14 +43,9 @@ pub enum RunError {
     /// Joining the rack's control namespace failed.
     #[error(transparent)]
     Emulate(#[from] crate::emulate::EmulateError),
-    /// Writing an output file failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// The run directory refused the run (bad input) or could not be written.
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
 }
 
 impl RunError {
@@ -59,7 +54,8 @@ impl RunError {
         match self {
             RunError::Input(_) => true,
             RunError::Emulate(e) => e.is_bad_input(),
-            RunError::Control(_) | RunError::Agent { .. } | RunError::Io { .. } => false,
+            RunError::RunDir(e) => e.is_bad_input(),
+            RunError::Control(_) | RunError::Agent { .. } => false,
         }
     }
 }
@@ -105,6 +101,8 @@ pub struct RunOptions {
     pub max_parallel: usize,
     /// Options of NIXL flows ([`crate::transport::nixl::layout::NixlOptions`]); `null`: defaults.
     pub nixl: serde_json::Value,
+    /// What to do with a run already in the output directory: refuse (default), resume, start over.
+    pub start: Start,
 }
 
 impl RunOptions {
@@ -129,6 +127,7 @@ impl RunOptions {
             payloads: None,
             max_parallel: 1,
             nixl: serde_json::Value::Null,
+            start: Start::Fresh,
         }
     }
 
@@ -171,10 +170,6 @@ pub fn default_sizes(quick: bool) -> Vec<u64> {
     }
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io { path: path.display().to_string(), source }
-}
-
 /// The planned (experiment, payload) pairs, in run order.
 pub fn schedule(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions) -> Vec<(usize, u64)> {
     let largest = sizes.iter().copied().max().unwrap_or(1 << 20);
@@ -199,8 +194,11 @@ pub fn schedule(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions) ->
     out
 }
 
-/// Runs `experiments` on `rack` and writes `journal.jsonl`, `results.json` and `results.csv`
-/// into `out_dir`. The calibration plan passes its own experiments through here.
+/// Runs `experiments` on `rack` into the run directory `out_dir` ([`ResultsDir`]):
+/// `results.json`'s header at the start, each measurement to `journal.jsonl` as it finishes,
+/// `results.json` and `results.csv` at the end. `opts.start` says what to do with a run already
+/// there: refuse it, resume it (measuring only ids its journal lacks) or start over. The
+/// calibration plan passes its own experiments through here.
 pub fn run(
     rack: &RackFile,
     rack_path: &Path,
@@ -211,32 +209,15 @@ pub fn run(
 ) -> Result<Results, RunError> {
     let token_path = resolve_token_path(rack_path, &rack.token_file);
     let token = crate::control::read_token(&token_path)?;
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let mut writer = ResultsDir::create(out_dir, header(rack, opts), opts.start)?;
     if let Some(ns) = &rack.control_netns {
         crate::emulate::netns::enter(ns)?;
     }
-    let mut provenance = Provenance::now(rack.hosts.iter().map(|h| h.name.clone()).collect());
-    let jpath = out_dir.join("journal.jsonl");
-    let mut journal = journal::Journal::create(&jpath).map_err(io(&jpath))?;
-    let plan = schedule(experiments, sizes, opts);
+    let plan = pending(experiments, sizes, opts, &writer);
     let bar = progress_bar(opts.progress, plan.len() as u64);
     let fps = waves::footprints(rack, rack_path, experiments)?;
     let groups = waves::waves(&fps, opts.max_parallel);
-    let mut results = Results {
-        schema: RESULTS_SCHEMA.into(),
-        provenance: provenance.clone(),
-        rack: RackSummary {
-            shape: rack.shape.clone(),
-            emulated: rack.emulated,
-            payload_scale: rack.payload_scale,
-            mtu_bytes: rack.mtu_bytes,
-            tcp_congestion_control: rack.tcp_congestion_control.clone(),
-            emulation: rack.emulation.clone(),
-        },
-        payloads: opts.payloads.clone(),
-        measurements: Vec::new(),
-        waivers: Vec::new(),
-    };
+    let mut results = writer.header().clone();
     let shared = Shared { rack, rack_path, token: &token, opts, ids: AtomicU64::new(1), bar: &bar };
     let mut done: Vec<(usize, Measurement)> = Vec::new();
     let started = std::time::Instant::now();
@@ -246,11 +227,10 @@ pub fn run(
             .map(|e| (*e, plan.iter().enumerate().filter(|(_, (n, _))| n == e).map(|(k, (_, b))| (k, *b)).collect()))
             .collect();
         let outcome = run_wave(&shared, experiments, jobs, |k, m| {
-            journal.append(&m)?;
+            writer.append(&m)?;
             done.push((k, m));
             Ok(())
-        })
-        .map_err(io(&jpath))?;
+        })?;
         for w in outcome.waivers {
             if !results.waivers.contains(&w) {
                 results.waivers.push(w);
@@ -258,7 +238,12 @@ pub fn run(
         }
         if let Some(e) = outcome.error {
             bar.abandon();
-            eprintln!("linkcal run: stopped; {} finished measurements are in {}", done.len(), jpath.display());
+            let kept = writer.prior().len() + done.len();
+            eprintln!(
+                "linkcal run: stopped; {kept} finished measurements are in {} (continue with `linkcal run --resume {}`)",
+                writer.journal_path().display(),
+                out_dir.display()
+            );
             return Err(e);
         }
     }
@@ -272,17 +257,54 @@ pub fn run(
         );
     }
     done.sort_by_key(|(k, _)| *k);
-    results.measurements = done.into_iter().map(|(_, m)| m).collect();
+    results.measurements = writer.prior().to_vec();
+    results.measurements.extend(done.into_iter().map(|(_, m)| m));
     bar.finish_and_clear();
-    provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
-    provenance.hosts =
-        fps.iter().flat_map(|f| f.hosts.iter().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    results.provenance = provenance;
-    let rpath = out_dir.join("results.json");
-    crate::model::write_json(&rpath, &results).map_err(io(&rpath))?;
-    let cpath = out_dir.join("results.csv");
-    crate::report::csv::write(&results, &cpath).map_err(io(&cpath))?;
+    results.provenance.finished_at = Some(crate::model::provenance::rfc3339_now());
+    let hosts = fps.iter().flat_map(|f| f.hosts.iter().cloned());
+    let prior_hosts = if writer.prior().is_empty() { Vec::new() } else { results.provenance.hosts.clone() };
+    results.provenance.hosts =
+        prior_hosts.into_iter().chain(hosts).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    writer.finish(&results)?;
     Ok(results)
+}
+
+/// The schedule less what a resumed run already holds (by measurement id); says what resume found.
+fn pending(experiments: &[Experiment], sizes: &[u64], opts: &RunOptions, writer: &RunWriter) -> Vec<(usize, u64)> {
+    let done_ids = writer.done_ids();
+    let plan: Vec<(usize, u64)> = schedule(experiments, sizes, opts)
+        .into_iter()
+        .filter(|(e, b)| !done_ids.contains(&measure::measurement_id(&experiments[*e], *b)))
+        .collect();
+    if let Some(rec) = writer.recovery() {
+        eprintln!(
+            "linkcal run --resume {}: {} measurements kept{}; {} to measure",
+            writer.dir().display(),
+            rec.total(),
+            rec.note().map(|n| format!(" ({n})")).unwrap_or_default(),
+            plan.len()
+        );
+    }
+    plan
+}
+
+/// `results.json`'s header for a run of `rack`: provenance started now, no measurements.
+pub fn header(rack: &RackFile, opts: &RunOptions) -> Results {
+    Results {
+        schema: RESULTS_SCHEMA.into(),
+        provenance: Provenance::now(rack.hosts.iter().map(|h| h.name.clone()).collect()),
+        rack: RackSummary {
+            shape: rack.shape.clone(),
+            emulated: rack.emulated,
+            payload_scale: rack.payload_scale,
+            mtu_bytes: rack.mtu_bytes,
+            tcp_congestion_control: rack.tcp_congestion_control.clone(),
+            emulation: rack.emulation.clone(),
+        },
+        payloads: opts.payloads.clone(),
+        measurements: Vec::new(),
+        waivers: Vec::new(),
+    }
 }
 
 /// What every thread of a run shares.
@@ -311,11 +333,11 @@ fn run_wave(
     sh: &Shared,
     experiments: &[Experiment],
     jobs: Vec<Job>,
-    mut keep: impl FnMut(usize, Measurement) -> std::io::Result<()>,
-) -> std::io::Result<WaveOutcome> {
+    mut keep: impl FnMut(usize, Measurement) -> Result<(), RunDirError>,
+) -> Result<WaveOutcome, RunDirError> {
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Result<Measurement, Vec<Waiver>>, RunError>)>();
     let mut out = WaveOutcome { waivers: Vec::new(), error: None };
-    std::thread::scope(|scope| -> std::io::Result<()> {
+    std::thread::scope(|scope| -> Result<(), RunDirError> {
         for (e, sizes) in jobs {
             let tx = tx.clone();
             scope.spawn(move || {

@@ -106,7 +106,11 @@ pub fn replay(cfg: &SynthConfig, measured: &Results) -> Results {
 fn results_of(shape: RackShape, measurements: Vec<Measurement>) -> Results {
     Results {
         schema: RESULTS_SCHEMA.into(),
-        provenance: Provenance::now(vec!["synthetic".into()]),
+        // A synthetic run is a finished one (a run directory built from it is complete).
+        provenance: Provenance {
+            finished_at: Some(crate::model::provenance::rfc3339_now()),
+            ..Provenance::now(vec!["synthetic".into()])
+        },
         rack: RackSummary {
             shape,
             emulated: true,

@@ -5,68 +5,23 @@
 //! member's floor fails as a group, since one of its members must be the slow one.
 #![allow(non_snake_case)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::baseline::Baseline;
 use super::rules::{glob_match, PayloadSel, Rule, Rules, Style, Threshold};
 use super::units::fmt_rate;
 use super::Outcome;
 use crate::error::InputError;
 use crate::model::calibration::{Method, SegmentEstimate};
 use crate::model::results::{MeasurementKind, Results};
-use crate::model::{Calibration, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
+use crate::model::Calibration;
 use crate::spec::{Hop, PathRef, RackShape, RouteSet};
 
 /// Schema id of acceptance reports.
 pub const ACCEPT_SCHEMA: &str = "linkcal.acceptance/1";
-
-/// A fleet baseline: a calibration (segments and path models) or a results file (paths).
-#[derive(Debug, Clone)]
-pub enum Baseline {
-    /// A `linkcal.calibration/2` file.
-    Calibration(PathBuf, Box<Calibration>),
-    /// A `linkcal.results/2` (or `/1`) file.
-    Results(PathBuf, Box<Results>),
-}
-
-impl Baseline {
-    /// Loads a baseline: a calibration file, a results file, or a run directory with results.json.
-    pub fn load(path: &Path) -> Result<Baseline, InputError> {
-        let file = if path.is_dir() { path.join("results.json") } else { path.to_path_buf() };
-        let text = crate::error::read_input(&file)?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| InputError::file(&file, format!("not valid JSON: {e}")))?;
-        match v.get("schema").and_then(|s| s.as_str()) {
-            Some(CALIBRATION_SCHEMA) => Ok(Baseline::Calibration(file.clone(), Box::new(crate::error::read_json(&file)?))),
-            Some(RESULTS_SCHEMA | RESULTS_SCHEMA_V1) => Ok(Baseline::Results(file.clone(), Box::new(crate::error::read_json(&file)?))),
-            other => Err(InputError::field(
-                &file,
-                "schema",
-                format!(
-                    "is {}, expected '{CALIBRATION_SCHEMA}' or '{RESULTS_SCHEMA}': a baseline must be a calibration or results file",
-                    other.map(|s| format!("'{s}'")).unwrap_or_else(|| "missing".into())
-                ),
-            )),
-        }
-    }
-
-    /// The file it came from.
-    pub fn file(&self) -> &Path {
-        match self {
-            Baseline::Calibration(p, _) | Baseline::Results(p, _) => p,
-        }
-    }
-
-    /// The rack shape it was measured on, and the field that holds it.
-    pub fn shape(&self) -> (&RackShape, &'static str) {
-        match self {
-            Baseline::Calibration(_, c) => (&c.shape, "shape"),
-            Baseline::Results(_, r) => (&r.rack.shape, "rack.shape"),
-        }
-    }
-}
 
 /// What acceptance judges.
 #[derive(Debug, Clone, Copy, Default)]
@@ -175,18 +130,45 @@ pub struct AcceptReport {
     pub items: Vec<ItemVerdict>,
     /// Outcome counts.
     pub counts: Counts,
-    /// fail if any item failed, else warn if any warned, else pass.
+    /// fail if any item failed; else not_measured ("incomplete") when the results are a partial
+    /// run or no item had a value to judge; else warn if any warned; else pass (which may still
+    /// leave items not measured: see `counts`).
     pub outcome: Outcome,
+    /// Why the results judged are a partial run (killed or failed, recovered from its journal),
+    /// absent when they are complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
 }
 
 impl AcceptReport {
-    /// Exit code: 1 on fail (or, with `strict`, when anything is not measured), else 0.
+    /// Exit code: 1 on fail or incomplete (a partial run, or nothing judged), and with
+    /// `strict` when anything is not measured; else 0.
     pub fn exit_code(&self, strict: bool) -> u8 {
-        if self.outcome == Outcome::Fail || (strict && self.counts.not_measured > 0) {
+        if matches!(self.outcome, Outcome::Fail | Outcome::NotMeasured) || (strict && self.counts.not_measured > 0) {
             crate::error::EXIT_FAIL
         } else {
             crate::error::EXIT_OK
         }
+    }
+
+    /// Marks the results judged as a partial run (`why` says which and what was recovered):
+    /// the verdict becomes incomplete unless something failed.
+    pub fn mark_partial(&mut self, why: String) {
+        self.partial = Some(why);
+        self.outcome = overall(&self.counts, true);
+    }
+}
+
+/// The overall outcome of `counts` (see [`AcceptReport::outcome`]).
+fn overall(c: &Counts, partial: bool) -> Outcome {
+    if c.fail > 0 {
+        Outcome::Fail
+    } else if partial || (c.not_measured > 0 && c.pass + c.warn == 0) {
+        Outcome::NotMeasured
+    } else if c.warn > 0 {
+        Outcome::Warn
+    } else {
+        Outcome::Pass
     }
 }
 
@@ -230,13 +212,7 @@ pub fn accept(rules: &Rules, inputs: AcceptInputs<'_>) -> Result<AcceptReport, I
             Outcome::NotMeasured => counts.not_measured += 1,
         }
     }
-    let outcome = if counts.fail > 0 {
-        Outcome::Fail
-    } else if counts.warn > 0 {
-        Outcome::Warn
-    } else {
-        Outcome::Pass
-    };
+    let outcome = overall(&counts, false);
     let mut files = Vec::new();
     files.extend(inputs.calibration.map(|(p, _)| p.display().to_string()));
     files.extend(inputs.results.map(|(p, _)| p.display().to_string()));
@@ -250,6 +226,7 @@ pub fn accept(rules: &Rules, inputs: AcceptInputs<'_>) -> Result<AcceptReport, I
         items,
         counts,
         outcome,
+        partial: None,
     })
 }
 

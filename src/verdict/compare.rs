@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::accept::Baseline;
+use super::baseline::Baseline;
 use super::bootstrap::{change_interval_from_ci, median, median_change_interval, MIN_SAMPLES};
 use super::units::fmt_bytes;
 use crate::error::InputError;

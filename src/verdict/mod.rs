@@ -3,6 +3,7 @@
 //! two runs judged against the measurements' own noise. Works on files only.
 
 pub mod accept;
+mod baseline;
 pub mod bootstrap;
 pub mod compare;
 mod inferred;
