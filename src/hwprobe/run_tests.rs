@@ -146,6 +146,7 @@ fn inventory() -> Inventory {
         cuda: Ok(vec![dev(0, "1b:00.0"), dev(1, "3b:00.0")]),
         peers: vec![(0, 1, true)],
         amd: vec!["c1:00.0".parse().unwrap()],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None, active: None, link_layer: None }]),
         peermem: false,
     }
@@ -215,6 +216,7 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
         cuda: Ok(vec![dev(0, "1b:00.0")]),
         peers: vec![],
         amd: vec![],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(crate::rdma::Unavailable::NoDevice(None)),
         peermem: false,
     };

@@ -13,6 +13,7 @@ fn bare() -> Inventory {
         cuda: Err(gpu::Unavailable::NoLibrary),
         peers: vec![],
         amd: vec![],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(rdma::Unavailable::NoDevice(None)),
         peermem: false,
     }
@@ -35,7 +36,8 @@ fn a_machine_without_devices_waives_everything_with_reasons() {
 
 #[test]
 fn amd_gpus_are_waived_until_a_hip_backend_exists() {
-    let inv = Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], ..bare() };
+    let inv =
+        Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], hip: crate::hwprobe::hip::HipInventory::absent(), ..bare() };
     let c = catalogue(&inv, Role::Prefill, None, None);
     let hip: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HipGpu).collect();
     assert_eq!(hip.len(), 1);
