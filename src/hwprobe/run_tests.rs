@@ -200,7 +200,8 @@ fn a_local_run_writes_the_emulated_rack_files_and_goes_on_past_waivers() {
     assert!(bidir.aggregate.is_some());
     let d2h = r.measurements.iter().find(|m| m.id.starts_with("solo/prefill_gpu_to_host:1->0")).unwrap();
     assert_eq!(d2h.flows[0].segments[1].id.to_string(), "Uplink_P_PCI");
-    assert!(r.waivers.iter().any(|w| w.reason == "AMD GPU at 0000:c1:00.0: no HIP backend yet"));
+    let hip = "libamdhip64.so not found (AMD GPUs at 0000:c1:00.0: install the ROCm runtime)";
+    assert!(r.waivers.iter().any(|w| w.probe == "hip_p2p all GPUs" && w.reason == hip), "{:?}", r.waivers);
     let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 16);
     assert!(dir.path().join("results.csv").exists());
