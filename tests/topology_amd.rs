@@ -26,7 +26,8 @@ struct Raw {
 
 fn raw(ids: &str) -> Vec<Raw> {
     let text = std::fs::read_to_string(fixture()).unwrap();
-    let doc = roxmltree::Document::parse(&text).unwrap();
+    let opt = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let doc = roxmltree::Document::parse_with_options(&text, opt).unwrap();
     let mut out: Vec<Raw> = doc
         .descendants()
         .filter(|n| n.attribute("type") == Some("PCIDev") && n.attribute("pci_type").is_some_and(|t| t.contains(ids)))
@@ -37,8 +38,14 @@ fn raw(ids: &str) -> Vec<Raw> {
                 .find_map(|a| a.children().find(|c| c.attribute("type") == Some("NUMANode")))
                 .and_then(|m| m.attribute("os_index")?.parse().ok())
                 .unwrap();
-            let osdev = n.children().find(|c| c.attribute("type") == Some("OSDev")).and_then(|c| c.attribute("name")).map(str::to_string);
-            Raw { pci: n.attribute("pci_busid").unwrap().to_string(), host_bridge: hb.attribute("gp_index").unwrap().into(), numa, osdev }
+            let osdev =
+                n.children().find(|c| c.attribute("type") == Some("OSDev")).and_then(|c| c.attribute("name")).map(str::to_string);
+            Raw {
+                pci: n.attribute("pci_busid").unwrap().to_string(),
+                host_bridge: hb.attribute("gp_index").unwrap().into(),
+                numa,
+                osdev,
+            }
         })
         .collect();
     out.sort_by(|a, b| a.pci.cmp(&b.pci));
