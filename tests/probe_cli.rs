@@ -17,7 +17,18 @@ fn list_prints_every_probe_with_applies_or_a_waiver() {
     for l in &lines {
         assert!(l.ends_with("  applies") || l.contains("  waived: "), "line without a status: {l}");
     }
-    for kind in ["cuda_p2p", "cuda_d2h", "cuda_h2d", "gpu_staged_tcp", "gpudirect_rdma", "host_rdma"] {
+    for kind in [
+        "cuda_p2p",
+        "cuda_d2h",
+        "cuda_h2d",
+        "gpu_staged_tcp",
+        "gpudirect_rdma",
+        "host_rdma",
+        "hip_p2p",
+        "hip_d2h",
+        "hip_h2d",
+        "hip_staged_tcp",
+    ] {
         assert!(lines.iter().any(|l| l.starts_with(kind)), "{kind} missing from:\n{text}");
     }
     match linkcal::gpu::driver_status() {
@@ -27,6 +38,12 @@ fn list_prints_every_probe_with_applies_or_a_waiver() {
         }
         Err(other) => assert!(text.contains(&other.to_string()), "{text}"),
         Ok(_) => {}
+    }
+    if let Err(linkcal::gpu::Unavailable::HipLibrary { .. }) = linkcal::gpu::hip::hip_status() {
+        for kind in ["hip_p2p", "hip_d2h", "hip_h2d", "hip_staged_tcp"] {
+            let l = lines.iter().find(|l| l.starts_with(kind)).unwrap();
+            assert!(l.contains("waived: libamdhip64.so not found"), "{l}");
+        }
     }
     if linkcal::rdma::list_devices().is_err() {
         let l = lines.iter().find(|l| l.starts_with("host_rdma")).unwrap();
@@ -78,6 +95,9 @@ fn run_writes_the_results_files_and_waives_what_cannot_run() {
         assert!(r.waivers.iter().any(|w| w.reason == "libcuda.so not found"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("waived: libcuda.so not found"), "{stderr}");
+    }
+    if let Err(linkcal::gpu::Unavailable::HipLibrary { .. }) = linkcal::gpu::hip::hip_status() {
+        assert!(r.waivers.iter().any(|w| w.probe == "hip_d2h all GPUs" && w.reason == "libamdhip64.so not found"));
     }
     if linkcal::rdma::list_devices().is_err() {
         assert!(r.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));

@@ -202,7 +202,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
 }
 
 fn run_probes(a: &Args, inv: &hwprobe::Inventory, probes: &[hwprobe::Probe]) -> anyhow::Result<u8> {
-    let gpus = inv.cuda.as_ref().map(Vec::len).unwrap_or(0);
+    let gpus = inv.cuda.as_ref().map(Vec::len).unwrap_or(0).max(inv.hip.devices.as_ref().map(Vec::len).unwrap_or(0));
     let nics: Vec<String> = inv.rdma.as_ref().map(|n| n.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
     let cfg = run_config(a, sizes(a, gpus)?);
     let shape = RackShape::new(gpus.max(1), 1, nics.len().max(1))?;

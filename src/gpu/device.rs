@@ -52,9 +52,27 @@ pub fn describe(ordinal: usize) -> Result<CudaDevice, GpuError> {
     Ok(CudaDevice { ordinal, name, pci, total_mem_bytes, dmabuf })
 }
 
-/// The CUDA ordinal of the device at `pci`, if any.
-pub fn ordinal_of(devices: &[CudaDevice], pci: PciAddr) -> Option<usize> {
-    devices.iter().find(|d| d.pci == pci).map(|d| d.ordinal)
+/// A GPU as either backend enumerates it: its runtime ordinal and PCI address. Selectors
+/// resolve against either vendor's list through it.
+pub trait BusDevice {
+    /// The runtime's ordinal (CUDA or HIP).
+    fn ordinal(&self) -> usize;
+    /// The PCI address.
+    fn pci(&self) -> PciAddr;
+}
+
+impl BusDevice for CudaDevice {
+    fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+    fn pci(&self) -> PciAddr {
+        self.pci
+    }
+}
+
+/// The runtime ordinal of the device at `pci`, if any.
+pub fn ordinal_of<D: BusDevice>(devices: &[D], pci: PciAddr) -> Option<usize> {
+    devices.iter().find(|d| d.pci() == pci).map(|d| d.ordinal())
 }
 
 /// Whether device `a` can access device `b`'s memory directly (cuDeviceCanAccessPeer).
@@ -187,17 +205,17 @@ impl GpuSelector {
         }
     }
 
-    /// The CUDA ordinal among `devices`.
-    pub fn resolve(&self, devices: &[CudaDevice]) -> Result<usize, GpuError> {
+    /// The runtime ordinal (CUDA or HIP) among `devices`.
+    pub fn resolve<D: BusDevice>(&self, devices: &[D]) -> Result<usize, GpuError> {
         match *self {
             GpuSelector::Ordinal(o) if o < devices.len() => Ok(o),
             GpuSelector::Ordinal(o) => Err(Unavailable::NoSuchGpu { index: o, have: devices.len() }.into()),
-            GpuSelector::Bus(a) => ordinal_of(devices, a).ok_or_else(|| GpuError::Invalid(format!("no CUDA GPU at {a}"))),
+            GpuSelector::Bus(a) => ordinal_of(devices, a).ok_or_else(|| GpuError::Invalid(format!("no GPU at {a} on this host"))),
             GpuSelector::BusOrder { by_bus } => {
-                let mut by: Vec<&CudaDevice> = devices.iter().collect();
-                by.sort_by_key(|d| d.pci);
+                let mut by: Vec<&D> = devices.iter().collect();
+                by.sort_by_key(|d| d.pci());
                 by.get(by_bus)
-                    .map(|d| d.ordinal)
+                    .map(|d| d.ordinal())
                     .ok_or_else(|| Unavailable::NoSuchGpu { index: by_bus, have: devices.len() }.into())
             }
         }

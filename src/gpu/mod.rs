@@ -1,7 +1,8 @@
-//! CUDA backend (cudarc driver API, loaded at run time): device enumeration matched by PCI bus
+//! GPU backends. CUDA (cudarc driver API, loaded at run time): device enumeration matched by PCI bus
 //! id, peer access, device and pinned host buffers, dmabuf export, a spin-kernel start gate and
 //! event-timed copy-engine copies (peer, H2D, D2H), plus the double-buffered staging pipeline
-//! of the GPU-staged TCP path.
+//! of the GPU-staged TCP path. AMD GPUs use [`hip`], the same pieces over the HIP runtime,
+//! also loaded at run time, so one binary serves both vendors.
 //!
 //! Nothing here needs a CUDA toolkit at build time. At run time every entry point first calls
 //! [`driver_status`], which checks that `libcuda.so` can be loaded before touching any cudarc
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod copy;
 pub mod device;
 pub mod gate;
+pub mod hip;
 pub mod memory;
 pub mod pci;
 pub mod staging;
@@ -118,11 +120,34 @@ pub enum Unavailable {
         /// Second GPU ordinal.
         b: usize,
     },
-    /// An AMD GPU was found by discovery; there is no HIP backend.
-    #[error("AMD GPU at {bus_id}: no HIP backend yet")]
-    AmdGpu {
-        /// PCI address of the AMD GPU.
-        bus_id: String,
+    /// A HIP or HSA runtime library cannot be loaded (`libamdhip64.so`, `libhsa-runtime64.so`).
+    #[error("{library} not found")]
+    HipLibrary {
+        /// The library's plain name.
+        library: &'static str,
+    },
+    /// The ROCm runtime lacks a call linkcal makes (older than ROCm 6.0).
+    #[error("the ROCm runtime lacks {0}; install ROCm 6.0 or later")]
+    HipSymbol(String),
+    /// `hipInit` failed (no amdgpu/KFD kernel driver, or no permission on /dev/kfd).
+    #[error("HIP runtime did not initialise: {0} (is the amdgpu driver loaded and /dev/kfd accessible?)")]
+    HipInit(String),
+    /// The HIP runtime loaded but sees no device.
+    #[error("no HIP device")]
+    HipNoDevice,
+    /// Fewer AMD GPUs than the probe needs.
+    #[error("needs {need} HIP GPUs, found {have}")]
+    HipTooFew {
+        /// GPUs needed.
+        need: usize,
+        /// GPUs found.
+        have: usize,
+    },
+    /// Several copies must start together but the device cannot hold a stream on a value.
+    #[error("no start gate on HIP device {device}: hipStreamWaitValue32 unsupported (hipDeviceAttributeCanUseStreamWaitValue = 0); run the copies one at a time")]
+    NoStartGate {
+        /// HIP ordinal.
+        device: usize,
     },
     /// The installed driver lacks an entry point the probe needs (older than the CUDA 12.8 API
     /// cudarc was built against).
@@ -200,10 +225,8 @@ mod tests {
     fn waiver_reasons_read_as_the_issue_says() {
         assert_eq!(Unavailable::NoLibrary.to_string(), "libcuda.so not found");
         assert_eq!(Unavailable::NoPeerAccess { a: 0, b: 1 }.to_string(), "GPU 0 and 1 cannot access each other as peers");
-        assert_eq!(
-            Unavailable::AmdGpu { bus_id: "0000:c1:00.0".into() }.to_string(),
-            "AMD GPU at 0000:c1:00.0: no HIP backend yet"
-        );
+        assert_eq!(Unavailable::HipLibrary { library: "libamdhip64.so" }.to_string(), "waived: libamdhip64.so not found"[8..]);
+        assert_eq!(Unavailable::HipTooFew { need: 2, have: 1 }.to_string(), "needs 2 HIP GPUs, found 1");
         assert_eq!(Unavailable::TooFewGpus { need: 2, have: 1 }.to_string(), "needs 2 CUDA GPUs, found 1");
     }
 

@@ -74,7 +74,12 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> GpuError {
 }
 
 /// Sender: GPU -> pinned slots -> `out`, chunk by chunk, double-buffered.
-pub fn send_staged<S: Stager, W: Write>(stager: &mut S, out: &mut W, total: usize, chunk: usize) -> Result<(), GpuError> {
+pub fn send_staged<S: Stager + ?Sized, W: Write>(
+    stager: &mut S,
+    out: &mut W,
+    total: usize,
+    chunk: usize,
+) -> Result<(), GpuError> {
     let plan = chunk_schedule(total, chunk, SLOTS)?;
     for c in plan.iter().take(SLOTS) {
         stager.start_d2h(c.slot, c.offset, c.len)?;
@@ -91,7 +96,12 @@ pub fn send_staged<S: Stager, W: Write>(stager: &mut S, out: &mut W, total: usiz
 
 /// Receiver: `inp` -> pinned slots -> GPU, chunk by chunk; returns when the last chunk is in
 /// device memory.
-pub fn receive_staged<S: Stager, R: Read>(stager: &mut S, inp: &mut R, total: usize, chunk: usize) -> Result<(), GpuError> {
+pub fn receive_staged<S: Stager + ?Sized, R: Read>(
+    stager: &mut S,
+    inp: &mut R,
+    total: usize,
+    chunk: usize,
+) -> Result<(), GpuError> {
     let plan = chunk_schedule(total, chunk, SLOTS)?;
     for c in &plan {
         // The slot's previous upload (chunk index - SLOTS) must finish before it is refilled.
@@ -128,14 +138,27 @@ impl CudaStager {
     }
 
     fn check(&self, slot: usize, offset: usize, len: usize) -> Result<(), GpuError> {
-        if self.pending[slot] {
-            return Err(GpuError::Invalid(format!("slot {slot} reused while its copy is in flight")));
-        }
-        if len > self.slots[slot].len() || offset + len > self.device.len() {
-            return Err(GpuError::Invalid(format!("chunk [{offset}, {}) does not fit the buffers", offset + len)));
-        }
-        Ok(())
+        check_chunk(self.pending[slot], slot, offset, len, self.slots[slot].len(), self.device.len())
     }
+}
+
+/// The checks every stager makes before a copy (CUDA and HIP alike): the slot is not in
+/// flight and the chunk fits the slot (`slot_len` bytes) and the device buffer (`device_len`).
+pub fn check_chunk(
+    pending: bool,
+    slot: usize,
+    offset: usize,
+    len: usize,
+    slot_len: usize,
+    device_len: usize,
+) -> Result<(), GpuError> {
+    if pending {
+        return Err(GpuError::Invalid(format!("slot {slot} reused while its copy is in flight")));
+    }
+    if len > slot_len || offset + len > device_len {
+        return Err(GpuError::Invalid(format!("chunk [{offset}, {}) does not fit the buffers", offset + len)));
+    }
+    Ok(())
 }
 
 impl Stager for CudaStager {

@@ -4,6 +4,7 @@
 //! applies or is waived with a reason. Probing the host never panics: a machine with no
 //! `libcuda.so` and no RDMA device yields a catalogue of waivers.
 
+pub mod hip;
 pub mod nics;
 pub mod routes;
 pub mod run;
@@ -38,8 +39,10 @@ pub struct Inventory {
     pub cuda: Result<Vec<CudaDevice>, gpu::Unavailable>,
     /// For each CUDA pair (a, b) with a < b: whether both can access each other as peers.
     pub peers: Vec<(usize, usize, bool)>,
-    /// AMD GPUs found on the PCI bus (waived: no HIP backend).
+    /// AMD GPUs found on the PCI bus (named in the waiver when the HIP runtime is missing).
     pub amd: Vec<PciAddr>,
+    /// HIP devices, peers, xGMI links and GPU memory registration.
+    pub hip: hip::HipInventory,
     /// RDMA NICs in PCI bus order (NIC k of the spec), or why there are none.
     pub rdma: Result<Vec<Nic>, rdma::Unavailable>,
     /// Whether the nvidia-peermem module is loaded (GPU memory via plain `ibv_reg_mr`).
@@ -78,7 +81,7 @@ pub fn inventory() -> Inventory {
     let peermem = ["/sys/kernel/mm/memory_peers/nv_mem/version", "/sys/module/nvidia_peermem"]
         .iter()
         .any(|p| std::path::Path::new(p).exists());
-    Inventory { cuda, peers, amd, rdma, peermem }
+    Inventory { cuda, peers, amd, hip: hip::HipInventory::probe(), rdma, peermem }
 }
 
 /// The kinds of hardware probe.
@@ -97,20 +100,29 @@ pub enum ProbeKind {
     GpudirectRdma,
     /// Host memory -> NIC -> IB -> NIC -> host memory (isolates NIC and cable).
     HostRdma,
-    /// An AMD GPU (no backend yet).
-    HipGpu,
+    /// AMD GPU i -> GPU i+1 SDMA peer copy (Path 1, or xGMI outside the spec).
+    HipP2p,
+    /// AMD GPU -> pinned host memory.
+    HipD2h,
+    /// Pinned host memory -> AMD GPU.
+    HipH2d,
+    /// AMD GPU -> pinned host -> TCP -> pinned host -> AMD GPU (Path 3).
+    HipStagedTcp,
 }
 
 impl ProbeKind {
     /// Every kind, in catalogue order.
-    pub const ALL: [ProbeKind; 7] = [
+    pub const ALL: [ProbeKind; 10] = [
         ProbeKind::CudaP2p,
         ProbeKind::CudaD2h,
         ProbeKind::CudaH2d,
         ProbeKind::GpuStagedTcp,
         ProbeKind::GpudirectRdma,
         ProbeKind::HostRdma,
-        ProbeKind::HipGpu,
+        ProbeKind::HipP2p,
+        ProbeKind::HipD2h,
+        ProbeKind::HipH2d,
+        ProbeKind::HipStagedTcp,
     ];
 
     /// The snake_case name (also the transport name in results).
@@ -122,7 +134,10 @@ impl ProbeKind {
             ProbeKind::GpuStagedTcp => "gpu_staged_tcp",
             ProbeKind::GpudirectRdma => "gpudirect_rdma",
             ProbeKind::HostRdma => "host_rdma",
-            ProbeKind::HipGpu => "hip",
+            ProbeKind::HipP2p => "hip_p2p",
+            ProbeKind::HipD2h => "hip_d2h",
+            ProbeKind::HipH2d => "hip_h2d",
+            ProbeKind::HipStagedTcp => "hip_staged_tcp",
         }
     }
 }
@@ -216,12 +231,12 @@ fn list_pci(devs: &[CudaDevice]) -> String {
 /// `nic_map[i]` (the CLI passes discovery's proposal by default), else i mod their count.
 pub fn catalogue(inv: &Inventory, role: Role, order: Option<&[PciAddr]>, nic_map: Option<&[usize]>) -> Vec<Probe> {
     let mut out = Vec::new();
+    let hip_ok = matches!(&inv.hip.devices, Ok(d) if !d.is_empty());
     let devs = match inv.cuda.as_ref().map_err(|e| e.to_string()).and_then(|d| spec_order(d, order)) {
         Ok(d) => d,
         Err(why) => {
-            for kind in
-                [ProbeKind::CudaP2p, ProbeKind::CudaD2h, ProbeKind::CudaH2d, ProbeKind::GpuStagedTcp, ProbeKind::GpudirectRdma]
-            {
+            let kinds = [ProbeKind::CudaP2p, ProbeKind::CudaD2h, ProbeKind::CudaH2d, ProbeKind::GpuStagedTcp];
+            for kind in kinds.into_iter().chain((!hip_ok).then_some(ProbeKind::GpudirectRdma)) {
                 out.push(probe(kind, "all GPUs".into(), None, vec![], None, waived(&why)));
             }
             Vec::new()
@@ -230,18 +245,39 @@ pub fn catalogue(inv: &Inventory, role: Role, order: Option<&[PciAddr]>, nic_map
     if inv.cuda.is_ok() && !devs.is_empty() {
         gpu_probes(&mut out, inv, &devs, role);
     }
-    rdma_probes(&mut out, inv, &devs, role, nic_map);
-    for addr in &inv.amd {
-        out.push(probe(
-            ProbeKind::HipGpu,
-            format!("AMD GPU {addr}"),
-            None,
-            vec![],
-            None,
-            waived(gpu::Unavailable::AmdGpu { bus_id: addr.to_string() }),
-        ));
-    }
+    // HIP devices in spec order only matter when `order` names AMD GPUs or CUDA has none.
+    let hip_order = if devs.is_empty() { order } else { None };
+    let hip_ends = hip::probes(&mut out, &inv.hip, &inv.amd, role, hip_order);
+    // GPUDirect uses the vendor whose GPUs are here (CUDA first), as the transport does.
+    let ends: Vec<GpuEnd> = if devs.is_empty() {
+        hip_ends
+    } else {
+        devs.iter()
+            .enumerate()
+            .map(|(i, d)| GpuEnd {
+                ordinal: d.ordinal,
+                label: label(i, d),
+                registration: if d.dmabuf || inv.peermem {
+                    Ok(())
+                } else {
+                    Err("GPU memory cannot be registered: the driver offers no dmabuf and nvidia-peermem is not loaded".into())
+                },
+            })
+            .collect()
+    };
+    rdma_probes(&mut out, inv, &ends, role, nic_map, inv.cuda.is_ok() || hip_ok);
     out
+}
+
+/// A GPU as the GPUDirect probes see it, of either vendor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuEnd {
+    /// Runtime ordinal (CUDA or HIP).
+    pub ordinal: usize,
+    /// `gpuI (cudaN, bus)` or `gpuI (hipN, bus)`.
+    pub label: String,
+    /// Whether its memory can be registered with a NIC, else why not.
+    pub registration: Result<(), String>,
 }
 
 /// `gpuI (cudaN, bus)`: the spec index, the CUDA ordinal and the PCI address.
@@ -315,11 +351,11 @@ fn gpu_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role: 
     }
 }
 
-fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role: Role, nic_map: Option<&[usize]>) {
+fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[GpuEnd], role: Role, nic_map: Option<&[usize]>, gpus: bool) {
     let nics = match &inv.rdma {
         Ok(n) => n.clone(),
         Err(why) => {
-            if inv.cuda.is_ok() {
+            if gpus {
                 out.push(probe(ProbeKind::GpudirectRdma, "all GPUs".into(), None, vec![], None, waived(why)));
             }
             out.push(probe(ProbeKind::HostRdma, "all NICs".into(), None, vec![], None, waived(why)));
@@ -357,13 +393,12 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
                     compute.len()
                 )
             };
-            out.push(probe(ProbeKind::GpudirectRdma, label(i, d), None, vec![d.ordinal], None, waived(why)));
+            out.push(probe(ProbeKind::GpudirectRdma, d.label.clone(), None, vec![d.ordinal], None, waived(why)));
             continue;
         };
-        let status = if d.dmabuf || inv.peermem {
-            Status::Applies
-        } else {
-            waived("GPU memory cannot be registered: the driver offers no dmabuf and nvidia-peermem is not loaded")
+        let status = match &d.registration {
+            Ok(()) => Status::Applies,
+            Err(why) => waived(why),
         };
         let p = match role {
             Role::Prefill => path(RouteKind::PrefillToDecode, i, 0),
@@ -372,7 +407,7 @@ fn rdma_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role:
         let nic = &nics[k];
         let mut pr = probe(
             ProbeKind::GpudirectRdma,
-            format!("{} via {}", label(i, d), nic.name),
+            format!("{} via {}", d.label, nic.name),
             p,
             vec![d.ordinal],
             Some(nic.name.clone()),

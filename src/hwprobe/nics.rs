@@ -164,7 +164,14 @@ mod tests {
             total_mem_bytes: 1 << 30,
             dmabuf: true,
         };
-        let inv = Inventory { cuda: Ok((0..8).map(dev).collect()), peers: vec![], amd: vec![], rdma: Ok(nics), peermem: false };
+        let inv = Inventory {
+            cuda: Ok((0..8).map(dev).collect()),
+            peers: vec![],
+            amd: vec![],
+            hip: crate::hwprobe::hip::HipInventory::absent(),
+            rdma: Ok(nics),
+            peermem: false,
+        };
         let c = catalogue(&inv, Role::Prefill, None, None);
         let used: Vec<String> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).filter_map(|p| p.nic.clone()).collect();
         assert_eq!(used.len(), 8);

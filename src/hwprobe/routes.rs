@@ -22,9 +22,11 @@ pub fn hardware_flow(path: &PathRef, shape: &RackShape) -> (ProbeKind, Value) {
 pub fn local_flow(p: &Probe) -> Option<Value> {
     let gpu = |i: usize| p.gpus.get(i).copied();
     Some(match p.kind {
-        ProbeKind::CudaP2p | ProbeKind::GpuStagedTcp => json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(1)? }),
-        ProbeKind::CudaD2h => json!({ "src_gpu": gpu(0)? }),
-        ProbeKind::CudaH2d => json!({ "dst_gpu": gpu(0)? }),
+        ProbeKind::CudaP2p | ProbeKind::GpuStagedTcp | ProbeKind::HipP2p | ProbeKind::HipStagedTcp => {
+            json!({ "src_gpu": gpu(0)?, "dst_gpu": gpu(1)? })
+        }
+        ProbeKind::CudaD2h | ProbeKind::HipD2h => json!({ "src_gpu": gpu(0)? }),
+        ProbeKind::CudaH2d | ProbeKind::HipH2d => json!({ "dst_gpu": gpu(0)? }),
         ProbeKind::GpudirectRdma => {
             let (nic, peer) = (p.nic.clone()?, p.peer.clone()?);
             let mut o = json!({ "src_gpu": gpu(0)?, "src_nic": nic, "dst_nic": peer.nic });
@@ -35,7 +37,6 @@ pub fn local_flow(p: &Probe) -> Option<Value> {
             o
         }
         ProbeKind::HostRdma => json!({ "src_nic": p.nic.clone()?, "dst_nic": p.peer.clone()?.nic }),
-        ProbeKind::HipGpu => return None,
     })
 }
 
@@ -95,6 +96,8 @@ mod tests {
         assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1, 0], None, None)), Some(json!({"src_gpu": 1, "dst_gpu": 0})));
         assert_eq!(local_flow(&probe(ProbeKind::CudaH2d, vec![2], None, None)), Some(json!({"dst_gpu": 2})));
         assert_eq!(local_flow(&probe(ProbeKind::CudaP2p, vec![1], None, None)), None, "a pair needs two GPUs");
-        assert_eq!(local_flow(&probe(ProbeKind::HipGpu, vec![], None, None)), None);
+        assert_eq!(local_flow(&probe(ProbeKind::HipP2p, vec![2, 3], None, None)), Some(json!({"src_gpu": 2, "dst_gpu": 3})));
+        assert_eq!(local_flow(&probe(ProbeKind::HipD2h, vec![4], None, None)), Some(json!({"src_gpu": 4})));
+        assert_eq!(local_flow(&probe(ProbeKind::HipH2d, vec![], None, None)), None, "a copy needs its GPU");
     }
 }

@@ -365,19 +365,32 @@ pub fn plans(catalogue: &[Probe]) -> Plans {
         let (Some(options), Some(kind)) = (local_flow(p), TransportKind::parse(p.kind.as_str())) else { continue };
         let plan = FlowPlan { kind, options, path: p.path, label: format!("{} {}", p.kind.as_str(), p.target) };
         match (p.kind, p.path) {
-            (ProbeKind::CudaP2p | ProbeKind::CudaD2h | ProbeKind::CudaH2d, Some(_)) => solo.push(plan),
+            (
+                ProbeKind::CudaP2p
+                | ProbeKind::CudaD2h
+                | ProbeKind::CudaH2d
+                | ProbeKind::HipP2p
+                | ProbeKind::HipD2h
+                | ProbeKind::HipH2d,
+                Some(_),
+            ) => solo.push(plan),
             _ => loop_.push(FlowPlan { path: None, ..plan }),
         }
     }
     let mut sets = Vec::new();
-    for s in solo.iter().filter(|f| f.kind == TransportKind::CudaP2p) {
+    for s in solo.iter().filter(|f| matches!(f.kind, TransportKind::CudaP2p | TransportKind::HipP2p)) {
         let mut back = s.clone();
         back.options = serde_json::json!({ "src_gpu": s.options["dst_gpu"], "dst_gpu": s.options["src_gpu"] });
         back.path = s.path.map(|p| PathRef { kind: p.kind, src: p.dst, dst: p.src });
         back.label = format!("{} (reverse)", s.label);
         sets.push((format!("bidir:{}", s.label), vec![s.clone(), back]));
     }
-    for (name, kind) in [("all_d2h", TransportKind::CudaD2h), ("all_h2d", TransportKind::CudaH2d)] {
+    for (name, kind) in [
+        ("all_d2h", TransportKind::CudaD2h),
+        ("all_h2d", TransportKind::CudaH2d),
+        ("all_hip_d2h", TransportKind::HipD2h),
+        ("all_hip_h2d", TransportKind::HipH2d),
+    ] {
         let group: Vec<FlowPlan> = solo.iter().filter(|f| f.kind == kind).cloned().collect();
         if group.len() >= 2 {
             sets.push((name.to_string(), group));

@@ -146,6 +146,7 @@ fn inventory() -> Inventory {
         cuda: Ok(vec![dev(0, "1b:00.0"), dev(1, "3b:00.0")]),
         peers: vec![(0, 1, true)],
         amd: vec!["c1:00.0".parse().unwrap()],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None, active: None, link_layer: None }]),
         peermem: false,
     }
@@ -199,7 +200,8 @@ fn a_local_run_writes_the_emulated_rack_files_and_goes_on_past_waivers() {
     assert!(bidir.aggregate.is_some());
     let d2h = r.measurements.iter().find(|m| m.id.starts_with("solo/prefill_gpu_to_host:1->0")).unwrap();
     assert_eq!(d2h.flows[0].segments[1].id.to_string(), "Uplink_P_PCI");
-    assert!(r.waivers.iter().any(|w| w.reason == "AMD GPU at 0000:c1:00.0: no HIP backend yet"));
+    let hip = "libamdhip64.so not found (AMD GPUs at 0000:c1:00.0: install the ROCm runtime)";
+    assert!(r.waivers.iter().any(|w| w.probe == "hip_p2p all GPUs" && w.reason == hip), "{:?}", r.waivers);
     let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 16);
     assert!(dir.path().join("results.csv").exists());
@@ -215,6 +217,7 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
         cuda: Ok(vec![dev(0, "1b:00.0")]),
         peers: vec![],
         amd: vec![],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(crate::rdma::Unavailable::NoDevice(None)),
         peermem: false,
     };

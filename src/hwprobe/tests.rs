@@ -13,6 +13,7 @@ fn bare() -> Inventory {
         cuda: Err(gpu::Unavailable::NoLibrary),
         peers: vec![],
         amd: vec![],
+        hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(rdma::Unavailable::NoDevice(None)),
         peermem: false,
     }
@@ -34,12 +35,82 @@ fn a_machine_without_devices_waives_everything_with_reasons() {
 }
 
 #[test]
-fn amd_gpus_are_waived_until_a_hip_backend_exists() {
-    let inv = Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], ..bare() };
+fn without_rocm_hip_probes_are_waived_naming_the_amd_gpus_found() {
+    let inv =
+        Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], hip: crate::hwprobe::hip::HipInventory::absent(), ..bare() };
     let c = catalogue(&inv, Role::Prefill, None, None);
-    let hip: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HipGpu).collect();
-    assert_eq!(hip.len(), 1);
-    assert_eq!(hip[0].status, Status::Waived { reason: "AMD GPU at 0000:c1:00.0: no HIP backend yet".into() });
+    for kind in [ProbeKind::HipP2p, ProbeKind::HipD2h, ProbeKind::HipH2d, ProbeKind::HipStagedTcp] {
+        let p: Vec<_> = c.iter().filter(|p| p.kind == kind).collect();
+        assert_eq!(p.len(), 1, "{kind:?}");
+        assert_eq!(
+            p[0].status,
+            Status::Waived { reason: "libamdhip64.so not found (AMD GPUs at 0000:c1:00.0: install the ROCm runtime)".into() }
+        );
+    }
+    let bare_c = catalogue(&bare(), Role::Prefill, None, None);
+    let r = reasons(&bare_c);
+    assert!(r.contains(&"hip_p2p all GPUs: libamdhip64.so not found".to_string()), "{r:?}");
+}
+
+fn hip_dev(ordinal: usize, bus: &str) -> crate::gpu::hip::HipDevice {
+    crate::gpu::hip::HipDevice { ordinal, name: "AMD Instinct MI250X".into(), pci: bus.parse().unwrap(), stream_wait_value: true }
+}
+
+/// Four GCDs: c1/c6 are the two GCDs of one package (xGMI), c9 and ce sit on PCIe only.
+fn amd_host() -> Inventory {
+    let a = |s: &str| s.parse::<PciAddr>().unwrap();
+    let hip = crate::hwprobe::hip::HipInventory {
+        // HIP's ordinals differ from the bus order.
+        devices: Ok(vec![
+            hip_dev(0, "0000:c9:00.0"),
+            hip_dev(1, "0000:c1:00.0"),
+            hip_dev(2, "0000:c6:00.0"),
+            hip_dev(3, "0000:ce:00.0"),
+        ]),
+        peers: vec![(0, 1, true), (0, 2, true), (0, 3, true), (1, 2, true), (1, 3, true), (2, 3, true)],
+        xgmi: [(a("0000:c1:00.0"), a("0000:c6:00.0"))].into_iter().collect(),
+        registration: Ok(()),
+    };
+    Inventory { hip, rdma: Ok(vec![nic("mlx5_0", 0), nic("mlx5_1", 1)]), ..bare() }
+}
+
+#[test]
+fn hip_peer_copies_over_xgmi_are_labelled_and_never_booked_to_pcie() {
+    let c = catalogue(&amd_host(), Role::Prefill, None, None);
+    let p2p: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HipP2p).collect();
+    assert_eq!(p2p.len(), 3, "GPU i -> i+1 over 4 GPUs in bus order");
+    // Bus order c1, c6, c9, ce = HIP ordinals 1, 2, 0, 3.
+    assert_eq!(p2p.iter().map(|p| p.gpus.clone()).collect::<Vec<_>>(), [vec![1, 2], vec![2, 0], vec![0, 3]]);
+    assert!(p2p[0].target.contains("xGMI, outside the spec"), "{}", p2p[0].target);
+    assert_eq!(p2p[0].path, None, "an xGMI copy measures no spec route");
+    assert_eq!(p2p[1].path, Some(PathRef { kind: RouteKind::PrefillInterRank, src: 1, dst: 2 }));
+    assert!(!p2p[1].target.contains("xGMI"));
+    // The local run files the xGMI copy as a labelled loopback figure, the PCIe ones as routes.
+    let plans = super::run::plans(&c);
+    let solo: Vec<_> = plans.solo.iter().filter(|f| f.kind == crate::transport::TransportKind::HipP2p).collect();
+    assert_eq!(solo.len(), 2);
+    assert!(plans.loopback.iter().any(|f| f.label.contains("xGMI") && f.path.is_none()));
+    // Every GPU gets its isolation copies, which calibrate GPU_P[i]_PCI.
+    let d2h: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::HipD2h).collect();
+    assert_eq!(d2h.len(), 4);
+    assert_eq!(d2h[0].path, Some(PathRef { kind: RouteKind::PrefillGpuToHost, src: 0, dst: 0 }));
+    assert_eq!(d2h[0].target, "gpu0 (hip1, 0000:c1:00.0) -> host");
+    assert!(plans.sets.iter().any(|(n, g)| n == "all_hip_h2d" && g.len() == 4));
+    // GPUDirect runs on the AMD GPUs when CUDA has none.
+    let gdr: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).collect();
+    assert_eq!(gdr.len(), 4, "{gdr:?}");
+    assert!(gdr.iter().all(|p| p.status == Status::Applies && p.target.contains("(hip")));
+    assert_eq!(gdr[0].gpus, vec![1]);
+}
+
+#[test]
+fn hip_gpudirect_is_waived_when_memory_cannot_be_registered() {
+    let mut inv = amd_host();
+    inv.hip.registration = Err("GPU memory cannot be registered: libhsa-runtime64.so not found".into());
+    let c = catalogue(&inv, Role::Prefill, None, None);
+    let gdr: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).collect();
+    assert!(gdr.iter().all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("libhsa-runtime64.so"))));
+    assert!(!c.iter().any(|p| p.kind == ProbeKind::GpudirectRdma && p.target == "all GPUs"), "not waived for a missing libcuda");
 }
 
 #[test]
@@ -123,7 +194,8 @@ fn spec_order_follows_the_bus_not_cuda_ordinals() {
     assert!(c
         .iter()
         .filter(|p| p.kind != ProbeKind::HostRdma)
-        .all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA"))));
+        .all(|p| matches!(&p.status, Status::Waived { reason } if reason.contains("no CUDA GPU at") || reason.contains("RDMA")
+            || (p.kind.as_str().starts_with("hip") && reason == "libamdhip64.so not found"))));
 }
 
 #[test]

@@ -96,11 +96,19 @@ pub fn loops_of(flow: &FlowSpec) -> Result<u32, String> {
 
 /// The source and destination GPU ordinals a flow names, checked against the copy kind.
 pub fn flow_gpus(kind: CopyKind, flow: &FlowSpec) -> Result<(Option<usize>, Option<usize>), GpuError> {
-    let devices = gpu::enumerate()?;
+    pick_gpus(kind, flow, &gpu::enumerate()?)
+}
+
+/// The source and destination ordinals a flow names among `devices` (either vendor's).
+pub fn pick_gpus<D: crate::gpu::device::BusDevice>(
+    kind: CopyKind,
+    flow: &FlowSpec,
+    devices: &[D],
+) -> Result<(Option<usize>, Option<usize>), GpuError> {
     let pick = |key: &str, wanted: bool| -> Result<Option<usize>, GpuError> {
         match (GpuSelector::from_options(&flow.options, key)?, wanted) {
-            (Some(s), true) => s.resolve(&devices).map(Some),
-            (None, true) => Err(GpuError::Invalid(format!("flow option '{key}' is required (a CUDA ordinal or PCI bus id)"))),
+            (Some(s), true) => s.resolve(devices).map(Some),
+            (None, true) => Err(GpuError::Invalid(format!("flow option '{key}' is required (a GPU ordinal or PCI bus id)"))),
             (Some(_), false) => {
                 Err(GpuError::Invalid(format!("flow option '{key}' does not apply to this copy: that end is host memory")))
             }
@@ -112,19 +120,61 @@ pub fn flow_gpus(kind: CopyKind, flow: &FlowSpec) -> Result<(Option<usize>, Opti
 }
 
 /// What the receiver learns from its sender.
-enum Event {
+pub(super) enum Event {
     Transfer(u64),
     Finish,
 }
 
+/// A prepared receiver's destination, waiting for its sender in this process: the buffer (a
+/// vendor's `Side`, type-erased so CUDA and HIP copies share the table) and the channel the
+/// sender reports on.
 struct Entry {
-    dst: Side,
+    dst: Box<dyn std::any::Any + Send>,
     events: mpsc::Sender<Event>,
 }
 
 fn table() -> &'static Mutex<HashMap<u64, Entry>> {
     static T: OnceLock<Mutex<HashMap<u64, Entry>>> = OnceLock::new();
     T.get_or_init(Default::default)
+}
+
+/// Registers a destination for the sender (`for_sender`, a shared handle to the buffer) and
+/// returns the endpoint and the receiver, which keeps `keep` (the buffer) alive until served.
+pub(super) fn register(
+    flow: &FlowSpec,
+    for_sender: Box<dyn std::any::Any + Send>,
+    keep: Box<dyn std::any::Any + Send>,
+) -> PreparedReceiver {
+    let (tx, rx) = mpsc::channel();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    table().lock().expect("copy endpoint table").insert(handle, Entry { dst: for_sender, events: tx });
+    let endpoint = serde_json::json!({ "pid": std::process::id(), "handle": handle });
+    let receiver = CopyReceiver { flow: flow.id, timeout: flow.timeout(), events: rx, _dst: keep, handle };
+    PreparedReceiver { endpoint, receiver: Box::new(receiver) }
+}
+
+/// The destination a receiver of this process registered under the endpoint's handle, and
+/// its channel; a foreign or unknown endpoint is a protocol error naming why.
+pub(super) fn claim(
+    kind: TransportKind,
+    flow: &FlowSpec,
+    endpoint: &serde_json::Value,
+) -> Result<(Box<dyn std::any::Any + Send>, mpsc::Sender<Event>), TransportError> {
+    let pid = endpoint.get("pid").and_then(|v| v.as_u64());
+    let handle = endpoint.get("handle").and_then(|v| v.as_u64());
+    let (Some(pid), Some(handle)) = (pid, handle) else {
+        return Err(TransportError::protocol(flow.id, format!("endpoint {endpoint} lacks pid/handle")));
+    };
+    if pid != u64::from(std::process::id()) {
+        return Err(TransportError::protocol(
+            flow.id,
+            format!("{kind} runs inside one agent: the receiver is in process {pid}, this is {}", std::process::id()),
+        ));
+    }
+    let entry = table().lock().expect("copy endpoint table").remove(&handle);
+    let entry = entry.ok_or_else(|| TransportError::protocol(flow.id, format!("no prepared receiver with handle {handle}")))?;
+    Ok((entry.dst, entry.events))
 }
 
 fn share(side: &Side) -> Side {
@@ -160,36 +210,16 @@ impl Transport for CudaCopy {
         let owner = dst.or(src).expect("every copy kind has a GPU end");
         let ctx = contexts(&[owner]).map_err(&err)?.remove(0);
         let side = alloc_side(&ctx, dst.is_some(), flow.max_bytes as usize, 0).map_err(&err)?;
-        let (tx, rx) = mpsc::channel();
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let handle = NEXT.fetch_add(1, Ordering::Relaxed);
-        table().lock().expect("cuda endpoint table").insert(handle, Entry { dst: share(&side), events: tx });
-        let endpoint = serde_json::json!({ "pid": std::process::id(), "handle": handle });
-        let receiver = CopyReceiver { flow: flow.id, timeout: flow.timeout(), events: rx, _dst: side, handle };
-        Ok(PreparedReceiver { endpoint, receiver: Box::new(receiver) })
+        Ok(register(flow, Box::new(share(&side)), Box::new(side)))
     }
 
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
         let err = gpu_err(self.kind(), flow.id);
         let loops = loops_of(flow).map_err(|m| TransportError::protocol(flow.id, m))?;
-        let pid = endpoint.get("pid").and_then(|v| v.as_u64());
-        let handle = endpoint.get("handle").and_then(|v| v.as_u64());
-        let (Some(pid), Some(handle)) = (pid, handle) else {
-            return Err(TransportError::protocol(flow.id, format!("endpoint {endpoint} lacks pid/handle")));
-        };
-        if pid != u64::from(std::process::id()) {
-            return Err(TransportError::protocol(
-                flow.id,
-                format!(
-                    "{} runs inside one agent: the receiver is in process {pid}, this is {}",
-                    self.kind(),
-                    std::process::id()
-                ),
-            ));
-        }
-        let entry = table().lock().expect("cuda endpoint table").remove(&handle);
-        let entry =
-            entry.ok_or_else(|| TransportError::protocol(flow.id, format!("no prepared receiver with handle {handle}")))?;
+        let (dst_side, events) = claim(self.kind(), flow, endpoint)?;
+        let dst_side = *dst_side
+            .downcast::<Side>()
+            .map_err(|_| TransportError::protocol(flow.id, "the receiver's buffer is not a CUDA buffer"))?;
         let (src, dst) = flow_gpus(self.0, flow).map_err(&err)?;
         let driver = src.or(dst).expect("every copy kind has a GPU end");
         let ctx = contexts(&[driver]).map_err(&err)?.remove(0);
@@ -198,7 +228,7 @@ impl Transport for CudaCopy {
             enable_peer_pair(&ctx, &peer).map_err(&err)?;
         }
         let src_side = alloc_side(&ctx, src.is_some(), flow.max_bytes as usize, 0xa5).map_err(&err)?;
-        let lane = Lane::new(&ctx, src_side, entry.dst).map_err(&err)?;
+        let lane = Lane::new(&ctx, src_side, dst_side).map_err(&err)?;
         let gate = Gate::new(&ctx, flow.timeout_s.max(1.0)).map_err(&err)?;
         Ok(Box::new(CopySender {
             kind: self.kind(),
@@ -207,7 +237,7 @@ impl Transport for CudaCopy {
             loops,
             gates: vec![(ctx, gate)],
             lane,
-            events: entry.events,
+            events,
         }))
     }
 }
@@ -241,7 +271,7 @@ struct CopyReceiver {
     timeout: Duration,
     events: mpsc::Receiver<Event>,
     /// Keeps the destination alive until the sender is done with it.
-    _dst: Side,
+    _dst: Box<dyn std::any::Any + Send>,
     handle: u64,
 }
 
@@ -268,7 +298,7 @@ impl Receiver for CopyReceiver {
             }
         };
         // A sender that never connected leaves its entry behind.
-        table().lock().expect("cuda endpoint table").remove(&self.handle);
+        table().lock().expect("copy endpoint table").remove(&self.handle);
         result
     }
 }

@@ -6,8 +6,9 @@
 //! Framing is the host TCP transports': `header(len) + len bytes` per transfer, answered by a
 //! one-byte completion acknowledgement once the last chunk is in the receiver's GPU memory.
 //!
-//! Flow options: `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id), `chunk_bytes` (default
-//! 1 MiB).
+//! Flow options: `src_gpu`, `dst_gpu` (GPU ordinal or PCI bus id), `chunk_bytes` (default
+//! 1 MiB). `gpu_staged_tcp` stages with CUDA, `hip_staged_tcp` with HIP (AMD GPUs); the
+//! pipeline, framing and timing are the same.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -21,15 +22,20 @@ use super::{
     Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport, TransportError, TransportKind,
 };
 use crate::gpu::device::{contexts, GpuSelector};
+use crate::gpu::hip::{self, memory::HipDeviceBuffer, staging::HipStager};
 use crate::gpu::memory::DeviceBuffer;
-use crate::gpu::staging::{receive_staged, send_staged, CudaStager};
+use crate::gpu::pci::GpuVendor;
+use crate::gpu::staging::{receive_staged, send_staged, CudaStager, Stager};
 use crate::gpu::{self, GpuError};
 
 /// Default staging chunk, bytes.
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 
-/// The GPU-staged TCP transport.
-pub struct GpuStagedTcp;
+/// The GPU-staged TCP transport, staging with the vendor's runtime (CUDA or HIP).
+pub struct GpuStagedTcp(pub GpuVendor);
+
+/// A stager of either vendor.
+type AnyStager = Box<dyn Stager + Send>;
 
 /// The staging chunk from flow options (`chunk_bytes`), checked.
 pub fn chunk_bytes(flow: &FlowSpec) -> Result<usize, String> {
@@ -43,28 +49,42 @@ pub fn chunk_bytes(flow: &FlowSpec) -> Result<usize, String> {
 }
 
 /// Opens the GPU named by `key` and a staging pipeline of `chunk` bytes over a buffer of
-/// `len` bytes on it.
-fn stager(flow: &FlowSpec, key: &str, len: usize, chunk: usize, fill: u8) -> Result<CudaStager, GpuError> {
-    let devices = gpu::enumerate()?;
+/// `len` bytes on it, with `vendor`'s runtime.
+fn stager(vendor: GpuVendor, flow: &FlowSpec, key: &str, len: usize, chunk: usize, fill: u8) -> Result<AnyStager, GpuError> {
     let sel = GpuSelector::from_options(&flow.options, key)?
-        .ok_or_else(|| GpuError::Invalid(format!("flow option '{key}' is required (a CUDA ordinal or PCI bus id)")))?;
-    let ctx = contexts(&[sel.resolve(&devices)?])?.remove(0);
-    let buf = Arc::new(DeviceBuffer::new(&ctx, len.max(1), fill)?);
-    CudaStager::new(&ctx, buf, chunk)
+        .ok_or_else(|| GpuError::Invalid(format!("flow option '{key}' is required (a GPU ordinal or PCI bus id)")))?;
+    Ok(match vendor {
+        GpuVendor::Nvidia => {
+            let ctx = contexts(&[sel.resolve(&gpu::enumerate()?)?])?.remove(0);
+            let buf = Arc::new(DeviceBuffer::new(&ctx, len.max(1), fill)?);
+            Box::new(CudaStager::new(&ctx, buf, chunk)?)
+        }
+        GpuVendor::Amd => {
+            let ordinal = sel.resolve(&hip::enumerate()?)?;
+            let buf = Arc::new(HipDeviceBuffer::new(ordinal, len.max(1), fill)?);
+            Box::new(HipStager::new(buf, chunk)?)
+        }
+    })
 }
 
 impl Transport for GpuStagedTcp {
     fn kind(&self) -> TransportKind {
-        TransportKind::GpuStagedTcp
+        match self.0 {
+            GpuVendor::Nvidia => TransportKind::GpuStagedTcp,
+            GpuVendor::Amd => TransportKind::HipStagedTcp,
+        }
     }
 
     fn applicability(&self) -> Applicability {
-        cuda_applicability(1)
+        match self.0 {
+            GpuVendor::Nvidia => cuda_applicability(1),
+            GpuVendor::Amd => super::hip_copy::hip_applicability(1),
+        }
     }
 
     fn prepare_receiver(&self, flow: &FlowSpec) -> Result<PreparedReceiver, TransportError> {
         let chunk = chunk_bytes(flow).map_err(|m| TransportError::protocol(flow.id, m))?;
-        let stager = stager(flow, "dst_gpu", flow.max_bytes as usize, chunk, 0).map_err(gpu_err(self.kind(), flow.id))?;
+        let stager = stager(self.0, flow, "dst_gpu", flow.max_bytes as usize, chunk, 0).map_err(gpu_err(self.kind(), flow.id))?;
         let (listener, addr) = listen(flow)?;
         let receiver = StagedReceiver { flow: flow.clone(), listener, stager, chunk };
         Ok(PreparedReceiver { endpoint: serde_json::json!({ "addr": addr.to_string() }), receiver: Box::new(receiver) })
@@ -72,7 +92,8 @@ impl Transport for GpuStagedTcp {
 
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
         let chunk = chunk_bytes(flow).map_err(|m| TransportError::protocol(flow.id, m))?;
-        let stager = stager(flow, "src_gpu", flow.max_bytes as usize, chunk, 0xc3).map_err(gpu_err(self.kind(), flow.id))?;
+        let stager =
+            stager(self.0, flow, "src_gpu", flow.max_bytes as usize, chunk, 0xc3).map_err(gpu_err(self.kind(), flow.id))?;
         let stream = connect(flow, endpoint)?;
         Ok(Box::new(StagedSender { flow: flow.id, timeout_s: flow.timeout_s, max: flow.max_bytes, stream, stager, chunk }))
     }
@@ -83,7 +104,7 @@ struct StagedSender {
     timeout_s: f64,
     max: u64,
     stream: TcpStream,
-    stager: CudaStager,
+    stager: AnyStager,
     chunk: usize,
 }
 
@@ -99,7 +120,7 @@ impl Sender for StagedSender {
         }
         let start = Instant::now();
         net::write_header(&mut self.stream, bytes).map_err(|e| io_err(flow, t, "send header", e))?;
-        send_staged(&mut self.stager, &mut self.stream, bytes as usize, self.chunk).map_err(|e| staging_err(flow, t, e))?;
+        send_staged(&mut *self.stager, &mut self.stream, bytes as usize, self.chunk).map_err(|e| staging_err(flow, t, e))?;
         await_ack(&mut self.stream, flow, t)?;
         Ok(start.elapsed())
     }
@@ -120,7 +141,7 @@ fn staging_err(flow: u64, t: f64, e: GpuError) -> TransportError {
 struct StagedReceiver {
     flow: FlowSpec,
     listener: TcpListener,
-    stager: CudaStager,
+    stager: AnyStager,
     chunk: usize,
 }
 
@@ -142,7 +163,7 @@ impl Receiver for StagedReceiver {
                     format!("payload {len} B exceeds the flow's max_bytes {}", flow.max_bytes),
                 ));
             }
-            receive_staged(&mut stager, &mut stream, len as usize, chunk).map_err(|e| staging_err(id, t, e))?;
+            receive_staged(&mut *stager, &mut stream, len as usize, chunk).map_err(|e| staging_err(id, t, e))?;
             stream.write_all(&[ACK]).map_err(|e| io_err(id, t, "send ack", e))?;
             stats.transfers += 1;
             stats.bytes += len;
@@ -184,12 +205,29 @@ mod tests {
         if gpu::driver_status().is_ok() {
             return; // a real GPU machine: the hardware smoke test covers it
         }
-        let t = GpuStagedTcp;
+        let t = GpuStagedTcp(GpuVendor::Nvidia);
         assert!(matches!(t.applicability(), Applicability::Waived { .. }));
         match t.prepare_receiver(&flow(serde_json::json!({"src_gpu": 0, "dst_gpu": 1}))) {
             Err(TransportError::Waived { kind: TransportKind::GpuStagedTcp, reason }) => assert!(!reason.is_empty()),
             Err(e) => panic!("expected a waiver, got {e}"),
             Ok(_) => panic!("prepared without CUDA"),
+        }
+    }
+
+    #[test]
+    fn the_hip_stager_is_waived_without_rocm_before_any_socket_opens() {
+        if hip::hip_status().is_ok() {
+            return; // a ROCm host
+        }
+        let t = GpuStagedTcp(GpuVendor::Amd);
+        assert_eq!(t.kind(), TransportKind::HipStagedTcp);
+        assert_eq!(t.applicability(), Applicability::Waived { reason: "libamdhip64.so not found".into() });
+        match t.prepare_receiver(&flow(serde_json::json!({"dst_gpu": 0}))) {
+            Err(TransportError::Waived { kind: TransportKind::HipStagedTcp, reason }) => {
+                assert_eq!(reason, "libamdhip64.so not found")
+            }
+            Err(e) => panic!("expected a waiver, got {e}"),
+            Ok(_) => panic!("prepared without ROCm"),
         }
     }
 }

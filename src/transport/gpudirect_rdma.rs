@@ -37,6 +37,7 @@ use super::{
 };
 use crate::gpu::device::{contexts, GpuSelector};
 use crate::gpu::memory::DeviceBuffer;
+use crate::gpu::pci::GpuVendor;
 use crate::gpu::{self, GpuError};
 use crate::rdma::engine::Region;
 use crate::rdma::memory::HostBuffer;
@@ -92,7 +93,22 @@ pub fn connection_options(flow: &FlowSpec, side: &str) -> Result<(ConnectionOpti
 #[allow(dead_code)]
 enum Buffer {
     Gpu(Arc<DeviceBuffer>),
+    Hip(Arc<crate::gpu::hip::memory::HipDeviceBuffer>),
     Host(HostBuffer),
+}
+
+/// Which GPU runtime a GPUDirect end uses: CUDA where it has devices, else HIP; neither is
+/// a waiver naming both reasons.
+pub fn gpu_vendor(cuda: Result<(), gpu::Unavailable>, hip: Result<(), gpu::Unavailable>) -> Result<GpuVendor, String> {
+    match (cuda, hip) {
+        (Ok(()), _) => Ok(GpuVendor::Nvidia),
+        (Err(_), Ok(())) => Ok(GpuVendor::Amd),
+        (Err(c), Err(h)) => Err(format!("{c}; {h}")),
+    }
+}
+
+fn here() -> Result<GpuVendor, String> {
+    gpu_vendor(gpu::driver_status().map(|_| ()), crate::gpu::hip::hip_status().map(|_| ()))
 }
 
 /// A connection and the memory it registered. Field order is drop order: the region is
@@ -152,6 +168,11 @@ impl RdmaWrite {
     }
 
     fn open_gpu(&self, flow: &FlowSpec, side: &str, opts: ConnectionOptions, len: usize) -> Result<Bound, TransportError> {
+        match here() {
+            Ok(GpuVendor::Amd) => return self.open_hip(flow, side, opts, len),
+            Ok(GpuVendor::Nvidia) => {}
+            Err(reason) => return Err(TransportError::Waived { kind: self.kind_(), reason }),
+        }
         let gerr = self.gpu_err(flow.id);
         let info = gpu::driver_status().map_err(|u| gerr(u.into()))?;
         let devices = gpu::enumerate().map_err(&gerr)?;
@@ -180,6 +201,31 @@ impl RdmaWrite {
     }
 }
 
+impl RdmaWrite {
+    /// An AMD GPU end: `hipMalloc` memory exported as a dmabuf through the HSA runtime, else
+    /// plain `ibv_reg_mr` on the GPU address (the amdkfd peer-memory client); HIP needs no
+    /// SYNC_MEMOPS step, its copies and NIC writes are ordered by the runtime.
+    fn open_hip(&self, flow: &FlowSpec, side: &str, opts: ConnectionOptions, len: usize) -> Result<Bound, TransportError> {
+        use crate::gpu::hip::{self, memory::HipDeviceBuffer};
+        let gerr = self.gpu_err(flow.id);
+        let devices = hip::enumerate().map_err(&gerr)?;
+        let key = format!("{side}_gpu");
+        let sel = GpuSelector::from_options(&flow.options, &key).map_err(&gerr)?.ok_or_else(|| {
+            TransportError::protocol(
+                flow.id,
+                format!("flow option '{key}' is required (a HIP ordinal or PCI bus id), or '{side}_memory': \"host\""),
+            )
+        })?;
+        let ordinal = sel.resolve(&devices).map_err(&gerr)?;
+        let buf = Arc::new(HipDeviceBuffer::new(ordinal, len, 0x5a).map_err(&gerr)?);
+        let dmabuf = buf.export_dmabuf().map_err(|e| e.to_string());
+        let region = Region::Gpu { addr: buf.ptr() as u64, len, dmabuf, sync_memops: Box::new(|| Ok(())) };
+        // SAFETY: the Arc'd GPU buffer lives beside the connection in `Bound` and outlives it.
+        let conn = unsafe { Connection::new(opts, region) }.map_err(self.rdma_err(flow.id))?;
+        Ok(Bound { conn, _buf: Buffer::Hip(buf) })
+    }
+}
+
 /// Warns on stderr when the port's error counters rose during a flow.
 fn report_counters(conn: &Connection, before: &std::collections::BTreeMap<&'static str, u64>) {
     let after = read_counters(std::path::Path::new("/sys"), conn.device_name(), conn.port());
@@ -198,7 +244,11 @@ impl Transport for RdmaWrite {
             return Applicability::Waived { reason: u.to_string() };
         }
         if self.gpu {
-            return super::cuda_p2p::cuda_applicability(1);
+            return match here() {
+                Ok(GpuVendor::Nvidia) => super::cuda_p2p::cuda_applicability(1),
+                Ok(GpuVendor::Amd) => super::hip_copy::hip_applicability(1),
+                Err(reason) => Applicability::Waived { reason },
+            };
         }
         Applicability::Applies
     }
@@ -446,5 +496,18 @@ mod tests {
                 Ok(_) => panic!("prepared without a device"),
             }
         }
+    }
+
+    #[test]
+    fn gpudirect_uses_cuda_first_then_hip_else_names_both_reasons() {
+        use crate::gpu::Unavailable as U;
+        let hip_missing = || Err(U::HipLibrary { library: "libamdhip64.so" });
+        assert_eq!(gpu_vendor(Ok(()), Ok(())), Ok(GpuVendor::Nvidia));
+        assert_eq!(gpu_vendor(Ok(()), hip_missing()), Ok(GpuVendor::Nvidia));
+        assert_eq!(gpu_vendor(Err(U::NoLibrary), Ok(())), Ok(GpuVendor::Amd));
+        assert_eq!(
+            gpu_vendor(Err(U::NoLibrary), hip_missing()),
+            Err("libcuda.so not found; libamdhip64.so not found".to_string())
+        );
     }
 }

@@ -35,6 +35,7 @@
 pub mod cuda_p2p;
 pub mod gpu_staged_tcp;
 pub mod gpudirect_rdma;
+pub mod hip_copy;
 pub mod host_tcp;
 pub mod net;
 pub mod nixl;
@@ -109,7 +110,8 @@ impl TransportError {
 
 /// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`, `cuda_p2p.rs` (CUDA P2P
 /// and the copy-engine H2D/D2H probes), `gpudirect_rdma.rs` (GPUDirect and host-memory
-/// RDMA), `gpu_staged_tcp.rs`, `nixl/` (the NIXL KV-transfer engine).
+/// RDMA, with CUDA or HIP GPU memory), `gpu_staged_tcp.rs` (CUDA or HIP stager), `hip_copy.rs`
+/// (the HIP copies), `nixl/` (the NIXL KV-transfer engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
@@ -131,6 +133,15 @@ pub enum TransportKind {
     HostRdma,
     /// GPU -> pinned host -> TCP -> pinned host -> GPU, chunked and double-buffered (CUDA).
     GpuStagedTcp,
+    /// GPU -> GPU SDMA peer copy on AMD GPUs (HIP, inside one agent); over xGMI it is
+    /// labelled outside the spec.
+    HipP2p,
+    /// AMD GPU -> pinned host memory (HIP; one GPU's PCIe link, upstream).
+    HipD2h,
+    /// Pinned host memory -> AMD GPU (HIP; one GPU's PCIe link, downstream).
+    HipH2d,
+    /// GPU-staged TCP with AMD GPUs at both ends (HIP stager, same pipeline).
+    HipStagedTcp,
     /// KV blocks through the NIXL transfer engine (vLLM's NixlConnector, Dynamo): one
     /// descriptor per KV block, WRITE or READ with a notification; UCX (TCP, RDMA, GPU memory)
     /// or LIBFABRIC underneath. `libnixl_capi.so` is loaded at run time.
@@ -139,7 +150,7 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// Every kind.
-    pub const ALL: [TransportKind; 9] = [
+    pub const ALL: [TransportKind; 13] = [
         TransportKind::HostTcp,
         TransportKind::StagedTcp,
         TransportKind::CudaP2p,
@@ -149,6 +160,10 @@ impl TransportKind {
         TransportKind::HostRdma,
         TransportKind::GpuStagedTcp,
         TransportKind::Nixl,
+        TransportKind::HipP2p,
+        TransportKind::HipD2h,
+        TransportKind::HipH2d,
+        TransportKind::HipStagedTcp,
     ];
 
     /// The snake_case name used in files and flags.
@@ -163,6 +178,10 @@ impl TransportKind {
             TransportKind::HostRdma => "host_rdma",
             TransportKind::GpuStagedTcp => "gpu_staged_tcp",
             TransportKind::Nixl => "nixl",
+            TransportKind::HipP2p => "hip_p2p",
+            TransportKind::HipD2h => "hip_d2h",
+            TransportKind::HipH2d => "hip_h2d",
+            TransportKind::HipStagedTcp => "hip_staged_tcp",
         }
     }
 
@@ -174,7 +193,15 @@ impl TransportKind {
     /// Whether its sender connects to an `{"addr": "IP:port"}` endpoint over the network (the
     /// CUDA copies stay inside one agent).
     pub fn is_networked(self) -> bool {
-        !matches!(self, TransportKind::CudaP2p | TransportKind::CudaD2h | TransportKind::CudaH2d)
+        !matches!(
+            self,
+            TransportKind::CudaP2p
+                | TransportKind::CudaD2h
+                | TransportKind::CudaH2d
+                | TransportKind::HipP2p
+                | TransportKind::HipD2h
+                | TransportKind::HipH2d
+        )
     }
 
     /// The implementation of this kind.
@@ -187,8 +214,12 @@ impl TransportKind {
             TransportKind::CudaH2d => Box::new(cuda_p2p::CudaCopy(cuda_p2p::CopyKind::H2d)),
             TransportKind::GpudirectRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: true }),
             TransportKind::HostRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: false }),
-            TransportKind::GpuStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp),
+            TransportKind::GpuStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp(crate::gpu::pci::GpuVendor::Nvidia)),
             TransportKind::Nixl => Box::new(nixl::Nixl),
+            TransportKind::HipP2p => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::P2p)),
+            TransportKind::HipD2h => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::D2h)),
+            TransportKind::HipH2d => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::H2d)),
+            TransportKind::HipStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp(crate::gpu::pci::GpuVendor::Amd)),
         }
     }
 }
@@ -329,5 +360,6 @@ mod tests {
         assert_eq!(f(f64::NAN).timeout(), Duration::from_millis(1));
         assert_eq!(f(-1.0).timeout(), Duration::from_millis(1));
         assert!(TransportKind::HostTcp.is_networked() && !TransportKind::CudaP2p.is_networked());
+        assert!(!TransportKind::HipH2d.is_networked() && TransportKind::HipStagedTcp.is_networked());
     }
 }
