@@ -128,12 +128,33 @@ pub fn apply_cc(ns: &str, cc: &str) -> Result<CcMode, EmulateError> {
 
 /// Measures what one veth hop carries here (TCP, offloads off, `mtu`), B/s of line rate:
 /// two throw-away namespaces `{prefix}_capa` / `{prefix}_capb` (removed by `down` after a
-/// crash), 48 MiB through one veth pair.
-pub fn veth_capacity(prefix: &str, mtu: u64) -> Result<f64, EmulateError> {
+/// crash), 48 MiB through one veth pair, its threads at the agents' niceness (what the
+/// agents' flows will get). A host busy for a moment reads low: up to [`CAPACITY_TRIES`]
+/// tries, stopping once one reaches `enough_Bps`; the best is returned.
+#[allow(non_snake_case)]
+pub fn veth_capacity(prefix: &str, mtu: u64, enough_Bps: f64) -> Result<f64, EmulateError> {
     let (a, b) = (format!("{prefix}_capa"), format!("{prefix}_capb"));
-    let r = measure_pair(&a, &b, mtu);
-    let _ = netns::batch("ip", None, &[format!("netns del {a}"), format!("netns del {b}")]);
-    r
+    let mut best: f64 = 0.0;
+    for _ in 0..CAPACITY_TRIES {
+        let r = measure_pair(&a, &b, mtu);
+        let _ = netns::batch("ip", None, &[format!("netns del {a}"), format!("netns del {b}")]);
+        best = best.max(r?);
+        if best >= enough_Bps {
+            break;
+        }
+    }
+    Ok(best)
+}
+
+/// Tries of [`veth_capacity`] at most.
+pub const CAPACITY_TRIES: usize = 3;
+
+/// Puts the calling thread at the agents' niceness (best effort: without CAP_SYS_NICE it stays).
+fn at_agent_nice() {
+    // SAFETY: setpriority(2) on this thread's own id; no memory is passed.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, super::AGENT_NICE);
+    }
 }
 
 fn measure_pair(a: &str, b: &str, mtu: u64) -> Result<f64, EmulateError> {
@@ -150,6 +171,7 @@ fn measure_pair(a: &str, b: &str, mtu: u64) -> Result<f64, EmulateError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || -> Result<f64, EmulateError> {
         netns::enter(&b_owned)?;
+        at_agent_nice();
         let l = TcpListener::bind(SocketAddr::from((Ipv4Addr::new(10, 254, 0, 2), 0))).map_err(&bind_err)?;
         let _ = tx.send(l.local_addr().map_err(&bind_err)?);
         let (mut s, _) = l.accept().map_err(&bind_err)?;
@@ -171,6 +193,7 @@ fn measure_pair(a: &str, b: &str, mtu: u64) -> Result<f64, EmulateError> {
     let a_owned = a.to_string();
     let client = std::thread::spawn(move || -> Result<(), EmulateError> {
         netns::enter(&a_owned)?;
+        at_agent_nice();
         let err = |e: std::io::Error| EmulateError::Io { path: format!("a capacity probe socket in {a_owned}"), source: e };
         let addr = rx.recv_timeout(Duration::from_secs(5)).map_err(|e| err(std::io::Error::other(e.to_string())))?;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(err)?;

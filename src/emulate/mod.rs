@@ -160,7 +160,8 @@ pub fn up(o: &UpOptions) -> Result<UpReport, EmulateError> {
     }
     let plan = Plan::new(&o.prefix, &o.shape).map_err(EmulateError::Shape)?;
     if o.rates.shaped {
-        let veth = link::veth_capacity(&o.prefix, o.rates.mtu)?;
+        let top = o.rates.segments.values().flat_map(|r| [r.up_Bps, r.down_Bps]).fold(0.0, f64::max);
+        let veth = link::veth_capacity(&o.prefix, o.rates.mtu, top / link::MAX_SHARE_OF_VETH)?;
         o.rates.check_max(veth * link::MAX_SHARE_OF_VETH, veth)?;
     }
     let r = build(&plan, o).and_then(|(agents, cc)| write_files(&plan, o, cc).map(|files| (agents, files)));
@@ -253,8 +254,11 @@ fn data_links(plan: &Plan, n: topo::Node) -> Vec<String> {
 /// `ip` batch lines for one namespace: loopback addresses, links up, routes.
 fn node_commands(plan: &Plan, n: topo::Node) -> Vec<String> {
     let mut v = vec!["link set lo up".to_string()];
+    let links = data_links(plan, n);
+    let on_link = plan.data_link_addr(n).filter(|_| links.len() == 1);
     for a in &plan.addrs[&n] {
-        v.push(format!("addr add {a}/32 dev lo"));
+        let dev = if on_link == Some(*a) { links[0].as_str() } else { "lo" };
+        v.push(format!("addr add {a}/32 dev {dev}"));
     }
     for l in &plan.links {
         if l.lower == n {

@@ -33,6 +33,36 @@ pub fn in_netns(cmd: &mut Command, ns: &str) -> Result<std::fs::File, EmulateErr
     Ok(nsfile)
 }
 
+/// Gives `cmd` (already entering a network namespace, see [`in_netns`]) its own mount
+/// namespace with a sysfs of that network namespace on /sys, as `ip netns exec` does: libraries
+/// that list network devices from /sys/class/net (UCX, under NIXL) then see the namespace's
+/// devices rather than the host's. Best effort: where / and /sys cannot be made private (some
+/// chroots), the child keeps the host's /sys and everything but such listings works as before.
+pub fn with_netns_sysfs(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec, after setns(CLONE_NEWNET); it only calls
+    // unshare(2) and mount(2) with static NUL-terminated strings, which are
+    // async-signal-safe. Failures are ignored (see above).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Ok(());
+            }
+            let none = std::ptr::null();
+            // Our mounts must not propagate back to the host's mount namespace.
+            let slave = libc::MS_REC | libc::MS_SLAVE;
+            if libc::mount(none, c"/".as_ptr(), none, slave, std::ptr::null()) != 0
+                && libc::mount(none, c"/sys".as_ptr(), none, slave, std::ptr::null()) != 0
+            {
+                return Ok(());
+            }
+            // Mounted over the host's /sys (which stays in place if this fails).
+            libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null());
+            Ok(())
+        });
+    }
+}
+
 /// Runs `prog -batch -` with `lines` on stdin, inside `ns` when given.
 pub fn batch(prog: &str, ns: Option<&str>, lines: &[String]) -> Result<(), EmulateError> {
     if lines.is_empty() {
@@ -175,6 +205,7 @@ pub fn spawn_agent(ns: &str, exe: &Path, args: &[String], log: &Path) -> Result<
     let err = file.try_clone().map_err(|e| EmulateError::Io { path: log.display().to_string(), source: e })?;
     let mut cmd = Command::new(exe);
     let nsfile = in_netns(&mut cmd, ns)?;
+    with_netns_sysfs(&mut cmd);
     cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
     at_agent_priority(&mut cmd);
     let child = cmd.spawn().map_err(|e| EmulateError::Tool { tool: format!("{} (in netns {ns})", exe.display()), source: e })?;

@@ -125,7 +125,7 @@ pub struct Plan {
     pub nodes: Vec<Node>,
     /// One per segment.
     pub links: Vec<Link>,
-    /// Addresses on `lo`, per namespace.
+    /// Addresses per namespace (on `lo`, but [`Plan::data_link_addr`] on the data link).
     pub addrs: BTreeMap<Node, Vec<Ipv4Addr>>,
     /// Routes per namespace.
     pub routes: BTreeMap<Node, Vec<RouteEntry>>,
@@ -216,6 +216,18 @@ impl Plan {
             Plane::Ib(k) => 10 + k as u8,
         };
         self.with_octet(octet, n)
+    }
+
+    /// The address an endpoint holds on its data link rather than on `lo`: the one a KV engine
+    /// (NIXL over UCX, which advertises its network device's first IPv4 address) must use on
+    /// Path 2 — a prefill GPU's source address, a decode GPU's address on NIC 0's plane. The
+    /// kernel treats every local address alike, so routing does not change.
+    pub fn data_link_addr(&self, n: Node) -> Option<Ipv4Addr> {
+        match n {
+            Node::PrefillGpu(_) => Some(self.addr(n, Plane::Pci)),
+            Node::DecodeGpu(_) => Some(self.addr(n, Plane::Ib(0))),
+            _ => None,
+        }
     }
 
     /// Management address of an endpoint.

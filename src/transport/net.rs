@@ -137,6 +137,20 @@ pub fn congestion(stream: &TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or_default()).into_owned())
 }
 
+/// The network device holding the local address `ip` (None: no such local address).
+pub fn device_of(ip: IpAddr) -> Option<String> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs {
+        let found = a.address.as_ref().and_then(|s| {
+            s.as_sockaddr_in().map(|v| IpAddr::V4(v.ip())).or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))
+        });
+        if found == Some(ip) {
+            return Some(a.interface_name);
+        }
+    }
+    None
+}
+
 /// Offset of `tcpi_bytes_acked` (u64) in Linux's `struct tcp_info` (include/uapi/linux/tcp.h:
 /// 8 bytes of u8 fields, 24 u32 fields to `tcpi_total_retrans`, then the u64s
 /// `tcpi_pacing_rate`, `tcpi_max_pacing_rate`, `tcpi_bytes_acked`; present since Linux 4.1).
@@ -252,5 +266,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(probe(), Some(base + N as u64));
+    }
+
+    #[test]
+    fn the_loopback_address_lives_on_lo() {
+        let lo = device_of("127.0.0.1".parse().unwrap()).expect("127.0.0.1 is local");
+        assert_eq!(lo, "lo");
+        // 192.0.2.0/24 is reserved for documentation: never a local address.
+        assert_eq!(device_of("192.0.2.1".parse().unwrap()), None);
     }
 }

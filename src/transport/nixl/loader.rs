@@ -191,24 +191,36 @@ fn dlopen(name: &str) -> Result<*mut libc::c_void, String> {
 /// flow's value holds for the agent process and a later flow asking for another is refused.
 pub fn ucx_env(tls: &str) -> Vec<(&'static str, String)> {
     let mut v = vec![("UCX_TLS", tls.to_string()), ("UCX_WARN_UNUSED_ENV_VARS", "n".to_string())];
-    if tls.split(',').all(|t| t.trim() == "tcp") {
+    if is_tcp_only(tls) {
         v.push(("UCX_MODULES", "^ib,rdmacm,cuda,mlx5".to_string()));
     }
     v
 }
 
 /// Sets [`ucx_env`] for `tls` once per process; returns the `UCX_TLS` in force, which the
-/// caller compares with what its flow asked for.
-pub fn set_ucx_env_once(tls: &str) -> String {
+/// caller compares with what its flow asked for. With `UCX_TLS=tcp`, `device` (the network
+/// device holding the flow's local data address, when it is not `lo`) becomes
+/// `UCX_NET_DEVICES` unless the operator set it: UCX's TCP transport advertises its device's
+/// first IPv4 address, so left to itself it may pick the management network (on the emulated
+/// rack, traffic would then bypass the shaped segments).
+pub fn set_ucx_env_once(tls: &str, device: Option<&str>) -> String {
     static TLS: OnceLock<String> = OnceLock::new();
     TLS.get_or_init(|| {
-        for (k, v) in ucx_env(tls) {
+        let mut env = ucx_env(tls);
+        if let Some(d) = device.filter(|d| *d != "lo" && is_tcp_only(tls) && std::env::var_os("UCX_NET_DEVICES").is_none()) {
+            env.push(("UCX_NET_DEVICES", d.to_string()));
+        }
+        for (k, v) in env {
             // Runs once, before this process creates any UCX context (the only reader).
             std::env::set_var(k, v);
         }
         tls.to_string()
     })
     .clone()
+}
+
+fn is_tcp_only(tls: &str) -> bool {
+    tls.split(',').all(|t| t.trim() == "tcp")
 }
 
 #[cfg(test)]

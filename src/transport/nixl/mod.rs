@@ -84,7 +84,8 @@ fn open(flow: &FlowSpec, side: &str, gpu_key: &str) -> Result<End, TransportErro
     loader::load().map_err(|e| TransportError::Waived { kind: TransportKind::Nixl, reason: e.to_string() })?;
     let opts = NixlOptions::from_value(&flow.options).map_err(|m| TransportError::protocol(flow.id, m))?;
     if opts.backend == "UCX" {
-        let tls = loader::set_ucx_env_once(&opts.ucx_tls);
+        let device = net::parse_ip(flow.local_addr.as_deref()).and_then(net::device_of);
+        let tls = loader::set_ucx_env_once(&opts.ucx_tls, device.as_deref());
         if tls != opts.ucx_tls {
             return Err(TransportError::protocol(
                 flow.id,
