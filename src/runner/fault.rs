@@ -103,21 +103,41 @@ impl Fault {
         let routes = routes.join("; ");
         match (&self.kind, &self.host) {
             (FaultKind::Route, _) | (_, None) => format!(
-                "route {routes} stopped moving data while every agent answers ({}); check the links of those hops, then measure what was skipped with `linkcal run --resume OUT`",
+                "route {routes} stopped moving data while every agent answers ({}); check the links of those hops, then `linkcal run --resume` measures what was skipped",
                 self.cause
             ),
             (kind, Some(h)) => format!(
-                "agent {h} is {} ({}): route {routes} needed it (the run saw: {}); restart the agent on {h}, then measure what was skipped with `linkcal run --resume OUT`",
-                if *kind == FaultKind::AgentGone { "gone" } else { "not answering" },
+                "agent {h} is {} ({}): route {routes} needed it (the run saw: {}); restart the agent on {h}, then `linkcal run --resume` measures what was skipped",
+                state(*kind),
                 self.finding,
                 self.cause
             ),
         }
     }
 
+    /// One line for each skipped measurement: the host and its state, or the stalled
+    /// route's hops.
+    pub fn summary(&self) -> String {
+        let routes: Vec<String> = self.routes.iter().map(FaultRoute::to_string).collect();
+        match &self.host {
+            Some(h) if self.kind != FaultKind::Route => {
+                format!("agent {h} is {} (found on route {})", state(self.kind), routes.join("; "))
+            }
+            _ => format!("route {} stopped moving data", routes.join("; ")),
+        }
+    }
+
     /// The segments of the fault's routes.
     pub fn segments(&self) -> BTreeSet<SegmentId> {
         self.routes.iter().flat_map(|r| r.hops.iter().map(|h| h.id)).collect()
+    }
+}
+
+fn state(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::AgentGone => "gone",
+        FaultKind::AgentUnresponsive => "not answering",
+        FaultKind::Route => "answering",
     }
 }
 
@@ -185,12 +205,12 @@ pub fn diagnose(err: RunError, flows: &[Resolved], token: &str) -> Result<Fault,
     if err.is_bad_input() || matches!(err, RunError::RunDir(_) | RunError::Emulate(_)) {
         return Err(err);
     }
-    let cause = err.to_string();
-    let gone = match &err {
-        RunError::Unresponsive { host, finding, .. } => {
-            Some((host.clone(), FaultKind::AgentUnresponsive, finding.clone()))
-        }
-        _ => first_gone(&hosts_of(flows), token),
+    let (cause, gone) = match &err {
+        RunError::Unresponsive { host, finding, waiting_on, waited_s } => (
+            format!("no reply from agent {waiting_on} for {waited_s:.1} s"),
+            Some((host.clone(), FaultKind::AgentUnresponsive, finding.clone())),
+        ),
+        _ => (err.to_string(), first_gone(&hosts_of(flows), token)),
     };
     if let Some((host, kind, finding)) = gone {
         let routes = flows.iter().filter(|r| r.src.name == host || r.dst.name == host).map(route).collect();
@@ -225,11 +245,11 @@ impl Blocked {
     pub fn add(&mut self, f: &Fault) {
         match &f.host {
             Some(h) => {
-                self.hosts.entry(h.clone()).or_insert_with(|| f.to_string());
+                self.hosts.entry(h.clone()).or_insert_with(|| f.summary());
             }
             None => {
                 for s in f.segments() {
-                    self.segments.entry(s).or_insert_with(|| f.to_string());
+                    self.segments.entry(s).or_insert_with(|| f.summary());
                 }
             }
         }
@@ -238,12 +258,12 @@ impl Blocked {
     /// Why an experiment of footprint `fp` cannot run: (the gone host, if that is why; reason).
     pub fn blocks(&self, fp: &Footprint) -> Option<(Option<String>, String)> {
         if let Some((h, why)) = self.hosts.iter().find(|(h, _)| fp.hosts.contains(*h)) {
-            return Some((Some(h.clone()), format!("needs agent {h}, which an earlier measurement lost: {why}")));
+            return Some((Some(h.clone()), format!("needs agent {h}: {why}")));
         }
         self.segments
             .iter()
             .find(|(s, _)| fp.segments.contains(*s))
-            .map(|(s, why)| (None, format!("crosses segment {s}, which an earlier measurement found stalled: {why}")))
+            .map(|(s, why)| (None, format!("crosses segment {s}: {why}")))
     }
 }
 
@@ -258,6 +278,46 @@ mod tests {
         assert!((two - (STALL_MARGIN_S + 2.0 * 1048576.0 / STALL_FLOOR_BPS)).abs() < 1e-9, "{two}");
         assert_eq!(stall_bound_s(64 << 20, 1, 30.0), 30.0);
         assert_eq!(stall_bound_s(0, 0, 1.0), 1.0);
+    }
+
+    #[test]
+    fn faults_block_their_host_or_their_hops_for_the_rest_of_the_run() {
+        let hop = |s: &str| s.parse::<Hop>().unwrap();
+        let path = PathRef { kind: crate::spec::RouteKind::PrefillToDecode, src: 0, dst: 1 };
+        let route = FaultRoute {
+            path,
+            src: "gpu_p0".into(),
+            dst: "gpu_d1".into(),
+            hops: vec![hop("GPU_P[0]_PCI up"), hop("IB_Cable_D[1] down")],
+        };
+        let fp = |hosts: &[&str], segs: &[&str]| Footprint {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            segments: segs.iter().map(|s| hop(&format!("{s} up")).id).collect(),
+        };
+        let gone = Fault {
+            kind: FaultKind::AgentGone,
+            host: Some("gpu_d1".into()),
+            finding: "refuses connections".into(),
+            routes: vec![route.clone()],
+            cause: "agent gpu_p0: send: Connection reset by peer".into(),
+        };
+        let text = gone.to_string();
+        assert!(text.starts_with("agent gpu_d1 is gone (refuses connections): route prefill_to_decode:0->1 (gpu_p0->gpu_d1) over [GPU_P[0]_PCI up, IB_Cable_D[1] down]"), "{text}");
+        let mut b = Blocked::default();
+        b.add(&gone);
+        let (host, why) = b.blocks(&fp(&["gpu_p1", "gpu_d1"], &[])).unwrap();
+        assert_eq!(host.as_deref(), Some("gpu_d1"));
+        assert!(why.contains("gpu_d1 is gone"), "{why}");
+        // A host-level fault leaves the hops to other hosts alone.
+        assert_eq!(b.blocks(&fp(&["gpu_p0", "gpu_d0"], &["GPU_P[0]_PCI"])), None);
+        // A stalled route (every agent answers) blocks what crosses its hops.
+        let stalled = Fault { kind: FaultKind::Route, host: None, finding: String::new(), routes: vec![route], cause: "timed out".into() };
+        assert!(stalled.to_string().contains("stopped moving data while every agent answers"), "{stalled}");
+        let mut b = Blocked::default();
+        b.add(&stalled);
+        let (host, why) = b.blocks(&fp(&["gpu_p0", "gpu_d0"], &["GPU_P[0]_PCI"])).unwrap();
+        assert!(host.is_none() && why.contains("GPU_P[0]_PCI"), "{why}");
+        assert_eq!(b.blocks(&fp(&["gpu_p1", "gpu_d0"], &["GPU_P[1]_PCI"])), None);
     }
 
     #[test]

@@ -422,7 +422,7 @@ fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &
                 let flows: Result<Vec<_>, _> = exp.flows.iter().map(|p| resolve::resolve(sh.rack, sh.rack_path, p)).collect();
                 match flows.map_err(RunError::from).and_then(|fl| fault::diagnose(e, &fl, sh.token)) {
                     Ok(f) => {
-                        let reason = f.to_string();
+                        let reason = f.summary();
                         let skipped = std::iter::once(bytes)
                             .chain(left.map(|(_, b)| b))
                             .map(|b| Skipped { id: measure::measurement_id(exp, b), host: f.host.clone(), reason: reason.clone() })
