@@ -155,9 +155,7 @@ fn ids(r: &serde_json::Value) -> (Vec<String>, Vec<(String, String)>) {
     let skipped = r["skipped"]
         .as_array()
         .map(|v| {
-            v.iter()
-                .map(|s| (s["id"].as_str().unwrap().to_string(), s["host"].as_str().unwrap_or("-").to_string()))
-                .collect()
+            v.iter().map(|s| (s["id"].as_str().unwrap().to_string(), s["host"].as_str().unwrap_or("-").to_string())).collect()
         })
         .unwrap_or_default();
     (measured, skipped)
@@ -254,8 +252,7 @@ fn an_agent_stopped_mid_run_is_reported_within_the_bound() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let err = run.text();
     assert_eq!(code, Some(1), "{err}");
-    let found =
-        run.stderr.iter().find(|(_, l)| l.contains("agent gpu_d1 is not answering")).unwrap_or_else(|| panic!("{err}"));
+    let found = run.stderr.iter().find(|(_, l)| l.contains("agent gpu_d1 is not answering")).unwrap_or_else(|| panic!("{err}"));
     assert!(found.1.contains("prefill_to_decode:0->1 (gpu_p0->gpu_d1) over [GPU_P[0]_PCI up"), "{err}");
     // Whatever the run waited for, a quiet connection is checked every HEARTBEAT_S and a
     // probe gives up after PROBE_TIMEOUT_S; the largest payload's stall bound is

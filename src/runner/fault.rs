@@ -260,10 +260,7 @@ impl Blocked {
         if let Some((h, why)) = self.hosts.iter().find(|(h, _)| fp.hosts.contains(*h)) {
             return Some((Some(h.clone()), format!("needs agent {h}: {why}")));
         }
-        self.segments
-            .iter()
-            .find(|(s, _)| fp.segments.contains(*s))
-            .map(|(s, why)| (None, format!("crosses segment {s}: {why}")))
+        self.segments.iter().find(|(s, _)| fp.segments.contains(*s)).map(|(s, why)| (None, format!("crosses segment {s}: {why}")))
     }
 }
 
@@ -311,7 +308,8 @@ mod tests {
         // A host-level fault leaves the hops to other hosts alone.
         assert_eq!(b.blocks(&fp(&["gpu_p0", "gpu_d0"], &["GPU_P[0]_PCI"])), None);
         // A stalled route (every agent answers) blocks what crosses its hops.
-        let stalled = Fault { kind: FaultKind::Route, host: None, finding: String::new(), routes: vec![route], cause: "timed out".into() };
+        let stalled =
+            Fault { kind: FaultKind::Route, host: None, finding: String::new(), routes: vec![route], cause: "timed out".into() };
         assert!(stalled.to_string().contains("stopped moving data while every agent answers"), "{stalled}");
         let mut b = Blocked::default();
         b.add(&stalled);

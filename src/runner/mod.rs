@@ -75,9 +75,7 @@ impl RunError {
             RunError::Input(_) => true,
             RunError::Emulate(e) => e.is_bad_input(),
             RunError::RunDir(e) => e.is_bad_input(),
-            RunError::Control(_) | RunError::Agent { .. } | RunError::Unresponsive { .. } | RunError::DataPlane { .. } => {
-                false
-            }
+            RunError::Control(_) | RunError::Agent { .. } | RunError::Unresponsive { .. } | RunError::DataPlane { .. } => false,
         }
     }
 
@@ -398,7 +396,7 @@ struct WaveOutcome {
 
 /// What one measurement of a wave came to.
 enum Event {
-    Measured(Measurement),
+    Measured(Box<Measurement>),
     Waived(Vec<Waiver>),
     /// A fault, with this measurement and the experiment's later ones, skipped.
     Fault(Box<fault::Fault>, Vec<Skipped>),
@@ -416,7 +414,7 @@ fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &
             sh.bar.set_message(format!("{} {}", exp.name, human_bytes(bytes)));
         }
         let ev = match measure::measure(&mut ctx, exp, bytes) {
-            Ok(Ok(m)) => Event::Measured(m),
+            Ok(Ok(m)) => Event::Measured(Box::new(m)),
             Ok(Err(w)) => Event::Waived(w),
             Err(e) => {
                 let flows: Result<Vec<_>, _> = exp.flows.iter().map(|p| resolve::resolve(sh.rack, sh.rack_path, p)).collect();
@@ -425,7 +423,11 @@ fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &
                         let reason = f.summary();
                         let skipped = std::iter::once(bytes)
                             .chain(left.map(|(_, b)| b))
-                            .map(|b| Skipped { id: measure::measurement_id(exp, b), host: f.host.clone(), reason: reason.clone() })
+                            .map(|b| Skipped {
+                                id: measure::measurement_id(exp, b),
+                                host: f.host.clone(),
+                                reason: reason.clone(),
+                            })
                             .collect();
                         let _ = tx.send((k, Event::Fault(Box::new(f), skipped)));
                         return;
@@ -462,7 +464,7 @@ fn run_wave(
             match ev {
                 Event::Measured(m) => {
                     sh.bar.inc(1);
-                    keep(k, m)?
+                    keep(k, *m)?
                 }
                 Event::Waived(w) => {
                     sh.bar.inc(1);
