@@ -1,6 +1,7 @@
 //! Exit codes and the error classes the CLI maps onto them.
 //!
-//! 0 = pass, 1 = fail or regression (a verdict), 2 = bad input (flags, files, fields),
+//! 0 = pass, 1 = fail or regression (a verdict), or a run that skipped measurements after a fault,
+//! 2 = bad input (flags, files, fields),
 //! 3 = run-time failure (an agent, a device, the OS). Library errors stay typed; the CLI edge
 //! wraps them with context and asks [`exit_code`] which class an error chain belongs to.
 
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 
 /// Success, or a verdict that passed.
 pub const EXIT_OK: u8 = 0;
-/// A verdict failed: acceptance failure or regression.
+/// A verdict failed: acceptance failure or regression; or `run` skipped measurements (a dead or
+/// stopped agent, a stalled route) and measured the rest.
 pub const EXIT_FAIL: u8 = 1;
 /// Bad input: a flag, file or field is wrong; the message says which and what to do.
 pub const EXIT_BAD_INPUT: u8 = 2;

@@ -160,6 +160,7 @@ pub(crate) fn run_plan(
             .context("linkcal run --plan calibrate, phase 2 (contention)")?;
         append_new(&mut top, &r2.measurements)?;
         merged.measurements.extend(r2.measurements);
+        merged.skipped.extend(r2.skipped);
         for w in r2.waivers {
             if !merged.waivers.contains(&w) {
                 merged.waivers.push(w);

@@ -310,7 +310,26 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     };
     let wall = t0.elapsed().as_secs_f64();
     print_summary(&results, &out, wall, a.json)?;
-    Ok(0)
+    Ok(report_skipped(&results, &out))
+}
+
+/// Names every skipped measurement (id, host, reason) on stderr; the exit code: 1 when any
+/// was skipped (a dead or stopped agent, a stalled route), else 0.
+fn report_skipped(r: &crate::model::Results, out: &std::path::Path) -> u8 {
+    if r.skipped.is_empty() {
+        return crate::error::EXIT_OK;
+    }
+    eprintln!(
+        "linkcal run: {} measurements skipped, {} finished (in {}); after fixing what is named, measure the skipped ones with `linkcal run --resume {}`:",
+        r.skipped.len(),
+        r.measurements.len(),
+        out.display(),
+        out.display()
+    );
+    for s in &r.skipped {
+        eprintln!("  skipped {} (host {}): {}", s.id, s.host.as_deref().unwrap_or("-"), s.reason);
+    }
+    crate::error::EXIT_FAIL
 }
 
 /// The output directory and what to do with a run already there (`--resume DIR`, `--force`).
@@ -343,7 +362,7 @@ fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, js
                 })
             })
             .collect();
-        let v = serde_json::json!({"out": out, "wall_s": wall, "measurements": rows, "waivers": r.waivers});
+        let v = serde_json::json!({"out": out, "wall_s": wall, "measurements": rows, "waivers": r.waivers, "skipped": r.skipped});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }

@@ -108,6 +108,20 @@ pub enum ControlError {
     },
 }
 
+impl ControlError {
+    /// The agent the error is about.
+    pub fn host(&self) -> &str {
+        match self {
+            ControlError::Connect { host, .. }
+            | ControlError::Io { host, .. }
+            | ControlError::TooLarge { host, .. }
+            | ControlError::Malformed { host, .. }
+            | ControlError::Remote { host, .. }
+            | ControlError::Unexpected { host, .. } => host,
+        }
+    }
+}
+
 /// Coordinator -> agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -476,6 +490,18 @@ impl Client {
             Ok(r) => Ok(r),
             Err(e) => Err(ControlError::Malformed { host, message: e.to_string() }),
         }
+    }
+
+    /// Waits up to `timeout` for something to read (a reply, or the connection's end) without
+    /// consuming it; false when the connection stayed quiet that long.
+    pub fn readable(&mut self, timeout: Duration) -> bool {
+        if self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).is_err() {
+            return true;
+        }
+        !matches!(
+            self.stream.peek(&mut [0u8; 1]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        )
     }
 
     /// Asks the agent to describe its host (live discovery may take a few seconds).

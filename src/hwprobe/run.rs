@@ -529,6 +529,7 @@ pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig
         payloads: None,
         measurements: Vec::new(),
         waivers: catalogue.iter().filter_map(Probe::waiver).collect(),
+        skipped: Vec::new(),
     };
     // `probe --run` has no --resume: it starts over in `out`, as it always did.
     let writer = ResultsDir::create(out, results.clone(), Start::Force).map_err(std::io::Error::other)?;

@@ -38,6 +38,24 @@ pub struct Results {
     pub measurements: Vec<Measurement>,
     /// Probes that do not apply here, each with its reason.
     pub waivers: Vec<Waiver>,
+    /// Measurements this run skipped because an agent died or stopped answering, or a route
+    /// stopped moving data (`linkcal run` then exits 1); `run --resume` measures them. Absent
+    /// when none were, and in files written before it existed (no schema change: it defaults
+    /// to empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A measurement a run skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Skipped {
+    /// Measurement id, as in `measurements[].id` (e.g. `solo/prefill_to_decode:0->1/65536`).
+    pub id: String,
+    /// The agent it needed that was gone or not answering (null when every agent answered
+    /// but a route stopped moving data; the reason names its hops).
+    pub host: Option<String>,
+    /// What happened: the host or route, the segment hops, what the run saw.
+    pub reason: String,
 }
 
 /// The measured rack.

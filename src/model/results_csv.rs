@@ -126,6 +126,7 @@ mod tests {
                 aggregate: None,
             }],
             waivers: vec![],
+            skipped: vec![],
         };
         let text = to_string(&r).unwrap();
         let lines: Vec<&str> = text.lines().collect();

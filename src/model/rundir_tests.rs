@@ -17,6 +17,7 @@ fn header(shape: RackShape) -> Results {
         payloads: None,
         measurements: Vec::new(),
         waivers: Vec::new(),
+        skipped: Vec::new(),
     }
 }
 

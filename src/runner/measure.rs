@@ -10,6 +10,7 @@ use crate::spec::Experiment;
 use crate::stats;
 use crate::transport::{Applicability, FlowSpec, TransportKind};
 
+use super::fault;
 use super::resolve::{resolve, Resolved};
 use super::{RunError, RunOptions};
 
@@ -24,6 +25,8 @@ pub struct Ctx<'a> {
     /// Options.
     pub opts: &'a RunOptions,
     clients: HashMap<String, Client>,
+    /// Agents of the measurement under way: probed when a reply is slow (the heartbeat).
+    watch: Vec<crate::model::rack::HostEntry>,
     applies: HashMap<String, Vec<(TransportKind, Applicability)>>,
     next_flow: &'a std::sync::atomic::AtomicU64,
 }
@@ -39,7 +42,7 @@ impl<'a> Ctx<'a> {
         opts: &'a RunOptions,
         ids: &'a std::sync::atomic::AtomicU64,
     ) -> Self {
-        Ctx { rack, rack_path, token, opts, clients: HashMap::new(), applies: HashMap::new(), next_flow: ids }
+        Ctx { rack, rack_path, token, opts, clients: HashMap::new(), watch: Vec::new(), applies: HashMap::new(), next_flow: ids }
     }
 
     fn client(&mut self, h: &crate::model::rack::HostEntry) -> Result<&mut Client, RunError> {
@@ -52,6 +55,48 @@ impl<'a> Ctx<'a> {
             self.clients.insert(h.name.clone(), c);
         }
         Ok(self.clients.get_mut(&h.name).expect("just inserted"))
+    }
+
+    /// Sends `req` to agent `h` and awaits its reply ([`Ctx::await_reply`]).
+    fn call(&mut self, h: &crate::model::rack::HostEntry, req: &Request, timeout: Duration) -> Result<Reply, RunError> {
+        self.client(h)?.send(req)?;
+        self.await_reply(h, timeout)
+    }
+
+    /// Waits up to `timeout` for agent `h`'s reply. Whenever the connection stays quiet for
+    /// [`fault::HEARTBEAT_S`], probes the measurement's agents ([`fault::first_gone`]) and gives
+    /// up naming the first that is gone or does not answer: a dead or stopped agent is found
+    /// within about `HEARTBEAT_S + PROBE_TIMEOUT_S` seconds, not at the end of `timeout`.
+    fn await_reply(&mut self, h: &crate::model::rack::HostEntry, timeout: Duration) -> Result<Reply, RunError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = left.min(Duration::from_secs_f64(fault::HEARTBEAT_S));
+            if slice.is_zero() || self.client(h)?.readable(slice) {
+                return Ok(self.client(h)?.recv(left.max(Duration::from_millis(1)))?);
+            }
+            if let Some((host, _, finding)) = fault::first_gone(&self.watch, &self.token) {
+                let waited_s = start.elapsed().as_secs_f64();
+                return Err(RunError::Unresponsive { host, finding, waiting_on: h.name.clone(), waited_s });
+            }
+        }
+    }
+
+    /// The error for a reply of the wrong kind from agent `h`.
+    fn unexpected(&mut self, h: &crate::model::rack::HostEntry, expected: &'static str, got: &Reply) -> RunError {
+        match self.client(h) {
+            Ok(c) => c.unexpected(expected, got).into(),
+            Err(e) => e,
+        }
+    }
+
+    /// Drops the connections to `hosts` (after a failure: their sessions end, and with them
+    /// the flows they held; a later measurement connects afresh).
+    fn forget(&mut self, hosts: &[crate::model::rack::HostEntry]) {
+        for h in hosts {
+            self.clients.remove(&h.name);
+        }
     }
 
     /// Whether `kind` applies on agent `host` (as its hello said).
@@ -97,6 +142,7 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
         let id = ctx.next_flow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         flows.push(Flow { id, transport: ctx.opts.transport_of(p.kind), r, times: Vec::new(), warmup: 0 });
     }
+    ctx.watch = fault::hosts_of(&flows.iter().map(|f| f.r.clone()).collect::<Vec<_>>());
     let mut waivers = Vec::new();
     for f in &flows {
         for h in [&f.r.src, &f.r.dst] {
@@ -109,10 +155,16 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
     if !waivers.is_empty() {
         return Ok(Err(waivers));
     }
-    let result = run_flows(ctx, &mut flows, bytes);
-    let closed = close(ctx, &flows);
-    let (stop, aggregates, makespans) = result?;
-    closed?;
+    let (stop, aggregates, makespans) = match run_flows(ctx, &mut flows, bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // Closing could wait on the agent that failed: drop the sessions instead.
+            let hosts = ctx.watch.clone();
+            ctx.forget(&hosts);
+            return Err(e);
+        }
+    };
+    close(ctx, &flows)?;
     let contended = flows.len() > 1;
     let flow_results: Vec<FlowResult> =
         flows.iter().map(|f| flow_result(f, bytes, stop)).collect::<Option<_>>().ok_or_else(|| RunError::Agent {
@@ -168,6 +220,7 @@ type Outcome = (StopReason, Vec<f64>, Vec<f64>);
 
 fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, RunError> {
     let o = ctx.opts;
+    let stall_s = fault::stall_bound_s(bytes, flows.len(), o.timeout_s);
     for f in flows.iter() {
         // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
         let options = match f.transport {
@@ -179,23 +232,24 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
             transport: f.transport,
             local_addr: local,
             max_bytes: bytes.max(1),
-            timeout_s: o.timeout_s,
+            timeout_s: stall_s,
             options: options.clone(),
             tcp_congestion: ctx.rack.tcp_congestion_control.clone(),
         };
-        let endpoint =
-            match ctx.client(&f.r.dst)?.call(&Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
-                Reply::Ready { endpoint } => endpoint,
-                other => return Err(ctx.client(&f.r.dst)?.unexpected("ready", &other).into()),
-            };
-        let c = ctx.client(&f.r.src)?;
-        match c.call(&Request::Connect { flow: spec(f.r.src_addr.clone()), endpoint }, setup_timeout(o))? {
+        let endpoint = match ctx.call(&f.r.dst, &Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
+            Reply::Ready { endpoint } => endpoint,
+            other => return Err(ctx.unexpected(&f.r.dst, "ready", &other)),
+        };
+        match ctx.call(&f.r.src, &Request::Connect { flow: spec(f.r.src_addr.clone()), endpoint }, setup_timeout(o))? {
             Reply::Connected => {}
-            other => return Err(c.unexpected("connected", &other).into()),
+            other => return Err(ctx.unexpected(&f.r.src, "connected", &other)),
         }
     }
     let n = flows.len() as f64;
-    let window_timeout = |dur: f64| Duration::from_secs_f64(dur + o.timeout_s + n * bytes as f64 / 1e6);
+    // A window's reply is due after its own length, one more payload per flow at the stall
+    // floor rate, and the agents' stall bound on top (so an agent's own report of a stalled
+    // flow, which names what it waited for, comes first).
+    let window_timeout = |dur: f64| Duration::from_secs_f64(dur + n * bytes as f64 / fault::STALL_FLOOR_BPS + stall_s);
     if o.warmup > 0 {
         let mut wb = bytes.min(o.warmup_max_bytes).max(1);
         // NIXL moves whole KV blocks: warm it up with the payload itself (a multiple of them).
@@ -296,21 +350,25 @@ fn barrier(ctx: &mut Ctx, windows: Vec<(&Flow, WindowSpec)>, timeout: Duration) 
     }
     let setup = setup_timeout(ctx.opts);
     for (h, ws) in by_host.values() {
-        let c = ctx.client(h)?;
-        match c.call(&Request::Arm { windows: ws.clone() }, setup)? {
+        match ctx.call(h, &Request::Arm { windows: ws.clone() }, setup)? {
             Reply::Armed => {}
-            other => return Err(c.unexpected("armed", &other).into()),
+            other => return Err(ctx.unexpected(h, "armed", &other)),
         }
     }
     for (h, _) in by_host.values() {
         ctx.client(h)?.send(&Request::Go)?;
     }
     let mut out = HashMap::new();
+    let deadline = Instant::now() + timeout;
     for (h, _) in by_host.values() {
-        let c = ctx.client(h)?;
-        match c.recv(timeout)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let reply = ctx.await_reply(h, left).map_err(|e| match e {
+            RunError::Control(source) => RunError::DataPlane { source },
+            e => e,
+        })?;
+        match reply {
             Reply::Done { results } => out.extend(results.into_iter().map(|r| (r.flow_id, r))),
-            other => return Err(c.unexpected("done", &other).into()),
+            other => return Err(ctx.unexpected(h, "done", &other)),
         }
     }
     align(&mut out);
@@ -402,7 +460,7 @@ fn close(ctx: &mut Ctx, flows: &[Flow]) -> Result<(), RunError> {
     let t = setup_timeout(ctx.opts);
     for f in flows {
         for h in [&f.r.src, &f.r.dst] {
-            let r = ctx.client(h).and_then(|c| c.call(&Request::Close { flow_id: f.id }, t).map_err(RunError::from));
+            let r = ctx.call(h, &Request::Close { flow_id: f.id }, t);
             if let Err(e) = r {
                 first.get_or_insert(e);
             }

@@ -5,6 +5,7 @@
 //! measurement to `journal.jsonl` (fsynced) before the next starts, `results.json` and
 //! `results.csv` at the end; `--resume` continues a run there.
 
+pub mod fault;
 pub mod measure;
 pub mod resolve;
 pub mod waves;
@@ -17,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control::ControlError;
 use crate::error::InputError;
-use crate::model::results::{Measurement, RackSummary, Results, Waiver, RESULTS_SCHEMA};
+use crate::model::results::{Measurement, RackSummary, Results, Skipped, Waiver, RESULTS_SCHEMA};
 use crate::model::{Provenance, RackFile, ResultsDir, RunDirError, RunWriter, Start};
 use crate::payload::Payloads;
 use crate::spec::{Experiment, RouteKind};
@@ -40,6 +41,25 @@ pub enum RunError {
         /// What happened.
         message: String,
     },
+    /// An agent of the measurement stopped answering (the heartbeat's probe found it) while
+    /// the run waited for a reply.
+    #[error("agent {host} does not answer: {finding} (found after {waited_s:.1} s of waiting for agent {waiting_on})")]
+    Unresponsive {
+        /// The agent that does not answer.
+        host: String,
+        /// What the probe found.
+        finding: String,
+        /// The agent whose reply the run was waiting for.
+        waiting_on: String,
+        /// How long the run had waited, seconds.
+        waited_s: f64,
+    },
+    /// A window (flows moving data) failed on an agent or ran past its deadline.
+    #[error("while flows moved data: {source}")]
+    DataPlane {
+        /// What the control connection reported.
+        source: ControlError,
+    },
     /// Joining the rack's control namespace failed.
     #[error(transparent)]
     Emulate(#[from] crate::emulate::EmulateError),
@@ -55,8 +75,22 @@ impl RunError {
             RunError::Input(_) => true,
             RunError::Emulate(e) => e.is_bad_input(),
             RunError::RunDir(e) => e.is_bad_input(),
-            RunError::Control(_) | RunError::Agent { .. } => false,
+            RunError::Control(_) | RunError::Agent { .. } | RunError::Unresponsive { .. } | RunError::DataPlane { .. } => false,
         }
+    }
+
+    /// The agent an error came from (or names as not answering), when there is one.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            RunError::Control(e) | RunError::DataPlane { source: e } => Some(e.host()),
+            RunError::Agent { host, .. } | RunError::Unresponsive { host, .. } => Some(host),
+            RunError::Input(_) | RunError::Emulate(_) | RunError::RunDir(_) => None,
+        }
+    }
+
+    /// True when the error came while flows moved data (a window), not while they were set up.
+    pub fn in_data_plane(&self) -> bool {
+        matches!(self, RunError::DataPlane { .. } | RunError::Unresponsive { .. })
     }
 }
 
@@ -218,14 +252,15 @@ pub fn run(
     let fps = waves::footprints(rack, rack_path, experiments)?;
     let groups = waves::waves(&fps, opts.max_parallel);
     let mut results = writer.header().clone();
+    // Skips are this run's: a resumed run measures what an earlier one skipped.
+    results.skipped.clear();
+    let mut blocked = fault::Blocked::default();
     let shared = Shared { rack, rack_path, token: &token, opts, ids: AtomicU64::new(1), bar: &bar };
     let mut done: Vec<(usize, Measurement)> = Vec::new();
     let started = std::time::Instant::now();
     for wave in &groups {
-        let jobs: Vec<Job> = wave
-            .iter()
-            .map(|e| (*e, plan.iter().enumerate().filter(|(_, (n, _))| n == e).map(|(k, (_, b))| (k, *b)).collect()))
-            .collect();
+        let jobs = wave_jobs(wave, &plan, &fps, &blocked, experiments, &mut results.skipped);
+        bar.inc(plan.iter().filter(|(n, _)| wave.contains(n)).count().saturating_sub(jobs.iter().map(|j| j.1.len()).sum()) as u64);
         let outcome = run_wave(&shared, experiments, jobs, |k, m| {
             writer.append(&m)?;
             done.push((k, m));
@@ -235,6 +270,11 @@ pub fn run(
             if !results.waivers.contains(&w) {
                 results.waivers.push(w);
             }
+        }
+        for (f, skipped) in outcome.faults {
+            eprintln!("linkcal run: {f}; skipping {} measurements and going on", skipped.len());
+            blocked.add(&f);
+            results.skipped.extend(skipped);
         }
         if let Some(e) = outcome.error {
             bar.abandon();
@@ -304,7 +344,33 @@ pub fn header(rack: &RackFile, opts: &RunOptions) -> Results {
         payloads: opts.payloads.clone(),
         measurements: Vec::new(),
         waivers: Vec::new(),
+        skipped: Vec::new(),
     }
+}
+
+/// The jobs of one wave: its experiments with their pending payloads, less those an earlier
+/// fault rules out ([`fault::Blocked`]), which go to `skipped` instead.
+fn wave_jobs(
+    wave: &[usize],
+    plan: &[(usize, u64)],
+    fps: &[waves::Footprint],
+    blocked: &fault::Blocked,
+    experiments: &[Experiment],
+    skipped: &mut Vec<Skipped>,
+) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for e in wave {
+        let sizes: Vec<(usize, u64)> = plan.iter().enumerate().filter(|(_, (n, _))| n == e).map(|(k, (_, b))| (k, *b)).collect();
+        match blocked.blocks(&fps[*e]) {
+            Some((host, reason)) => skipped.extend(sizes.iter().map(|(_, b)| Skipped {
+                id: measure::measurement_id(&experiments[*e], *b),
+                host: host.clone(),
+                reason: reason.clone(),
+            })),
+            None => jobs.push((*e, sizes)),
+        }
+    }
+    jobs
 }
 
 /// What every thread of a run shares.
@@ -323,7 +389,58 @@ type Job = (usize, Vec<(usize, u64)>);
 /// What a wave left besides its measurements.
 struct WaveOutcome {
     waivers: Vec<Waiver>,
+    /// Faults the run goes on after, each with the measurements it skipped.
+    faults: Vec<(fault::Fault, Vec<Skipped>)>,
     error: Option<RunError>,
+}
+
+/// What one measurement of a wave came to.
+enum Event {
+    Measured(Box<Measurement>),
+    Waived(Vec<Waiver>),
+    /// A fault, with this measurement and the experiment's later ones, skipped.
+    Fault(Box<fault::Fault>, Vec<Skipped>),
+    Failed(RunError),
+}
+
+/// Runs one experiment's payloads in order on its own agent connections, sending each
+/// outcome as it comes. After a fault ([`fault::diagnose`]) the experiment's remaining payloads
+/// are skipped; after any other error it stops.
+fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &std::sync::mpsc::Sender<(usize, Event)>) {
+    let mut ctx = measure::Ctx::new(sh.rack, sh.rack_path, sh.token.to_string(), sh.opts, &sh.ids);
+    let mut left = sizes.into_iter();
+    while let Some((k, bytes)) = left.next() {
+        if sh.opts.progress && sh.opts.max_parallel <= 1 {
+            sh.bar.set_message(format!("{} {}", exp.name, human_bytes(bytes)));
+        }
+        let ev = match measure::measure(&mut ctx, exp, bytes) {
+            Ok(Ok(m)) => Event::Measured(Box::new(m)),
+            Ok(Err(w)) => Event::Waived(w),
+            Err(e) => {
+                let flows: Result<Vec<_>, _> = exp.flows.iter().map(|p| resolve::resolve(sh.rack, sh.rack_path, p)).collect();
+                match flows.map_err(RunError::from).and_then(|fl| fault::diagnose(e, &fl, sh.token)) {
+                    Ok(f) => {
+                        let reason = f.summary();
+                        let skipped = std::iter::once(bytes)
+                            .chain(left.map(|(_, b)| b))
+                            .map(|b| Skipped {
+                                id: measure::measurement_id(exp, b),
+                                host: f.host.clone(),
+                                reason: reason.clone(),
+                            })
+                            .collect();
+                        let _ = tx.send((k, Event::Fault(Box::new(f), skipped)));
+                        return;
+                    }
+                    Err(e) => Event::Failed(e),
+                }
+            }
+        };
+        let stop = matches!(ev, Event::Failed(_));
+        if tx.send((k, ev)).is_err() || stop {
+            return;
+        }
+    }
 }
 
 /// Runs the experiments of one wave at the same time, one thread (and one set of agent
@@ -335,33 +452,29 @@ fn run_wave(
     jobs: Vec<Job>,
     mut keep: impl FnMut(usize, Measurement) -> Result<(), RunDirError>,
 ) -> Result<WaveOutcome, RunDirError> {
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Result<Measurement, Vec<Waiver>>, RunError>)>();
-    let mut out = WaveOutcome { waivers: Vec::new(), error: None };
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Event)>();
+    let mut out = WaveOutcome { waivers: Vec::new(), faults: Vec::new(), error: None };
     std::thread::scope(|scope| -> Result<(), RunDirError> {
         for (e, sizes) in jobs {
             let tx = tx.clone();
-            scope.spawn(move || {
-                let exp = &experiments[e];
-                let mut ctx = measure::Ctx::new(sh.rack, sh.rack_path, sh.token.to_string(), sh.opts, &sh.ids);
-                for (k, bytes) in sizes {
-                    if sh.opts.progress && sh.opts.max_parallel <= 1 {
-                        sh.bar.set_message(format!("{} {}", exp.name, human_bytes(bytes)));
-                    }
-                    let r = measure::measure(&mut ctx, exp, bytes);
-                    let stop = r.is_err();
-                    if tx.send((k, r)).is_err() || stop {
-                        return;
-                    }
-                }
-            });
+            scope.spawn(move || run_experiment(sh, &experiments[e], sizes, &tx));
         }
         drop(tx);
-        for (k, r) in rx {
-            sh.bar.inc(1);
-            match r {
-                Ok(Ok(m)) => keep(k, m)?,
-                Ok(Err(w)) => out.waivers.extend(w),
-                Err(e) => {
+        for (k, ev) in rx {
+            match ev {
+                Event::Measured(m) => {
+                    sh.bar.inc(1);
+                    keep(k, *m)?
+                }
+                Event::Waived(w) => {
+                    sh.bar.inc(1);
+                    out.waivers.extend(w)
+                }
+                Event::Fault(f, skipped) => {
+                    sh.bar.inc(skipped.len() as u64);
+                    out.faults.push((*f, skipped));
+                }
+                Event::Failed(e) => {
                     out.error.get_or_insert(e);
                 }
             }

@@ -122,6 +122,7 @@ fn results_of(shape: RackShape, measurements: Vec<Measurement>) -> Results {
         payloads: None,
         measurements,
         waivers: Vec::new(),
+        skipped: Vec::new(),
     }
 }
 

@@ -167,6 +167,7 @@ impl Synth {
             payloads: None,
             measurements,
             waivers: vec![],
+            skipped: vec![],
         }
     }
 
