@@ -103,3 +103,18 @@ fn run_writes_the_results_files_and_waives_what_cannot_run() {
         assert!(r.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));
     }
 }
+
+#[test]
+fn a_topology_file_for_peer_links_is_read_and_a_bad_one_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("topo.txt");
+    std::fs::write(&good, "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV12\t0-7\nGPU1\tNV12\t X \t0-7\n\nLegend:\n\n  X    = Self\n")
+        .unwrap();
+    let out = linkcal().args(["probe", "--list", "--nvidia-smi-topo"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = dir.path().join("not-a-matrix.txt");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let out = linkcal().args(["probe", "--list", "--nvidia-smi-topo"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-matrix.txt"));
+}
