@@ -93,25 +93,40 @@ pub enum NvmlError {
     },
 }
 
+/// `nvmlInit_v2`'s type.
+type InitFn = unsafe extern "C" fn() -> nvmlReturn_t;
+/// `nvmlErrorString`'s type.
+type ErrorStringFn = unsafe extern "C" fn(nvmlReturn_t) -> *const c_char;
+/// `nvmlDeviceGetHandleByPciBusId_v2`'s type.
+type HandleFn = unsafe extern "C" fn(*const c_char, *mut nvmlDevice_t) -> nvmlReturn_t;
+/// The type of `nvmlDeviceGetNvLinkState` and `nvmlDeviceGetNvLinkRemoteDeviceType` (an int enum out).
+type LinkEnumFn = unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut c_int) -> nvmlReturn_t;
+/// `nvmlDeviceGetNvLinkRemotePciInfo_v2`'s type.
+type RemotePciFn = unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut nvmlPciInfo_t) -> nvmlReturn_t;
+/// `nvmlDeviceGetTopologyCommonAncestor`'s type.
+type AncestorFn = unsafe extern "C" fn(nvmlDevice_t, nvmlDevice_t, *mut c_int) -> nvmlReturn_t;
+/// `nvmlDeviceGetP2PStatus`'s type.
+type P2pFn = unsafe extern "C" fn(nvmlDevice_t, nvmlDevice_t, c_int, *mut c_int) -> nvmlReturn_t;
+
 /// The NVML calls linkcal makes (signatures from `nvml.h`).
 pub struct Nvml {
     /// `nvmlReturn_t nvmlInit_v2(void);`
-    init: unsafe extern "C" fn() -> nvmlReturn_t,
+    init: InitFn,
     /// `const char* nvmlErrorString(nvmlReturn_t result);`
-    error_string: unsafe extern "C" fn(nvmlReturn_t) -> *const c_char,
+    error_string: ErrorStringFn,
     /// `nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *pciBusId, nvmlDevice_t *device);`
-    handle_by_bus_id: unsafe extern "C" fn(*const c_char, *mut nvmlDevice_t) -> nvmlReturn_t,
+    handle_by_bus_id: HandleFn,
     /// `nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nvmlEnableState_t *isActive);`
-    nvlink_state: unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut c_int) -> nvmlReturn_t,
+    nvlink_state: LinkEnumFn,
     /// `nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link, nvmlPciInfo_t *pci);`
-    nvlink_remote_pci: unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut nvmlPciInfo_t) -> nvmlReturn_t,
+    nvlink_remote_pci: RemotePciFn,
     /// `nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t *pNvLinkDeviceType);`
     /// (R460 and later; `None` before.)
-    nvlink_remote_type: Option<unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut c_int) -> nvmlReturn_t>,
+    nvlink_remote_type: Option<LinkEnumFn>,
     /// `nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevice_t device2, nvmlGpuTopologyLevel_t *pathInfo);`
-    common_ancestor: unsafe extern "C" fn(nvmlDevice_t, nvmlDevice_t, *mut c_int) -> nvmlReturn_t,
+    common_ancestor: AncestorFn,
     /// `nvmlReturn_t nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t device2, nvmlGpuP2PCapsIndex_t p2pIndex, nvmlGpuP2PStatus_t *p2pStatus);`
-    p2p_status: unsafe extern "C" fn(nvmlDevice_t, nvmlDevice_t, c_int, *mut c_int) -> nvmlReturn_t,
+    p2p_status: P2pFn,
 }
 
 /// Sonames tried: the driver's runtime name first (no `-dev` package gives the bare `.so`).
@@ -119,11 +134,11 @@ pub const CANDIDATES: [&str; 2] = ["libnvidia-ml.so.1", "libnvidia-ml.so"];
 
 /// Transmutes symbol `$name` of `$lib` to the function-pointer type of the field it fills.
 macro_rules! sym {
-    ($lib:expr, $name:literal) => {{
+    ($lib:expr, $name:literal, $ty:ty) => {{
         let p = $lib.sym($name).ok_or(NvmlError::Symbol($name))?;
         // SAFETY: the symbol is the NVML entry point whose `nvml.h` signature is quoted on the
         // field this fills; the function-pointer type is that signature.
-        unsafe { std::mem::transmute::<*mut c_void, _>(p) }
+        unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
     }};
 }
 
@@ -132,19 +147,17 @@ impl Nvml {
         let lib = Lib::open(&CANDIDATES).ok_or(NvmlError::Library { library: CANDIDATES[0] })?;
         let optional = lib.sym("nvmlDeviceGetNvLinkRemoteDeviceType").map(|p| {
             // SAFETY: as in `sym!`: the signature quoted on `nvlink_remote_type`.
-            unsafe {
-                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(nvmlDevice_t, c_uint, *mut c_int) -> nvmlReturn_t>(p)
-            }
+            unsafe { std::mem::transmute::<*mut c_void, LinkEnumFn>(p) }
         });
         let n = Nvml {
-            init: sym!(lib, "nvmlInit_v2"),
-            error_string: sym!(lib, "nvmlErrorString"),
-            handle_by_bus_id: sym!(lib, "nvmlDeviceGetHandleByPciBusId_v2"),
-            nvlink_state: sym!(lib, "nvmlDeviceGetNvLinkState"),
-            nvlink_remote_pci: sym!(lib, "nvmlDeviceGetNvLinkRemotePciInfo_v2"),
+            init: sym!(lib, "nvmlInit_v2", InitFn),
+            error_string: sym!(lib, "nvmlErrorString", ErrorStringFn),
+            handle_by_bus_id: sym!(lib, "nvmlDeviceGetHandleByPciBusId_v2", HandleFn),
+            nvlink_state: sym!(lib, "nvmlDeviceGetNvLinkState", LinkEnumFn),
+            nvlink_remote_pci: sym!(lib, "nvmlDeviceGetNvLinkRemotePciInfo_v2", RemotePciFn),
             nvlink_remote_type: optional,
-            common_ancestor: sym!(lib, "nvmlDeviceGetTopologyCommonAncestor"),
-            p2p_status: sym!(lib, "nvmlDeviceGetP2PStatus"),
+            common_ancestor: sym!(lib, "nvmlDeviceGetTopologyCommonAncestor", AncestorFn),
+            p2p_status: sym!(lib, "nvmlDeviceGetP2PStatus", P2pFn),
         };
         // SAFETY: nvmlInit_v2 takes no arguments; it is reference counted and never undone here.
         n.check("nvmlInit_v2", unsafe { (n.init)() })?;
