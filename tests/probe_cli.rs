@@ -103,3 +103,46 @@ fn run_writes_the_results_files_and_waives_what_cannot_run() {
         assert!(r.waivers.iter().any(|w| w.reason.starts_with("no RDMA device")));
     }
 }
+
+#[test]
+fn a_topology_file_for_peer_links_is_read_and_a_bad_one_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("topo.txt");
+    std::fs::write(&good, "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV12\t0-7\nGPU1\tNV12\t X \t0-7\n\nLegend:\n\n  X    = Self\n")
+        .unwrap();
+    let out = linkcal().args(["probe", "--list", "--nvidia-smi-topo"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = dir.path().join("not-a-matrix.txt");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let out = linkcal().args(["probe", "--list", "--nvidia-smi-topo"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-matrix.txt"));
+}
+
+/// `scripts/hw-smoke` runs a prebuilt binary (no cargo, no apt), says what the host lacks and
+/// ends in a summary; without a binary it is exit 2 naming where it looked.
+#[test]
+fn hw_smoke_runs_a_prebuilt_binary_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hw-smoke");
+    let out = std::process::Command::new(&script)
+        .args(["--quick", "--sizes", "64K"])
+        .env("LINKCAL_BIN", env!("CARGO_BIN_EXE_linkcal"))
+        .env("OUT", dir.path())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("== summary") && text.contains("applies"), "{text}");
+    for f in ["results.json", "probes.txt", "figures.txt"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    if linkcal::gpu::driver_status().is_err() {
+        assert!(text.contains("MISSING: libcuda.so.1"), "{text}");
+        assert!(text.contains("cuda_p2p  waived: "), "{text}");
+    }
+    let none = std::process::Command::new(&script).env("LINKCAL_BIN", dir.path().join("no-such-linkcal")).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no linkcal binary"));
+}

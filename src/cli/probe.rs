@@ -30,6 +30,13 @@ pub struct Args {
     /// the host's main link layer, numbered by PCI bus id.
     #[arg(long)]
     pub nic_map: Option<String>,
+    /// The saved output of `nvidia-smi topo -m` of this host: tells NVLink from PCIe peer
+    /// pairs (and their PCIe class) when NVML cannot be loaded.
+    #[arg(long, value_name = "FILE", conflicts_with = "nccl_topo")]
+    pub nvidia_smi_topo: Option<PathBuf>,
+    /// An NCCL topology dump of this host (`NCCL_TOPO_DUMP_FILE`): the same, from NCCL.
+    #[arg(long, value_name = "FILE")]
+    pub nccl_topo: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -172,7 +179,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         RoleArg::Prefill => Role::Prefill,
         RoleArg::Decode => Role::Decode,
     };
-    let inv = hwprobe::inventory();
+    let mut inv = hwprobe::inventory();
+    peer_links_from_file(&a, &mut inv)?;
     let map = match a.nic_map.as_deref() {
         Some("discovered") => Some(hwprobe::discovered_nic_map(&inv).map_err(|m| anyhow::anyhow!("--nic-map discovered: {m}"))?),
         Some(other) => Some(parse_nic_map(other)?),
@@ -199,6 +207,19 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Reads `--nvidia-smi-topo` / `--nccl-topo` into the CUDA peer links (NVML, when it answers, still wins).
+fn peer_links_from_file(a: &Args, inv: &mut hwprobe::Inventory) -> anyhow::Result<()> {
+    let input = match (&a.nvidia_smi_topo, &a.nccl_topo) {
+        (Some(p), _) => crate::topology::Input::NvidiaSmi(p.clone()),
+        (None, Some(p)) => crate::topology::Input::Nccl(p.clone()),
+        (None, None) => return Ok(()),
+    };
+    let loaded = crate::topology::load(&input)?;
+    let gpus: Vec<PciAddr> = inv.cuda.as_ref().map(|d| d.iter().map(|x| x.pci).collect()).unwrap_or_default();
+    inv.cuda_links.topology = hwprobe::peer::from_topology(&loaded.inv, &gpus);
+    Ok(())
 }
 
 fn run_probes(a: &Args, inv: &hwprobe::Inventory, probes: &[hwprobe::Probe]) -> anyhow::Result<u8> {

@@ -12,9 +12,11 @@
 pub mod cache;
 pub mod copy;
 pub mod device;
+pub mod dl;
 pub mod gate;
 pub mod hip;
 pub mod memory;
+pub mod nvml;
 pub mod pci;
 pub mod staging;
 

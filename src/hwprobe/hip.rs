@@ -7,10 +7,12 @@
 
 use std::collections::BTreeSet;
 
+use super::peer::{self, PeerLink};
 use super::{path, probe, waived, GpuEnd, Probe, ProbeKind, Role, Status};
 use crate::gpu::hip::{self, kfd, HipDevice};
 use crate::gpu::{self, PciAddr};
 use crate::spec::RouteKind;
+use crate::topology::PeerFabric;
 
 /// What this host offers the HIP probes.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +132,8 @@ fn reason_with_bus(u: &gpu::Unavailable, amd: &[PciAddr]) -> String {
 }
 
 /// GPU i -> i+1: over PCIe it measures Path 1 (booked to GPU_P[i]_PCI and GPU_P[i+1]_PCI);
-/// over xGMI it is labelled so and carries no spec path.
+/// over xGMI it is labelled so and carries no spec path (the decision of [`peer::booking`],
+/// shared with the CUDA probes).
 fn peer_probes(out: &mut Vec<Probe>, inv: &HipInventory, devs: &[HipDevice]) {
     if devs.len() < 2 {
         let why = gpu::Unavailable::HipTooFew { need: 2, have: devs.len() };
@@ -145,15 +148,16 @@ fn peer_probes(out: &mut Vec<Probe>, inv: &HipInventory, devs: &[HipDevice]) {
     }
     for (i, w) in devs.windows(2).enumerate() {
         let (a, b) = (w[0].ordinal.min(w[1].ordinal), w[0].ordinal.max(w[1].ordinal));
-        let ok = inv.peers.iter().any(|&(x, y, ok)| x == a && y == b && ok);
-        let status =
-            if ok { Status::Applies } else { waived(gpu::Unavailable::NoPeerAccess { a: w[0].ordinal, b: w[1].ordinal }) };
-        let xgmi = kfd::linked(&inv.xgmi, w[0].pci, w[1].pci);
-        let (target, route) = if xgmi {
-            (format!("{} -> {} (xGMI, outside the spec)", label(i, &w[0]), label(i + 1, &w[1])), None)
-        } else {
-            (format!("{} -> {}", label(i, &w[0]), label(i + 1, &w[1])), path(RouteKind::PrefillInterRank, i, i + 1))
-        };
-        out.push(probe(ProbeKind::HipP2p, target, route, vec![w[0].ordinal, w[1].ordinal], None, status));
+        // KFD knows xGMI but not the PCIe tree: a pair without xGMI is booked as the spec draws it.
+        let link =
+            if kfd::linked(&inv.xgmi, w[0].pci, w[1].pci) { PeerLink::Fabric(PeerFabric::Xgmi) } else { PeerLink::Pcie(None) };
+        out.push(peer::pair_probe(peer::Pair {
+            kind: ProbeKind::HipP2p,
+            index: i,
+            labels: (label(i, &w[0]), label(i + 1, &w[1])),
+            ordinals: (w[0].ordinal, w[1].ordinal),
+            peer_ok: inv.peers.iter().any(|&(x, y, ok)| x == a && y == b && ok),
+            link: Ok(link),
+        }));
     }
 }

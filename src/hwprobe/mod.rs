@@ -6,6 +6,7 @@
 
 pub mod hip;
 pub mod nics;
+pub mod peer;
 pub mod routes;
 pub mod run;
 
@@ -47,6 +48,8 @@ pub struct Inventory {
     pub rdma: Result<Vec<Nic>, rdma::Unavailable>,
     /// Whether the nvidia-peermem module is loaded (GPU memory via plain `ibv_reg_mr`).
     pub peermem: bool,
+    /// How CUDA peer copies travel (NVML, or a topology file the operator gives).
+    pub cuda_links: peer::CudaLinks,
 }
 
 /// Looks at this host: CUDA (only after checking the library exists), PCI sysfs for AMD
@@ -81,7 +84,9 @@ pub fn inventory() -> Inventory {
     let peermem = ["/sys/kernel/mm/memory_peers/nv_mem/version", "/sys/module/nvidia_peermem"]
         .iter()
         .any(|p| std::path::Path::new(p).exists());
-    Inventory { cuda, peers, amd, hip: hip::HipInventory::probe(), rdma, peermem }
+    let addrs: Vec<PciAddr> = cuda.as_ref().map(|d| d.iter().map(|x| x.pci).collect()).unwrap_or_default();
+    let cuda_links = if addrs.len() < 2 { peer::CudaLinks::default() } else { peer::CudaLinks::probe(&addrs) };
+    Inventory { cuda, peers, amd, hip: hip::HipInventory::probe(), rdma, peermem, cuda_links }
 }
 
 /// The kinds of hardware probe.
@@ -302,18 +307,14 @@ fn gpu_probes(out: &mut Vec<Probe>, inv: &Inventory, devs: &[CudaDevice], role: 
     }
     for (i, w) in devs.windows(2).enumerate() {
         let (a, b) = (w[0].ordinal.min(w[1].ordinal), w[0].ordinal.max(w[1].ordinal));
-        let ok = inv.peers.iter().any(|&(x, y, ok)| x == a && y == b && ok);
-        let status =
-            if ok { Status::Applies } else { waived(gpu::Unavailable::NoPeerAccess { a: w[0].ordinal, b: w[1].ordinal }) };
-        let target = format!("{} -> {}", label(i, &w[0]), label(i + 1, &w[1]));
-        out.push(probe(
-            ProbeKind::CudaP2p,
-            target,
-            path(RouteKind::PrefillInterRank, i, i + 1),
-            vec![w[0].ordinal, w[1].ordinal],
-            None,
-            status,
-        ));
+        out.push(peer::pair_probe(peer::Pair {
+            kind: ProbeKind::CudaP2p,
+            index: i,
+            labels: (label(i, &w[0]), label(i + 1, &w[1])),
+            ordinals: (w[0].ordinal, w[1].ordinal),
+            peer_ok: inv.peers.iter().any(|&(x, y, ok)| x == a && y == b && ok),
+            link: inv.cuda_links.link(w[0].pci, w[1].pci),
+        }));
     }
     for (i, d) in devs.iter().enumerate() {
         out.push(probe(

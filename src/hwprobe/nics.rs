@@ -171,6 +171,7 @@ mod tests {
             hip: crate::hwprobe::hip::HipInventory::absent(),
             rdma: Ok(nics),
             peermem: false,
+            cuda_links: Default::default(),
         };
         let c = catalogue(&inv, Role::Prefill, None, None);
         let used: Vec<String> = c.iter().filter(|p| p.kind == ProbeKind::GpudirectRdma).filter_map(|p| p.nic.clone()).collect();

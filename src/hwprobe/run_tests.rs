@@ -149,6 +149,7 @@ fn inventory() -> Inventory {
         hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Ok(vec![Nic { name: "mlx5_0".into(), numa_node: None, active: None, link_layer: None }]),
         peermem: false,
+        cuda_links: crate::hwprobe::tests::switch_local(&["1b:00.0", "3b:00.0"]),
     }
 }
 
@@ -220,6 +221,7 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
         hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(crate::rdma::Unavailable::NoDevice(None)),
         peermem: false,
+        cuda_links: Default::default(),
     };
     let c = catalogue(&inv, Role::Decode, None, None);
     let mut cfg = cfg();

@@ -16,7 +16,21 @@ fn bare() -> Inventory {
         hip: crate::hwprobe::hip::HipInventory::absent(),
         rdma: Err(rdma::Unavailable::NoDevice(None)),
         peermem: false,
+        cuda_links: Default::default(),
     }
+}
+
+/// NVML's answer for GPUs that meet inside one PCIe switch: every pair of `buses` is PIX.
+pub(crate) fn switch_local(buses: &[&str]) -> peer::CudaLinks {
+    let addrs: Vec<PciAddr> = buses.iter().map(|b| b.parse().unwrap()).collect();
+    let mut links = peer::CudaLinks::default();
+    for (i, &x) in addrs.iter().enumerate() {
+        for &y in &addrs[i + 1..] {
+            let facts = crate::gpu::nvml::PairFacts { p2p_nvlink: Some(false), links_a: vec![], ancestor: Some(10) };
+            links.nvml.insert((x.min(y), x.max(y)), Ok(facts));
+        }
+    }
+    links
 }
 
 fn reasons(c: &[Probe]) -> Vec<String> {
@@ -118,6 +132,7 @@ fn peer_pairs_and_single_gpus() {
     let inv = Inventory {
         cuda: Ok(vec![dev(0, "0000:1b:00.0", true), dev(1, "0000:3b:00.0", true), dev(2, "0000:5b:00.0", true)]),
         peers: vec![(0, 1, true), (0, 2, true), (1, 2, false)],
+        cuda_links: switch_local(&["0000:1b:00.0", "0000:3b:00.0", "0000:5b:00.0"]),
         ..bare()
     };
     let c = catalogue(&inv, Role::Prefill, None, None);
@@ -225,4 +240,56 @@ fn rdma_runs_stay_within_one_link_layer_and_receive_near_the_far_nic() {
     let c = catalogue(&one, Role::Prefill, None, None);
     let gd = c.iter().find(|p| p.kind == ProbeKind::GpudirectRdma).unwrap();
     assert_eq!(gd.peer, Some(nics::LocalPeer { nic: "mlx5_2".into(), gpu: None }));
+}
+
+/// An HGX-like host: GPUs 0-1 on NVSwitch, 1-2 across the root complex, 2-3 in one switch.
+fn nvidia_host(links: peer::CudaLinks) -> Inventory {
+    let buses = ["0000:19:00.0", "0000:3b:00.0", "0000:9b:00.0", "0000:bb:00.0"];
+    Inventory {
+        cuda: Ok(buses.iter().enumerate().map(|(i, b)| dev(i, b, true)).collect()),
+        peers: vec![(0, 1, true), (0, 2, true), (0, 3, true), (1, 2, true), (1, 3, true), (2, 3, true)],
+        cuda_links: links,
+        ..bare()
+    }
+}
+
+#[test]
+fn cuda_peer_copies_over_nvlink_or_across_the_root_complex_are_labelled_and_never_booked_to_pcie() {
+    use crate::gpu::nvml::{PairFacts, RemoteEnd};
+    let a = |s: &str| s.parse::<PciAddr>().unwrap();
+    let mut links = switch_local(&["0000:9b:00.0", "0000:bb:00.0"]);
+    let nvswitch = PairFacts { p2p_nvlink: Some(true), links_a: vec![RemoteEnd::Switch; 18], ancestor: Some(40) };
+    links.nvml.insert((a("19:00.0"), a("3b:00.0")), Ok(nvswitch));
+    let phb = PairFacts { p2p_nvlink: Some(false), links_a: vec![], ancestor: Some(30) };
+    links.nvml.insert((a("3b:00.0"), a("9b:00.0")), Ok(phb));
+    let c = catalogue(&nvidia_host(links), Role::Prefill, None, None);
+    let p2p: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::CudaP2p).collect();
+    assert_eq!(p2p.len(), 3);
+    assert!(p2p.iter().all(|p| p.status == Status::Applies), "all three are measured");
+    assert!(p2p[0].target.ends_with("(NVLink, outside the spec)"), "{}", p2p[0].target);
+    assert!(p2p[1].target.ends_with("(PCIe across the root complex (PHB), outside the spec)"), "{}", p2p[1].target);
+    assert_eq!(p2p.iter().map(|p| p.path).collect::<Vec<_>>(), [None, None, path(RouteKind::PrefillInterRank, 2, 3)]);
+    // The local run files the two as labelled loopback figures; only 2 -> 3 (and its reverse) books GPU_P.
+    let plans = super::run::plans(&c);
+    let solo: Vec<_> = plans.solo.iter().filter(|f| f.kind == crate::transport::TransportKind::CudaP2p).collect();
+    assert_eq!(solo.len(), 1);
+    assert_eq!(solo[0].path, path(RouteKind::PrefillInterRank, 2, 3));
+    assert!(plans.loopback.iter().any(|f| f.label.contains("NVLink, outside the spec") && f.path.is_none()));
+    assert!(plans.loopback.iter().any(|f| f.label.contains("root complex") && f.path.is_none()));
+    // Every GPU's PCIe link is still calibrated from its isolation copies.
+    for kind in [ProbeKind::CudaD2h, ProbeKind::CudaH2d] {
+        assert_eq!(c.iter().filter(|p| p.kind == kind && p.status == Status::Applies && p.path.is_some()).count(), 4);
+    }
+}
+
+#[test]
+fn a_cuda_host_without_nvml_waives_path_1_unless_a_topology_file_says() {
+    let missing = crate::gpu::nvml::NvmlError::Library { library: "libnvidia-ml.so.1" }.to_string();
+    let c =
+        catalogue(&nvidia_host(peer::CudaLinks { nvml_missing: Some(missing), ..Default::default() }), Role::Prefill, None, None);
+    let p2p: Vec<_> = c.iter().filter(|p| p.kind == ProbeKind::CudaP2p).collect();
+    assert!(p2p.iter().all(|p| matches!(&p.status, Status::Waived { reason }
+        if reason.contains("libnvidia-ml.so.1 not found") && reason.contains("--nvidia-smi-topo"))));
+    // The isolation copies still run: they need no NVML.
+    assert_eq!(c.iter().filter(|p| p.kind == ProbeKind::CudaD2h && p.status == Status::Applies).count(), 4);
 }

@@ -7,9 +7,10 @@
 //! call) is [`Unavailable::HipSymbol`]. Neither is ever a loader error.
 #![allow(non_camel_case_types, non_snake_case)]
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
+use crate::gpu::dl::Lib;
 use crate::gpu::Unavailable;
 
 /// `hipError_t` (an int enum).
@@ -57,37 +58,6 @@ fn candidates(base: &str) -> Vec<String> {
     v
 }
 
-/// A `dlopen`ed library, never closed (the runtime stays loaded for the process).
-struct Lib(*mut c_void);
-
-// SAFETY: a dlopen handle is a process-wide token; dlsym on it is thread-safe.
-unsafe impl Send for Lib {}
-// SAFETY: as above; the handle is only read.
-unsafe impl Sync for Lib {}
-
-impl Lib {
-    fn open(base: &str) -> Option<Lib> {
-        candidates(base).into_iter().find_map(|name| {
-            let c = CString::new(name).ok()?;
-            // SAFETY: `c` is a valid C string for the call; dlopen has no other preconditions.
-            let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            (!h.is_null()).then_some(Lib(h))
-        })
-    }
-
-    /// The address of `name`, or the waiver naming it.
-    fn sym(&self, name: &str) -> Result<*mut c_void, Unavailable> {
-        let c = CString::new(name).map_err(|_| Unavailable::HipSymbol(name.into()))?;
-        // SAFETY: `self.0` is a live handle from dlopen; dlsym only looks the name up.
-        let p = unsafe { libc::dlsym(self.0, c.as_ptr()) };
-        if p.is_null() {
-            Err(Unavailable::HipSymbol(name.into()))
-        } else {
-            Ok(p)
-        }
-    }
-}
-
 /// Declares the table and its loader: each entry is `name: fn(args) -> ret` with the C name.
 macro_rules! table {
     ($(#[$m:meta])* $ty:ident from $lib:literal { $($(#[$fm:meta])* $f:ident: fn($($a:ty),*) -> $r:ty;)* }) => {
@@ -95,11 +65,11 @@ macro_rules! table {
         pub struct $ty { $($(#[$fm])* pub $f: unsafe extern "C" fn($($a),*) -> $r,)* }
         impl $ty {
             fn load() -> Result<$ty, Unavailable> {
-                let lib = Lib::open($lib).ok_or(Unavailable::HipLibrary { library: concat!($lib, ".so") })?;
+                let lib = Lib::open(&candidates($lib)).ok_or(Unavailable::HipLibrary { library: concat!($lib, ".so") })?;
                 // SAFETY: each symbol is transmuted to the signature its ROCm header declares
                 // (cited on the field); a wrong signature would be undefined behaviour, so the
                 // list is kept to the calls used and each one is checked against the header.
-                Ok($ty { $($f: unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($a),*) -> $r>(lib.sym(stringify!($f))?) },)* })
+                Ok($ty { $($f: unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($a),*) -> $r>(lib.sym(stringify!($f)).ok_or_else(|| Unavailable::HipSymbol(stringify!($f).into()))?) },)* })
             }
         }
     };
