@@ -57,4 +57,5 @@ pub mod spec;
 pub mod stats;
 pub mod topology;
 pub mod transport;
+pub mod units;
 pub mod verdict;
