@@ -26,7 +26,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitClass> {
         crate::spec::SpecError,
         crate::payload::PayloadError,
         crate::predict::PredictError,
-        crate::gpu::pci::PciAddrError,
+        crate::pci::PciAddrError,
         crate::topology::TopologyError,
         crate::emulate::EmulateError,
         crate::rackinit::RackInitError,
