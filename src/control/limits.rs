@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::WindowSpec;
-pub use crate::transport::{MAX_CHUNK_BYTES, MAX_TIMEOUT_S};
 use crate::transport::FlowSpec;
+pub use crate::transport::{MAX_CHUNK_BYTES, MAX_TIMEOUT_S};
 
 /// Default largest payload of one flow, bytes (4 GiB): the biggest model KV hand-off the sweep
 /// sends after `payload_scale`, with room to spare.
