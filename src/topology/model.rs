@@ -1,4 +1,4 @@
-//! The pieces of a discovery result (`linkcal.topology/2`, see [`super::report`]): where it
+//! The pieces of a discovery result (`linkcal.topology/2`, see [`mod@super::report`]): where it
 //! came from, the PCI tree's nodes, the GPUs, NICs, NVLink/xGMI links and PCIe switches found
 //! in it. The ground of `topology`: it imports no other file of it.
 #![allow(non_snake_case)]
