@@ -2,8 +2,9 @@
 //!
 //! 0 = pass, 1 = fail or regression (a verdict), or a run that skipped measurements after a fault,
 //! 2 = bad input (flags, files, fields),
-//! 3 = run-time failure (an agent, a device, the OS). Library errors stay typed; the CLI edge
-//! wraps them with context and asks [`exit_code`] which class an error chain belongs to.
+//! 3 = run-time failure (an agent, a device, the OS). Library errors stay typed and each says
+//! its own class ([`Classified`]); the CLI edge wraps them with context and asks [`exit_code`]
+//! which class an error chain belongs to. This module imports nothing of the library.
 
 use std::path::PathBuf;
 
@@ -99,42 +100,71 @@ fn field_of(path: &str, message: &str) -> Option<String> {
     }
 }
 
-/// The exit code for an error chain: 2 when any cause is a bad-input error, else 3.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if is_bad_input(cause) {
-            return EXIT_BAD_INPUT;
-        }
-    }
-    EXIT_RUNTIME
+/// The exit class of an error: which exit code it maps onto when it ends a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// Bad input ([`EXIT_BAD_INPUT`]): a flag, file or field is wrong.
+    BadInput,
+    /// A run-time failure ([`EXIT_RUNTIME`]): an agent, a device, the OS.
+    Runtime,
 }
 
-/// The registry of error types that mean "bad input". Add a module's error here when its
-/// variants are all about input; a mixed enum implements a check and is listed here.
-fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
-    cause.is::<InputError>()
-        || cause.is::<crate::spec::SpecError>()
-        || cause.is::<crate::payload::PayloadError>()
-        || cause.is::<crate::predict::PredictError>()
-        || cause.is::<clap::Error>()
-        || cause.is::<crate::gpu::pci::PciAddrError>()
-        || cause.downcast_ref::<crate::topology::TopologyError>().is_some_and(|e| e.is_bad_input())
-        || cause.downcast_ref::<crate::emulate::EmulateError>().is_some_and(|e| e.is_bad_input())
-        || cause.downcast_ref::<crate::rackinit::RackInitError>().is_some_and(|e| e.is_bad_input())
-        || cause.downcast_ref::<crate::runner::RunError>().is_some_and(|e| e.is_bad_input())
-        || cause.downcast_ref::<crate::model::RunDirError>().is_some_and(|e| e.is_bad_input())
+impl ExitClass {
+    /// The process exit code of this class.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitClass::BadInput => EXIT_BAD_INPUT,
+            ExitClass::Runtime => EXIT_RUNTIME,
+        }
+    }
+}
+
+/// An error that says its own exit class. Each typed error of the library implements it in its
+/// own module; the CLI edge, which sees errors as `anyhow` chains, keeps the registry of the
+/// types it asks (`cli::exit`), so this module imports nothing of the library above it.
+pub trait Classified {
+    /// Which exit class this error belongs to.
+    fn exit_class(&self) -> ExitClass;
+
+    /// True for errors in the user's input (exit code 2).
+    fn is_bad_input(&self) -> bool {
+        self.exit_class() == ExitClass::BadInput
+    }
+}
+
+impl Classified for InputError {
+    fn exit_class(&self) -> ExitClass {
+        ExitClass::BadInput
+    }
+}
+
+/// The exit code for an error chain: 2 when `classify` calls any cause bad input, else 3.
+/// `classify` answers `None` for a cause whose type it does not know (a run-time failure).
+pub fn exit_code(err: &anyhow::Error, classify: impl Fn(&(dyn std::error::Error + 'static)) -> Option<ExitClass>) -> u8 {
+    let bad = err.chain().any(|cause| classify(cause) == Some(ExitClass::BadInput));
+    if bad {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_RUNTIME
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn input_only(cause: &(dyn std::error::Error + 'static)) -> Option<ExitClass> {
+        cause.downcast_ref::<InputError>().map(Classified::exit_class)
+    }
+
     #[test]
     fn classifies_chains() {
-        let e = anyhow::Error::new(crate::spec::SpecError::Zero { flag: "--n" }).context("paths");
-        assert_eq!(exit_code(&e), EXIT_BAD_INPUT);
+        let e = anyhow::Error::new(InputError::file("x.json", "bad")).context("paths");
+        assert_eq!(exit_code(&e, input_only), EXIT_BAD_INPUT);
         let e = anyhow::anyhow!("agent gpu_p0 died");
-        assert_eq!(exit_code(&e), EXIT_RUNTIME);
+        assert_eq!(exit_code(&e, input_only), EXIT_RUNTIME);
+        let e = anyhow::Error::new(InputError::file("x.json", "bad"));
+        assert_eq!(exit_code(&e, |_| Some(ExitClass::Runtime)), EXIT_RUNTIME);
     }
 
     #[test]

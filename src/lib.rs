@@ -2,9 +2,22 @@
 //! and writes calibrated per-segment bandwidths that simulators and planners load.
 //!
 //! # Layout
-//! One room per concern; imports point one way (the CLI calls runner / calibrate / verdict /
-//! report; the runner uses agents, control and transports; everything may use spec, payload,
-//! model, stats and topology, which use nothing of ours above them).
+//! One room per concern, on layers; a room imports only rooms on lower layers (never one on
+//! its own layer or above), so imports point one way. `scripts/check-layers` holds this list
+//! and checks it against every `crate::` path in src/.
+//!
+//! 0. the ground, importing nothing of ours: [`error`] (exit codes; each typed error says its own
+//!    class through [`error::Classified`]), [`units`];
+//! 1. [`spec`], [`pci`];
+//! 2. [`rdma`], [`payload`], [`topology`];
+//! 3. [`gpu`], [`model`];
+//! 4. [`transport`], [`stats`];
+//! 5. [`control`] (with `netns`: joining the rack's control namespace; `describe`: what an
+//!    agent says about its host);
+//! 6. [`runner`], [`agent`], [`emulate`], [`hwprobe`], [`sim`], [`verdict`];
+//! 7. [`calibrate`], [`predict`], [`rackinit`];
+//! 8. [`export`], [`report`];
+//! 9. [`cli`] (with `exit`: the registry that maps typed errors onto exit codes), then `main`.
 //!
 //! - [`spec`]: the rack spec as code: parameters, segments, the three paths, NIC mapping, contention.
 //! - [`payload`]: payload sizes (chunk activation, KV handoff, decode activation) from a model config.
@@ -19,7 +32,9 @@
 //! - [`export`]: calibration files for SimGrid, ASTRA-sim, AIConfigurator and Vidur.
 //! - [`verdict`]: acceptance against rules (floors, fractions of nominal, fleet baselines) and regression between runs.
 //! - [`report`]: reports derived from the result model: markdown, JUnit XML, HTML with SVG plots (CSV re-exported from `model`).
-//! - [`error`]: exit codes and the bad-input error that names file and field.
+//! - [`error`]: exit codes, exit classes ([`error::Classified`]) and the bad-input error that names file and field.
+//! - [`units`]: sizes and rates with units: the one grammar (`16MiB`, `64K`, `25 GB/s`) and the one formatter of each.
+//! - [`pci`]: PCI addresses as CUDA, hwloc and sysfs write them.
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
@@ -47,6 +62,7 @@ pub mod gpu;
 pub mod hwprobe;
 pub mod model;
 pub mod payload;
+pub mod pci;
 pub mod predict;
 pub mod rackinit;
 pub mod rdma;
@@ -57,4 +73,5 @@ pub mod spec;
 pub mod stats;
 pub mod topology;
 pub mod transport;
+pub mod units;
 pub mod verdict;

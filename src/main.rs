@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("linkcal: error: {e:#}");
-            ExitCode::from(linkcal::error::exit_code(&e))
+            ExitCode::from(linkcal::cli::exit_code(&e))
         }
     }
 }

@@ -199,7 +199,7 @@ impl<'a> Session<'a> {
                 Err(e) => err(e.to_string()),
             },
             Request::Describe => {
-                Reply::Described { description: Box::new(crate::rackinit::HostDescription::local(&self.cfg.name)) }
+                Reply::Described { description: Box::new(crate::control::describe::HostDescription::local(&self.cfg.name)) }
             }
             Request::Close { flow_id } => match self.close(flow_id) {
                 Ok(()) => Reply::Closed,

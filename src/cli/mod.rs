@@ -1,5 +1,6 @@
 //! The command line: one subcommand per file, each parsing its flags and calling the library.
-//! Errors carry context (anyhow); [`crate::error::exit_code`] maps them onto exit codes.
+//! Errors carry context (anyhow); [`exit_code`] maps them onto exit codes through the registry
+//! of typed errors in `exit`.
 
 mod accept;
 mod agent;
@@ -7,6 +8,7 @@ mod calibrate;
 mod compare;
 mod discover;
 mod emulate;
+mod exit;
 mod export;
 mod paths;
 mod payload;
@@ -20,6 +22,8 @@ mod shape;
 mod sim;
 
 use clap::{Parser, Subcommand};
+
+pub use exit::exit_code;
 
 /// linkcal: measure, calibrate and judge the data links of a disaggregated prefill/decode rack.
 #[derive(Debug, Parser)]

@@ -10,6 +10,7 @@ use crate::gpu::PciAddr;
 use crate::hwprobe::run::RunConfig;
 use crate::hwprobe::{self, Role, Status};
 use crate::spec::{parse_nic_map, RackShape, Workload};
+use crate::units::parse_sizes;
 
 use super::shape::RoleArg;
 
@@ -47,7 +48,7 @@ pub struct Args {
     /// Output directory of --run.
     #[arg(long, default_value = "out/hw-smoke")]
     pub out: PathBuf,
-    /// Payload sizes, comma-separated, in bytes or with a binary suffix (64K, 16M, 1G).
+    /// Payload sizes, comma-separated, as `run --sizes` takes them: bytes, 64K, 16M, 16MiB, 10MB.
     #[arg(long)]
     pub sizes: Option<String>,
     /// Derive the chunk-activation, KV-handoff and decode-activation sizes from this model preset.
@@ -94,18 +95,6 @@ pub struct Args {
     pub traffic_class: Option<u64>,
 }
 
-/// Parses `16M`, `1G`, `65536` (binary suffixes).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1u64 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult).filter(|&v| v > 0)
-}
-
 fn bad(field: &str, message: String) -> anyhow::Error {
     InputError::field("linkcal probe", field, message).into()
 }
@@ -113,10 +102,7 @@ fn bad(field: &str, message: String) -> anyhow::Error {
 /// The sizes to run: --sizes, else the model's chunk, KV and decode payloads, else a default.
 fn sizes(a: &Args, gpus: usize) -> anyhow::Result<Vec<u64>> {
     let mut v: Vec<u64> = match (&a.sizes, &a.model) {
-        (Some(list), _) => list
-            .split(',')
-            .map(|p| parse_size(p).ok_or_else(|| bad("--sizes", format!("'{p}' is not a size (bytes, or 64K / 16M / 1G)"))))
-            .collect::<anyhow::Result<_>>()?,
+        (Some(list), _) => parse_sizes(list).map_err(|e| bad("--sizes", e.to_string()))?,
         (None, Some(name)) => {
             let model = crate::payload::preset(name)?;
             let w = Workload::new(a.n.unwrap_or(0), a.t.unwrap_or(0), a.m.unwrap_or(0))?;
@@ -299,16 +285,5 @@ mod tests {
             assert_eq!(c.options.get(key), Some(&serde_json::json!(v)), "{flag} must reach flow option '{key}'");
         }
         assert_eq!(c.options.len(), flags.len(), "no flow option without a flag: {:?}", c.options);
-    }
-
-    #[test]
-    fn sizes_with_suffixes() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("16M"), Some(16 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        for bad in ["", "0", "M", "1.5M", "-1", "1T"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
     }
 }

@@ -10,6 +10,7 @@ use crate::payload::{payloads, preset, ModelConfig};
 use crate::runner::{self, RunOptions};
 use crate::spec::{spec_experiments, Experiment, HopOptions, PathRef, RouteKind, RouteSet, Workload};
 use crate::transport::TransportKind;
+use crate::units::{fmt_bytes, parse_size};
 
 /// Which experiments to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -127,35 +128,10 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Parses a size such as `4096`, `4KiB`, `16MiB`, `1GiB`, `10MB` (KiB/MiB/GiB binary, kB/MB/GB SI).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mul: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" | "K" | "k" => 1 << 10,
-        "MiB" | "M" => 1 << 20,
-        "GiB" | "G" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mul).filter(|v| *v > 0)
-}
-
 fn sizes(list: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
     list.iter()
         .map(|s| {
-            let b = parse_size(s).ok_or_else(|| {
-                anyhow::Error::new(InputError::field(
-                    flag,
-                    "value",
-                    format!("'{s}' is not a positive size (e.g. 4096, 64KiB, 16MiB)"),
-                ))
-            })?;
+            let b = parse_size(s).map_err(|e| anyhow::Error::new(InputError::field(flag, "value", e.to_string())))?;
             within_agent_limit(b, flag, &format!("'{s}'"))
         })
         .collect()
@@ -165,10 +141,8 @@ fn sizes(list: &[String], flag: &str) -> anyhow::Result<Vec<u64>> {
 fn within_agent_limit(bytes: u64, flag: &str, what: &str) -> anyhow::Result<u64> {
     let max = crate::control::limits::DEFAULT_MAX_BYTES;
     if bytes > max {
-        let msg = format!(
-            "{what} is {bytes} B, over the agents' per-flow limit of {max} B ({}); use smaller payloads",
-            runner::human_bytes(max)
-        );
+        let msg =
+            format!("{what} is {bytes} B, over the agents' per-flow limit of {max} B ({}); use smaller payloads", fmt_bytes(max));
         return Err(InputError::field(flag, "value", msg).into());
     }
     Ok(bytes)
@@ -213,9 +187,7 @@ fn nixl_options(a: &Args, model: Option<&ModelConfig>, sweep: &[u64], opts: &mut
         return Err(InputError::field("--block-tokens", "value", "is 0: use vLLM's block size in tokens, e.g. 16").into());
     }
     let block = match (&a.kv_block_bytes, model, &opts.payloads) {
-        (Some(s), _, _) => parse_size(s).ok_or_else(|| {
-            InputError::field("--kv-block-bytes", "value", format!("'{s}' is not a positive size (e.g. 32KiB)"))
-        })?,
+        (Some(s), _, _) => parse_size(s).map_err(|e| InputError::field("--kv-block-bytes", "value", e.to_string()))?,
         (None, Some(m), Some(p)) => layout::block_bytes(p.kv_per_token_layer_bytes, a.block_tokens, m.mla.is_none()),
         _ => layout::DEFAULT_BLOCK_BYTES / layout::DEFAULT_BLOCK_TOKENS * a.block_tokens,
     };
@@ -374,7 +346,7 @@ fn print_summary(r: &crate::model::Results, out: &std::path::Path, wall: f64, js
             println!(
                 "{:<58} {:>12} {:>14.3} {:>8} {:>7} {:>8}",
                 format!("{} {}", m.set.as_deref().unwrap_or("solo"), f.path),
-                runner::human_bytes(f.payload_bytes),
+                fmt_bytes(f.payload_bytes),
                 f.goodput_Bps.mean / 1e6,
                 f.samples,
                 hw.unwrap_or_else(|| "-".into()),
@@ -407,12 +379,9 @@ mod tests {
 
     #[test]
     fn sizes_and_paths_parse() {
-        assert_eq!(parse_size("4KiB"), Some(4096));
-        assert_eq!(parse_size("16MiB"), Some(16 << 20));
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("0"), None);
-        assert_eq!(parse_size("4XB"), None);
+        assert_eq!(sizes(&["4KiB".into(), "64K".into(), "16M".into()], "--sizes").unwrap(), vec![4096, 64 << 10, 16 << 20]);
+        let e = sizes(&["4XB".into()], "--sizes").unwrap_err().to_string();
+        assert!(e.contains("--sizes") && e.contains("'4XB'"), "{e}");
         assert_eq!(parse_path("prefill_to_decode:1->0"), Some(PathRef { kind: RouteKind::PrefillToDecode, src: 1, dst: 0 }));
         assert_eq!(parse_path("nope:1->0"), None);
     }

@@ -7,14 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::WindowSpec;
 use crate::transport::FlowSpec;
+pub use crate::transport::{MAX_CHUNK_BYTES, MAX_TIMEOUT_S};
 
 /// Default largest payload of one flow, bytes (4 GiB): the biggest model KV hand-off the sweep
 /// sends after `payload_scale`, with room to spare.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
-/// Largest staging chunk (`chunk_bytes` flow option), bytes (64 MiB).
-pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
-/// Largest data-plane timeout, seconds (one hour).
-pub const MAX_TIMEOUT_S: f64 = 3600.0;
 /// Largest window length, seconds (one hour).
 pub const MAX_WINDOW_S: f64 = 3600.0;
 /// Most measured transfers in one window.

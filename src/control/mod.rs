@@ -18,7 +18,9 @@
 //! timeout) and serves a bounded number of unauthenticated connections at once.
 
 pub mod auth;
+pub mod describe;
 pub mod limits;
+pub mod netns;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -224,7 +226,7 @@ pub enum Reply {
     /// The host as its agent sees it.
     Described {
         /// GPUs, NICs, RDMA ports, interfaces, NUMA.
-        description: Box<crate::rackinit::HostDescription>,
+        description: Box<describe::HostDescription>,
     },
     /// The request failed.
     Error {
@@ -505,7 +507,7 @@ impl Client {
     }
 
     /// Asks the agent to describe its host (live discovery may take a few seconds).
-    pub fn describe(&mut self, timeout: Duration) -> Result<crate::rackinit::HostDescription, ControlError> {
+    pub fn describe(&mut self, timeout: Duration) -> Result<describe::HostDescription, ControlError> {
         match self.call(&Request::Describe, timeout)? {
             Reply::Described { description } => Ok(*description),
             other => Err(self.unexpected("described", &other)),

@@ -87,10 +87,19 @@ pub enum EmulateError {
     },
 }
 
-impl EmulateError {
-    /// True for errors in the user's input (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, EmulateError::Prefix(_) | EmulateError::Shape(_) | EmulateError::Input(_))
+impl From<crate::control::netns::NetnsError> for EmulateError {
+    fn from(e: crate::control::netns::NetnsError) -> Self {
+        EmulateError::Enter { netns: e.netns, message: e.message }
+    }
+}
+
+impl crate::error::Classified for EmulateError {
+    /// A prefix, shape or rates file is bad input; everything the OS refuses is run time.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        match self {
+            EmulateError::Prefix(_) | EmulateError::Shape(_) | EmulateError::Input(_) => crate::error::ExitClass::BadInput,
+            _ => crate::error::ExitClass::Runtime,
+        }
     }
 }
 
@@ -453,9 +462,24 @@ mod tests {
     fn commands_cover_every_link_end() {
         let shape = RackShape::new(2, 2, 1).unwrap();
         let plan = Plan::new("t", &shape).unwrap();
-        let rates = Rates::defaults(&shape);
-        let n: usize = plan.nodes.iter().map(|x| tc_commands(&plan, &rates, *x).len()).sum();
-        assert_eq!(n, 2 * plan.links.len());
+        let mut rates = Rates::defaults(&shape);
+        // Up and down differ on every segment, so an end shaped at the other direction's rate shows.
+        for r in rates.segments.values_mut() {
+            r.down_Bps = r.up_Bps / 2.0;
+        }
+        let tbf = |ifname: &str, rate: f64| {
+            format!(
+                "qdisc add dev {ifname} root tbf rate {}bit burst {} latency 50ms",
+                (rate * 8.0).round(),
+                tbf_burst(rate, rates.mtu)
+            )
+        };
+        for l in &plan.links {
+            let r = rates.segments[&l.segment];
+            let (lower, upper) = (tc_commands(&plan, &rates, l.lower), tc_commands(&plan, &rates, l.upper));
+            assert!(lower.contains(&tbf(&l.lower_if, r.up_Bps)), "{}: the lower end sends up: {lower:?}", l.segment);
+            assert!(upper.contains(&tbf(&l.upper_if, r.down_Bps)), "{}: the upper end sends down: {upper:?}", l.segment);
+        }
         let psw = node_commands(&plan, topo::Node::PrefillSwitch);
         assert!(psw.iter().any(|l| l.starts_with("route add") && l.contains("dev s-np0")), "{psw:?}");
         assert_eq!(tbf_burst(1e6, 9000), 5 * 9014, "slow links: five frames");

@@ -8,30 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::EmulateError;
 
-/// Directory where `ip netns` keeps named namespaces.
-pub const NETNS_DIR: &str = "/run/netns";
-
-/// Makes `cmd` start inside network namespace `ns`: the child calls setns(2) between fork and
-/// exec. Unlike `ip -n` / `ip netns exec`, this needs no mount-namespace work (which fails
-/// where / is not a mount point, e.g. in a chroot). Keep the returned file until `spawn`.
-pub fn in_netns(cmd: &mut Command, ns: &str) -> Result<std::fs::File, EmulateError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let nsfile = std::fs::File::open(Path::new(NETNS_DIR).join(ns))
-        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
-    let nsfd = nsfile.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and only calls setns(2), which
-    // is async-signal-safe; the caller keeps `nsfile` open until the spawn, so `nsfd` is valid.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(nsfile)
-}
+pub use crate::control::netns::{enter, in_netns, NETNS_DIR};
 
 /// Gives `cmd` (already entering a network namespace, see [`in_netns`]) its own mount
 /// namespace with a sysfs of that network namespace on /sys, as `ip netns exec` does: libraries
@@ -151,14 +128,6 @@ fn alive(pid: i32) -> bool {
         Ok(s) => !s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
-}
-
-/// Moves the calling thread into the named network namespace.
-pub fn enter(ns: &str) -> Result<(), EmulateError> {
-    let path = Path::new(NETNS_DIR).join(ns);
-    let f = std::fs::File::open(&path).map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })?;
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| EmulateError::Enter { netns: ns.into(), message: e.to_string() })
 }
 
 /// Sets network sysctls (paths under /proc/sys, e.g. `net/ipv4/ip_forward`) inside `ns`.

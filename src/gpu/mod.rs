@@ -17,7 +17,8 @@ pub mod gate;
 pub mod hip;
 pub mod memory;
 pub mod nvml;
-pub mod pci;
+/// PCI addresses: moved down to [`crate::pci`] (the RDMA backend uses them too); this path stays.
+pub use crate::pci;
 pub mod staging;
 
 use cudarc::driver::{result::DriverError, sys};

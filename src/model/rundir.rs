@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::results::{Measurement, Results};
 use super::RESULTS_SCHEMA;
-use crate::error::InputError;
+use crate::error::{Classified, ExitClass, InputError};
 
 /// File name of the results.
 pub const RESULTS_FILE: &str = "results.json";
@@ -48,10 +48,13 @@ pub enum RunDirError {
     },
 }
 
-impl RunDirError {
-    /// True for errors in the user's input (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
-        matches!(self, RunDirError::Input(_))
+impl Classified for RunDirError {
+    /// A file that does not load or a run in the way is bad input; a failed write is not.
+    fn exit_class(&self) -> ExitClass {
+        match self {
+            RunDirError::Input(_) => ExitClass::BadInput,
+            RunDirError::Io { .. } => ExitClass::Runtime,
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub enum PayloadError {
     Spec(#[from] crate::spec::SpecError),
 }
 
+impl crate::error::Classified for PayloadError {
+    /// Every PayloadError is about the user's input.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
+}
+
 /// Element type of activations and KV entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -43,6 +43,13 @@ pub enum PredictError {
     Payload(#[from] crate::payload::PayloadError),
 }
 
+impl crate::error::Classified for PredictError {
+    /// Every PredictError is about the user's input.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
+}
+
 /// How far the calibration identifies what limits a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -80,7 +87,7 @@ impl Bottleneck {
     /// In words; a lower bound is never shown as a capacity.
     pub fn describe(&self) -> String {
         let hop = self.hop.map(|h| h.to_string()).unwrap_or_default();
-        let rate = rate_text(self.rate_Bps);
+        let rate = crate::units::fmt_rate(self.rate_Bps);
         match self.limit {
             Limit::Identified => format!("{hop} {rate} (identified)"),
             Limit::SeriesGroup => format!(
@@ -91,31 +98,12 @@ impl Bottleneck {
             Limit::LowerBoundOnly => {
                 let known = self
                     .slowest_identified
-                    .map(|(h, c)| format!("; slowest identified: {h} {}", rate_text(c)))
+                    .map(|(h, c)| format!("; slowest identified: {h} {}", crate::units::fmt_rate(c)))
                     .unwrap_or_default();
                 format!("LOWER BOUND ONLY: {hop} >= {rate}, not a capacity (time is an upper bound){known}")
             }
         }
     }
-}
-
-/// A rate in SI units (1 MB/s = 1e6 B/s), four significant digits.
-fn rate_text(bps: f64) -> String {
-    let (div, unit) = match bps {
-        b if b >= 1e9 => (1e9, "GB/s"),
-        b if b >= 1e6 => (1e6, "MB/s"),
-        b if b >= 1e3 => (1e3, "kB/s"),
-        _ => (1.0, "B/s"),
-    };
-    let v = bps / div;
-    let decimals = if v >= 100.0 {
-        1
-    } else if v >= 10.0 {
-        2
-    } else {
-        3
-    };
-    format!("{v:.decimals$} {unit}")
 }
 
 /// One route's transfer.

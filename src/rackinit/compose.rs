@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::describe::HostDescription;
 use super::inventory::{HostSpec, Place, RackInventory};
+use super::HostDescription;
 use super::RackInitError;
 use crate::error::InputError;
 use crate::model::rack::{Choice, HostEntry, HostFacts, HostRole, RouteEndpoints};

@@ -5,17 +5,16 @@
 //! check` re-verifies a rack file against the live hosts.
 
 pub mod compose;
-pub mod describe;
 pub mod inventory;
 pub mod verify;
 
 use std::time::Duration;
 
-pub use describe::{HostDescription, Interface, RdmaPort};
+pub use crate::control::describe::{HostDescription, Interface, RdmaPort};
 pub use inventory::{HostSpec, Place, RackInventory};
 
 use crate::control::{Client, ControlError};
-use crate::error::InputError;
+use crate::error::{Classified, ExitClass, InputError};
 
 /// How long connecting to and hearing from an agent may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,13 +71,13 @@ pub enum RackInitError {
     },
 }
 
-impl RackInitError {
-    /// True for errors of the inventory or of a host's make-up (exit 2); a route that fails
+impl Classified for RackInitError {
+    /// Errors of the inventory or of a host's make-up are bad input (exit 2); a route that fails
     /// between reachable hosts and an I/O failure are run-time failures (exit 3).
-    pub fn is_bad_input(&self) -> bool {
+    fn exit_class(&self) -> ExitClass {
         match self {
-            RackInitError::Input(_) | RackInitError::Agent { .. } | RackInitError::Role { .. } => true,
-            RackInitError::Route { .. } | RackInitError::Io { .. } => false,
+            RackInitError::Input(_) | RackInitError::Agent { .. } | RackInitError::Role { .. } => ExitClass::BadInput,
+            RackInitError::Route { .. } | RackInitError::Io { .. } => ExitClass::Runtime,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Unavailable;
-use crate::gpu::PciAddr;
+use crate::pci::PciAddr;
 
 /// A NIC named in flow options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use crate::model::calibration::{AlphaBeta, Method};
 use crate::model::results::{MeasurementKind, Results};
 use crate::model::Calibration;
 use crate::spec::{Dir, PathRef, RouteKind, SegmentId};
-use crate::verdict::units::{fmt_bytes, fmt_rate};
+use crate::units::{fmt_bytes, fmt_rate};
 use crate::verdict::{AcceptReport, Change, CompareReport, ItemKind, Outcome};
 
 /// What goes into the report.

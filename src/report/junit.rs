@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::verdict::units::fmt_rate;
+use crate::units::fmt_rate;
 use crate::verdict::{AcceptReport, Change, CompareReport, ItemKind, Outcome};
 
 /// Escapes text for XML attributes and content.

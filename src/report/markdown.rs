@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::verdict::units::fmt_rate;
+use crate::units::fmt_rate;
 use crate::verdict::{AcceptReport, Change, CompareReport, Outcome};
 
 fn opt_rate(v: Option<f64>) -> String {

@@ -6,7 +6,7 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 use crate::model::calibration::AlphaBeta;
-use crate::verdict::units::rate_scale;
+use crate::units::rate_scale;
 
 /// Any plotters error, as text (the report says which plot failed instead of panicking).
 pub type PlotResult = Result<String, String>;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 
 use crate::spec::{RackShape, SegmentId, SegmentKind};
-use crate::verdict::units::fmt_rate;
+use crate::units::fmt_rate;
 use crate::verdict::Outcome;
 
 /// One direction's figure on an edge.

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::control::{Client, ControlError};
+use crate::error::Classified;
 use crate::model::rack::HostEntry;
 use crate::spec::{Hop, PathRef, SegmentId};
 
@@ -202,7 +203,7 @@ pub fn hosts_of(flows: &[Resolved]) -> Vec<HostEntry> {
 /// input, a transport that cannot start, a run directory that cannot be written) come back as
 /// they were: they end the run.
 pub fn diagnose(err: RunError, flows: &[Resolved], token: &str) -> Result<Fault, RunError> {
-    if err.is_bad_input() || matches!(err, RunError::RunDir(_) | RunError::Emulate(_)) {
+    if err.is_bad_input() || matches!(err, RunError::RunDir(_) | RunError::Netns(_)) {
         return Err(err);
     }
     let (cause, gone) = match &err {

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU64;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control::ControlError;
-use crate::error::InputError;
+use crate::error::{Classified, ExitClass, InputError};
 use crate::model::results::{Measurement, RackSummary, Results, Skipped, Waiver, RESULTS_SCHEMA};
 use crate::model::{Provenance, RackFile, ResultsDir, RunDirError, RunWriter, Start};
 use crate::payload::Payloads;
@@ -62,29 +62,34 @@ pub enum RunError {
     },
     /// Joining the rack's control namespace failed.
     #[error(transparent)]
-    Emulate(#[from] crate::emulate::EmulateError),
+    Netns(#[from] crate::control::netns::NetnsError),
     /// The run directory refused the run (bad input) or could not be written.
     #[error(transparent)]
     RunDir(#[from] RunDirError),
 }
 
-impl RunError {
-    /// True for errors in the user's input (exit code 2).
-    pub fn is_bad_input(&self) -> bool {
+impl Classified for RunError {
+    /// Bad input as the wrapped error says; the control plane and the agents fail at run time.
+    fn exit_class(&self) -> ExitClass {
         match self {
-            RunError::Input(_) => true,
-            RunError::Emulate(e) => e.is_bad_input(),
-            RunError::RunDir(e) => e.is_bad_input(),
-            RunError::Control(_) | RunError::Agent { .. } | RunError::Unresponsive { .. } | RunError::DataPlane { .. } => false,
+            RunError::Input(e) => e.exit_class(),
+            RunError::RunDir(e) => e.exit_class(),
+            RunError::Control(_)
+            | RunError::Netns(_)
+            | RunError::Agent { .. }
+            | RunError::Unresponsive { .. }
+            | RunError::DataPlane { .. } => ExitClass::Runtime,
         }
     }
+}
 
+impl RunError {
     /// The agent an error came from (or names as not answering), when there is one.
     pub fn host(&self) -> Option<&str> {
         match self {
             RunError::Control(e) | RunError::DataPlane { source: e } => Some(e.host()),
             RunError::Agent { host, .. } | RunError::Unresponsive { host, .. } => Some(host),
-            RunError::Input(_) | RunError::Emulate(_) | RunError::RunDir(_) => None,
+            RunError::Input(_) | RunError::Netns(_) | RunError::RunDir(_) => None,
         }
     }
 
@@ -245,7 +250,7 @@ pub fn run(
     let token = crate::control::read_token(&token_path)?;
     let mut writer = ResultsDir::create(out_dir, header(rack, opts), opts.start)?;
     if let Some(ns) = &rack.control_netns {
-        crate::emulate::netns::enter(ns)?;
+        crate::control::netns::enter(ns)?;
     }
     let plan = pending(experiments, sizes, opts, &writer);
     let bar = progress_bar(opts.progress, plan.len() as u64);
@@ -411,7 +416,7 @@ fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &
     let mut left = sizes.into_iter();
     while let Some((k, bytes)) = left.next() {
         if sh.opts.progress && sh.opts.max_parallel <= 1 {
-            sh.bar.set_message(format!("{} {}", exp.name, human_bytes(bytes)));
+            sh.bar.set_message(format!("{} {}", exp.name, crate::units::fmt_bytes(bytes)));
         }
         let ev = match measure::measure(&mut ctx, exp, bytes) {
             Ok(Ok(m)) => Event::Measured(Box::new(m)),
@@ -507,22 +512,6 @@ fn progress_bar(show: bool, len: u64) -> ProgressBar {
     bar
 }
 
-/// Bytes with a binary unit, e.g. `16 MiB`.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,8 +529,6 @@ mod tests {
         assert_eq!(s.iter().filter(|(n, _)| !e[*n].is_solo()).map(|x| x.1).collect::<Vec<_>>(), vec![16 << 20; 3]);
         assert_eq!(default_sizes(false).first(), Some(&4096));
         assert_eq!(default_sizes(false).last(), Some(&(64 << 20)));
-        assert_eq!(human_bytes(16 << 20), "16 MiB");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
         let mut o = RunOptions::full();
         o.per_route = hardware_transports();
         assert_eq!(o.transport_of(RouteKind::PrefillToDecode), TransportKind::GpudirectRdma);

@@ -8,6 +8,7 @@ use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind,
 use crate::model::{Provenance, Results, RESULTS_SCHEMA};
 use crate::spec::{Dir, Experiment, Hop, HopOptions, PathRef, RackShape, RouteSet};
 use crate::stats::rng::SplitMix64;
+use crate::stats::{RATE_QUANTUM, TIME_QUANTUM};
 
 /// How to synthesize a run.
 #[derive(Debug, Clone)]
@@ -43,25 +44,19 @@ pub fn random_truth(shape: &RackShape, seed: u64, lo: f64, hi: f64) -> Capacitie
     out
 }
 
-/// Summary of a sample (median, mean with a normal 95% interval, extremes, p99, stddev).
-pub fn summarize(xs: &[f64]) -> Summary {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let q = |p: f64| v[((p * (n - 1) as f64).round() as usize).min(n - 1)];
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let sd = (n > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
-    let half = sd.map(|s| 1.96 * s / (n as f64).sqrt());
-    Summary {
-        p50: if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) },
-        mean,
-        ci95_low: half.map(|h| mean - h),
-        ci95_high: half.map(|h| mean + h),
-        min: v[0],
-        max: v[n - 1],
-        p99: Some(q(0.99)),
-        stddev: sd,
-    }
+/// The runner's summary ([`crate::stats::summarize`]) of a synthetic sample, B/s or seconds
+/// (`quantum` as there). A sample is empty only when `samples` is 0: then every figure is NaN.
+fn summarize(xs: &[f64], quantum: f64) -> Summary {
+    crate::stats::summarize(xs, quantum).unwrap_or(Summary {
+        p50: f64::NAN,
+        mean: f64::NAN,
+        ci95_low: None,
+        ci95_high: None,
+        min: f64::NAN,
+        max: f64::NAN,
+        p99: None,
+        stddev: None,
+    })
 }
 
 /// Runs every experiment at every size and returns the results a runner would have written.
@@ -162,8 +157,8 @@ fn synth_measurement(
             path: *path,
             segments: segments.clone(),
             payload_bytes: size,
-            goodput_Bps: summarize(&goodputs),
-            transfer_time_s: summarize(&times),
+            goodput_Bps: summarize(&goodputs, RATE_QUANTUM),
+            transfer_time_s: summarize(&times, TIME_QUANTUM),
             samples: cfg.samples as u64,
             warmup: 0,
             stop: StopReason::SampleCap,
@@ -177,8 +172,8 @@ fn synth_measurement(
         let meds: Vec<f64> = results.iter().map(|f| f.goodput_Bps.p50).collect();
         let (lo, hi) = meds.iter().fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
         Aggregate {
-            goodput_sum_Bps: summarize(&sums),
-            makespan_s: Some(summarize(&rounds)),
+            goodput_sum_Bps: summarize(&sums, RATE_QUANTUM),
+            makespan_s: Some(summarize(&rounds, TIME_QUANTUM)),
             fairness_max_over_min: Some(hi / lo),
         }
     });

@@ -86,6 +86,13 @@ pub enum SpecError {
     },
 }
 
+impl crate::error::Classified for SpecError {
+    /// Every SpecError is about the user's input.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
+}
+
 /// Most pipeline stages (PP_prefill, PP_decode) a shape may have.
 pub const MAX_STAGES: usize = 1024;
 /// Most IB cards (Num_IB_Cards) a shape may have.

@@ -76,14 +76,19 @@ pub fn summarize(x: &[f64], quantum: f64) -> Option<Summary> {
     })
 }
 
+/// The histogram quantum of rates: 1 B/s.
+pub const RATE_QUANTUM: f64 = 1.0;
+/// The histogram quantum of times: 1 ns, in seconds.
+pub const TIME_QUANTUM: f64 = 1e-9;
+
 /// Goodput summary (B/s).
 pub fn summarize_rate(x: &[f64]) -> Option<Summary> {
-    summarize(x, 1.0)
+    summarize(x, RATE_QUANTUM)
 }
 
 /// Time summary (seconds, nanosecond resolution).
 pub fn summarize_time(x: &[f64]) -> Option<Summary> {
-    summarize(x, 1e-9)
+    summarize(x, TIME_QUANTUM)
 }
 
 /// Indexes of Tukey outliers (outside 1.5 x IQR beyond the quartiles); none below 4 samples.

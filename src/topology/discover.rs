@@ -10,19 +10,10 @@ use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::TypeFilter;
 use hwlocality::Topology;
 
+use super::isolate::hwloc_lock;
 use super::model::{NodeKind, OsDevice, OsDeviceKind, PciNode, Source, SourceKind};
 use super::xmlcheck;
 use super::TopologyError;
-
-/// Held around every use of hwloc in this process and around the fork of an isolated load:
-/// hwloc keeps process-wide mutexes, and a child forked while another thread holds one of
-/// them would wait on it forever.
-pub(crate) static HWLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Takes [`HWLOC`] (a panic elsewhere while holding it leaves nothing of hwloc half-done).
-pub(crate) fn hwloc_lock() -> std::sync::MutexGuard<'static, ()> {
-    HWLOC.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Builds the PCI tree of this machine.
 pub fn live() -> Result<(Vec<PciNode>, Source), TopologyError> {

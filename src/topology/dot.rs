@@ -8,7 +8,8 @@ use std::fmt::Write;
 
 use super::conformance::{common_switch, Role};
 use super::inventory::{ancestors, bridge_unit, link_above};
-use super::model::{NodeKind, TopologyReport};
+use super::model::NodeKind;
+use super::report::TopologyReport;
 use crate::spec::{SegmentId, SegmentKind};
 
 /// Spec segment names of the links above tree nodes, from the role mapping.

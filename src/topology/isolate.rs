@@ -14,6 +14,16 @@ use serde::{Deserialize, Serialize};
 use super::model::{PciNode, Source};
 use super::TopologyError;
 
+/// Held around every use of hwloc in this process and around the fork of an isolated load:
+/// hwloc keeps process-wide mutexes, and a child forked while another thread holds one of
+/// them would wait on it forever.
+pub(crate) static HWLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`HWLOC`] (a panic elsewhere while holding it leaves nothing of hwloc half-done).
+pub(crate) fn hwloc_lock() -> std::sync::MutexGuard<'static, ()> {
+    HWLOC.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const ADVICE: &str = "the file is not a consistent hwloc topology (hand-edited or corrupted?): \
                       export it again with `lstopo-no-graphics --whole-io --of xml FILE`";
 
@@ -35,7 +45,7 @@ where
     let (err_r, err_w) = pipe().map_err(|e| fail("pipe", e))?;
     // No thread of this process is inside hwloc while the lock is held, so the child cannot
     // inherit one of hwloc's mutexes locked.
-    let guard = super::discover::hwloc_lock();
+    let guard = hwloc_lock();
     // SAFETY: the child only runs `load` (hwloc and allocation; glibc's malloc is fork-safe),
     // writes to its pipes and leaves with `_exit`, never returning into the caller's stack.
     let forked = unsafe { fork() }.map_err(|e| fail("fork", e));

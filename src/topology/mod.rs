@@ -14,6 +14,7 @@ pub mod locality;
 pub mod merge;
 pub mod model;
 pub mod nccl;
+pub mod report;
 pub mod smi;
 pub mod text;
 mod xmlcheck;
@@ -22,10 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub use conformance::{Check, Conformance, Role, RoleRequest, SegmentCapacity};
 pub use locality::{Locality, LocalityClass};
-pub use model::{
-    Gpu, GpuLink, GpuVendor, Nic, NicKind, NodeKind, PciNode, PeerFabric, Source, SourceKind, Switch, TopologyReport,
-    TOPOLOGY_SCHEMA,
-};
+pub use model::{Gpu, GpuLink, GpuVendor, Nic, NicKind, NodeKind, PciNode, PeerFabric, Source, SourceKind, Switch};
+pub use report::{TopologyReport, TOPOLOGY_SCHEMA};
 
 /// Errors of discovery. `Input` and `Selection` are bad input (exit 2); `Hwloc` is a run-time
 /// failure of hwloc itself.
@@ -52,12 +51,14 @@ impl TopologyError {
     pub fn input(file: &Path, message: impl Into<String>) -> Self {
         TopologyError::Input { file: file.to_path_buf(), message: message.into() }
     }
+}
 
-    /// True for errors caused by the user's input.
-    pub fn is_bad_input(&self) -> bool {
+impl crate::error::Classified for TopologyError {
+    /// A file or a device selection is bad input; hwloc failing on a valid request is not.
+    fn exit_class(&self) -> crate::error::ExitClass {
         match self {
-            TopologyError::Input { .. } | TopologyError::Selection(_) => true,
-            TopologyError::Hwloc(_) => false,
+            TopologyError::Input { .. } | TopologyError::Selection(_) => crate::error::ExitClass::BadInput,
+            TopologyError::Hwloc(_) => crate::error::ExitClass::Runtime,
         }
     }
 }

@@ -4,6 +4,7 @@ use super::discover::classify_ports;
 use super::locality::{between, LocalityClass};
 use super::model::{NodeKind, OsDevice, OsDeviceKind, PciNode};
 use super::*;
+use crate::error::Classified;
 
 /// A node; `kind` Bridge for any PCI bridge (ports are named by `classify_ports`).
 fn node(nodes: &mut Vec<PciNode>, parent: Option<usize>, kind: NodeKind, pci: &str, vd: &str, class: u16, numa: u32) -> usize {

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::model::{NodeKind, PeerFabric, SourceKind, TopologyReport};
+use super::model::{NodeKind, PeerFabric, SourceKind};
+use super::report::TopologyReport;
 
 fn speed(v: Option<f64>) -> String {
     v.map(|g| format!("{g:.2} GB/s")).unwrap_or_else(|| "speed unknown".into())

@@ -42,8 +42,8 @@ pub fn chunk_bytes(flow: &FlowSpec) -> Result<usize, String> {
     match flow.options.get("chunk_bytes") {
         None | Some(serde_json::Value::Null) => Ok(DEFAULT_CHUNK),
         Some(v) => match v.as_u64() {
-            Some(n) if (1..=crate::control::limits::MAX_CHUNK_BYTES).contains(&n) => Ok(n as usize),
-            _ => Err(format!("flow option 'chunk_bytes' is {v}: expected 1..={} bytes", crate::control::limits::MAX_CHUNK_BYTES)),
+            Some(n) if (1..=crate::transport::MAX_CHUNK_BYTES).contains(&n) => Ok(n as usize),
+            _ => Err(format!("flow option 'chunk_bytes' is {v}: expected 1..={} bytes", crate::transport::MAX_CHUNK_BYTES)),
         },
     }
 }

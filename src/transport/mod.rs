@@ -2,8 +2,8 @@
 //!
 //! # The contract
 //! A flow moves payloads from a **sender** to a **receiver**, usually in two agents on two
-//! hosts (for CUDA P2P both ends live in one agent). The control plane (see
-//! [`crate::control`]) carries the setup; the data plane is the transport's own business:
+//! hosts (for CUDA P2P both ends live in one agent). The control plane (the `control` room,
+//! one layer up) carries the setup; the data plane is the transport's own business:
 //!
 //! 1. The receiver's agent calls [`Transport::prepare_receiver`] with the [`FlowSpec`]. It
 //!    allocates what the flow needs (a listening socket, a registered buffer of
@@ -46,6 +46,12 @@ use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Largest staging chunk (`chunk_bytes` flow option), bytes (64 MiB); agents refuse larger
+/// ones before a transport sees them (the control plane states the same bound).
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+/// Largest data-plane timeout, seconds (one hour).
+pub const MAX_TIMEOUT_S: f64 = 3600.0;
 
 /// Errors of the data plane. Each names the flow and what failed.
 #[derive(Debug, thiserror::Error)]
@@ -266,10 +272,10 @@ pub struct FlowSpec {
 }
 
 impl FlowSpec {
-    /// The timeout as a [`Duration`], held to 1 ms..=[`crate::control::limits::MAX_TIMEOUT_S`]
+    /// The timeout as a [`Duration`], held to 1 ms..=[`MAX_TIMEOUT_S`]
     /// (NaN counts as the least), so no value panics here; agents refuse such flows earlier.
     pub fn timeout(&self) -> Duration {
-        let t = if self.timeout_s.is_nan() { 0.001 } else { self.timeout_s.clamp(0.001, crate::control::limits::MAX_TIMEOUT_S) };
+        let t = if self.timeout_s.is_nan() { 0.001 } else { self.timeout_s.clamp(0.001, MAX_TIMEOUT_S) };
         Duration::from_secs_f64(t)
     }
 }

@@ -66,9 +66,9 @@ impl DeviceBuffer for HostBuffer {
 pub struct StagedTcp;
 
 /// Staging chunk size from the flow options (`{"chunk_bytes": N}`), else the default; held to
-/// 1..=[`crate::control::limits::MAX_CHUNK_BYTES`] (agents refuse larger ones before this).
+/// 1..=[`crate::transport::MAX_CHUNK_BYTES`] (agents refuse larger ones before this).
 pub fn chunk_of(flow: &FlowSpec) -> usize {
-    let max = crate::control::limits::MAX_CHUNK_BYTES;
+    let max = crate::transport::MAX_CHUNK_BYTES;
     flow.options.get("chunk_bytes").and_then(|v| v.as_u64()).map(|n| n.clamp(1, max) as usize).unwrap_or(DEFAULT_CHUNK)
 }
 

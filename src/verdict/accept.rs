@@ -5,96 +5,21 @@
 //! member's floor fails as a group, since one of its members must be the slow one.
 #![allow(non_snake_case)]
 
-use std::path::Path;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::baseline::Baseline;
+pub use super::item::{AcceptInputs, CheckResult, ItemKind, ItemVerdict};
 use super::rules::{glob_match, PayloadSel, Rule, Rules, Style, Threshold};
-use super::units::fmt_rate;
 use super::Outcome;
 use crate::error::InputError;
 use crate::model::calibration::{Method, SegmentEstimate};
-use crate::model::results::{MeasurementKind, Results};
-use crate::model::Calibration;
+use crate::model::results::MeasurementKind;
 use crate::spec::{Hop, PathRef, RackShape, RouteSet};
+use crate::units::fmt_rate;
 
 /// Schema id of acceptance reports.
 pub const ACCEPT_SCHEMA: &str = "linkcal.acceptance/1";
-
-/// What acceptance judges.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AcceptInputs<'a> {
-    /// A calibration file (segments, series groups) and where it came from.
-    pub calibration: Option<(&'a Path, &'a Calibration)>,
-    /// A results file (paths) and where it came from.
-    pub results: Option<(&'a Path, &'a Results)>,
-    /// The fleet baseline for deviation rules.
-    pub baseline: Option<&'a Baseline>,
-}
-
-/// What an acceptance item is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemKind {
-    /// One segment direction (from a calibration).
-    Segment,
-    /// A series group of segment directions (only their minimum is identified).
-    Group,
-    /// One route at one payload size (from results).
-    Path,
-    /// The unidentified bottleneck of a solo route: one of several segment directions.
-    RouteBottleneck,
-}
-
-/// One threshold checked against one item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CheckResult {
-    /// Rule name.
-    pub rule: String,
-    /// Threshold style.
-    pub style: Style,
-    /// The item fails below this, B/s (null when the rule gives none or it cannot be computed).
-    pub fail_below_Bps: Option<f64>,
-    /// The item warns below this, B/s.
-    pub warn_below_Bps: Option<f64>,
-    /// This check's outcome.
-    pub outcome: Outcome,
-    /// Human-readable reason, with units.
-    pub detail: String,
-}
-
-/// The verdict on one item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ItemVerdict {
-    /// Display name, e.g. `GPU_P[0]_PCI up`, `prefill_to_decode:0->0 @ 4 MiB`, `series group G1 (...)`.
-    pub item: String,
-    /// Segment direction, group or path.
-    pub kind: ItemKind,
-    /// The segment direction (segments) or the members (groups).
-    pub hops: Vec<Hop>,
-    /// The route (paths).
-    pub path: Option<PathRef>,
-    /// Payload judged (paths), bytes.
-    pub payload_bytes: Option<u64>,
-    /// The value judged, B/s: identified capacity, lower bound, or median solo goodput.
-    pub value_Bps: Option<f64>,
-    /// True when `value_Bps` is only a lower bound.
-    pub lower_bound: bool,
-    /// How the calibration obtained it (segments).
-    pub method: Option<Method>,
-    /// Nominal rate per direction used by fraction-of-nominal checks, B/s.
-    pub nominal_Bps: Option<f64>,
-    /// Baseline value used by deviation checks, B/s.
-    pub baseline_Bps: Option<f64>,
-    /// The item's outcome: waived, else the worst of its checks.
-    pub outcome: Outcome,
-    /// Why it was waived or not measured.
-    pub reason: Option<String>,
-    /// Every check made.
-    pub checks: Vec<CheckResult>,
-}
 
 /// Counts of outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -369,7 +294,7 @@ fn check(rule: &Rule, t: &Threshold, value: &Value, nominal: Option<f64>, base: 
         ),
         Style::BaselineDeviation => (base.clone(), "vs baseline".to_string()),
     };
-    let to_bps = |x: Option<f64>, s: f64| {
+    let to_Bps = |x: Option<f64>, s: f64| {
         x.map(|x| match t.style {
             Style::Floor => x,
             Style::NominalFraction => x * s,
@@ -391,7 +316,7 @@ fn check(rule: &Rule, t: &Threshold, value: &Value, nominal: Option<f64>, base: 
             return res;
         }
     };
-    let (fail, warn) = (to_bps(t.fail, s), to_bps(t.warn, s));
+    let (fail, warn) = (to_Bps(t.fail, s), to_Bps(t.warn, s));
     res.fail_below_Bps = fail;
     res.warn_below_Bps = warn;
     let label = |x: Option<f64>, raw: Option<f64>| match (x, raw, t.style) {
@@ -533,7 +458,7 @@ fn path_item(p: PathRef, sel: PayloadSel, rules: &[&Rule], inputs: &AcceptInputs
     };
     let mut item = ItemVerdict {
         item: match payload {
-            Some(b) => format!("{p} @ {}", super::units::fmt_bytes(b)),
+            Some(b) => format!("{p} @ {}", crate::units::fmt_bytes(b)),
             None => p.to_string(),
         },
         kind: ItemKind::Path,

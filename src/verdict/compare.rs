@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::Baseline;
 use super::bootstrap::{change_interval_from_ci, median, median_change_interval, MIN_SAMPLES};
-use super::units::fmt_bytes;
 use crate::error::InputError;
 use crate::model::calibration::Method;
 use crate::model::results::{FlowResult, MeasurementKind, Results, Summary};
 use crate::model::Calibration;
 use crate::spec::{Hop, PathRef};
+use crate::units::fmt_bytes;
 
 /// Schema id of comparison reports.
 pub const COMPARE_SCHEMA: &str = "linkcal.compare/1";

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use super::accept::{AcceptInputs, ItemKind, ItemVerdict};
-use super::units::{fmt_bytes, fmt_rate};
+use super::item::{AcceptInputs, ItemKind, ItemVerdict};
 use super::Outcome;
 use crate::model::results::MeasurementKind;
 use crate::model::Calibration;
 use crate::spec::{Hop, PathRef};
+use crate::units::{fmt_bytes, fmt_rate};
 
 /// A segment direction shown faster than a route's goodput by more than this fraction is not
 /// a candidate for its bottleneck.

@@ -7,8 +7,8 @@ mod baseline;
 pub mod bootstrap;
 pub mod compare;
 mod inferred;
+mod item;
 pub mod rules;
-pub mod units;
 
 pub use accept::{accept, AcceptInputs, AcceptReport, Baseline, CheckResult, ItemKind, ItemVerdict, ACCEPT_SCHEMA};
 pub use compare::{compare, Change, CompareOptions, CompareReport, CompareRow, COMPARE_SCHEMA};

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::units::parse_rate;
 use crate::error::InputError;
 use crate::spec::{Dir, HopOptions, RackShape, RouteKind, RouteSet, SegmentId};
+use crate::units::parse_rate;
 
 /// Schema id of rules files.
 pub const RULES_SCHEMA: &str = "linkcal.rules/1";

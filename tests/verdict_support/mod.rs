@@ -10,6 +10,7 @@ use linkcal::model::calibration::{AlphaBeta, Method, PathModel, RawPoint, Segmen
 use linkcal::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, StopReason, Summary};
 use linkcal::model::{Calibration, Provenance, Results};
 use linkcal::spec::{Dir, Hop, HopOptions, RackShape, RouteKind, RouteSet, SegmentId};
+use linkcal::stats::rng::SplitMix64;
 
 /// A rack with known rates.
 #[derive(Clone)]
@@ -86,16 +87,10 @@ impl Synth {
         hops.iter().map(|h| self.rates[h]).fold(f64::INFINITY, f64::min)
     }
 
-    fn noise_seq(&self, salt: u64) -> impl Iterator<Item = f64> + '_ {
-        let mut x = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        std::iter::repeat_with(move || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
+    /// Uniform noise in [-1, 1), one stream per seed and salt.
+    fn noise_seq(&self, salt: u64) -> impl Iterator<Item = f64> {
+        let mut rng = SplitMix64::new(self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        std::iter::repeat_with(move || rng.range(-1.0, 1.0))
     }
 
     fn flow(&self, hops: &[Hop], path: linkcal::spec::PathRef, bytes: u64, rate: f64, salt: u64) -> FlowResult {
@@ -106,8 +101,8 @@ impl Synth {
             path,
             segments: hops.to_vec(),
             payload_bytes: bytes,
-            goodput_Bps: summary(&good),
-            transfer_time_s: summary(&times),
+            goodput_Bps: rate_summary(&good),
+            transfer_time_s: time_summary(&times),
             samples: times.len() as u64,
             warmup: 2,
             stop: StopReason::Converged,
@@ -151,7 +146,11 @@ impl Synth {
             started_at: "2026-11-24T00:00:00Z".into(),
             duration_s: 1.0,
             flows,
-            aggregate: Some(Aggregate { goodput_sum_Bps: summary(&sum), makespan_s: None, fairness_max_over_min: Some(1.0) }),
+            aggregate: Some(Aggregate {
+                goodput_sum_Bps: rate_summary(&sum),
+                makespan_s: None,
+                fairness_max_over_min: Some(1.0),
+            }),
         });
         Results {
             schema: "linkcal.results/1".into(),
@@ -300,23 +299,14 @@ pub fn provenance() -> Provenance {
     }
 }
 
-pub fn summary(x: &[f64]) -> Summary {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let mut s = x.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let half = 1.96 * sd / n.sqrt();
-    Summary {
-        p50: s[s.len() / 2],
-        mean,
-        ci95_low: Some(mean - half),
-        ci95_high: Some(mean + half),
-        min: s[0],
-        max: s[s.len() - 1],
-        p99: Some(s[((s.len() - 1) as f64 * 0.99) as usize]),
-        stddev: Some(sd),
-    }
+/// The runner's summary of a rate sample, B/s (the library's one summary builder).
+pub fn rate_summary(x: &[f64]) -> Summary {
+    linkcal::stats::summarize_rate(x).expect("a sample of at least one transfer")
+}
+
+/// The runner's summary of a time sample, seconds.
+pub fn time_summary(x: &[f64]) -> Summary {
+    linkcal::stats::summarize_time(x).expect("a sample of at least one transfer")
 }
 
 /// A rules file judging every spec segment direction and spec path at 0.95 of `synth`'s truth

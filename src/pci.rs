@@ -25,6 +25,13 @@ pub struct PciAddr {
 #[error("'{0}' is not a PCI address (expected [domain:]bus:device.function in hex, e.g. 0000:3b:00.0)")]
 pub struct PciAddrError(pub String);
 
+impl crate::error::Classified for PciAddrError {
+    /// Every PciAddrError is about the user's input.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
+}
+
 impl FromStr for PciAddr {
     type Err = PciAddrError;
 
