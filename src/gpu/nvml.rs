@@ -8,7 +8,7 @@
 //!
 //! [`pair_facts`] only gathers what NVML says about a pair ([`PairFacts`], plain data); the
 //! decision (NVLink, switch-local PCIe, across the root complex) is made device-free in
-//! [`crate::hwprobe::peer`].
+//! `hwprobe::peer` (above this room).
 #![allow(non_camel_case_types, non_snake_case)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
@@ -231,7 +231,7 @@ pub enum RemoteEnd {
     Unknown,
 }
 
-/// What NVML says about GPU pair (a, b); plain data, decided on in [`crate::hwprobe::peer`].
+/// What NVML says about GPU pair (a, b); plain data, decided on in `hwprobe::peer` (above this room).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PairFacts {
     /// `nvmlDeviceGetP2PStatus(a, b, NVML_P2P_CAPS_INDEX_NVLINK)` is `NVML_P2P_STATUS_OK`
