@@ -16,7 +16,7 @@ mod loopback_support;
 mod nixl_support;
 
 use loopback_support::{free_addr, Agents};
-use nixl_support::{nixl_venv, per_payload};
+use nixl_support::{nixl_venv, per_payload, run_path2};
 
 /// Environment that hides every NIXL linkcal could find.
 const NIXL_VARS: [&str; 4] = ["VIRTUAL_ENV", "LINKCAL_NIXL_LIB", "NIXL_PREFIX", "LD_LIBRARY_PATH"];
@@ -59,16 +59,7 @@ fn rack(dir: &Path, venv: Option<&Path>, agents: &mut Agents) -> PathBuf {
 
 /// `linkcal run` of Path 2 on the rack; returns (exit code, stderr, results.json if written).
 fn run(rack: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, Option<serde_json::Value>) {
-    let o = Command::new(cargo_bin("linkcal"))
-        .args(["run", "--paths", "prefill_to_decode:0->0", "--contention", "none", "--quick", "--no-progress", "--rack"])
-        .arg(rack)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    let results = std::fs::read_to_string(out.join("results.json")).ok().map(|s| serde_json::from_str(&s).unwrap());
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), results)
+    run_path2(rack, out, "prefill_to_decode:0->0", &[&["--contention", "none"], extra].concat())
 }
 
 #[test]

@@ -39,3 +39,18 @@ pub fn nixl_venv() -> Option<PathBuf> {
     }
     Some(venv)
 }
+
+/// `linkcal run --rack RACK --out OUT` of the Path-2 routes `paths` (quick, no progress) with
+/// `extra`; returns (exit code, stderr, results.json if written).
+pub fn run_path2(rack: &Path, out: &Path, paths: &str, extra: &[&str]) -> (Option<i32>, String, Option<serde_json::Value>) {
+    let o = Command::new(assert_cmd::cargo::cargo_bin("linkcal"))
+        .args(["run", "--paths", paths, "--quick", "--no-progress", "--rack"])
+        .arg(rack)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let results = std::fs::read_to_string(out.join("results.json")).ok().map(|s| serde_json::from_str(&s).unwrap());
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), results)
+}
