@@ -187,7 +187,8 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
         assert!(r.measurements.is_empty());
     }
 
-    // A dead agent: the run fails naming it, and keeps what finished before.
+    // A dead agent: the run names it (not the live sender), goes on with what does not need it,
+    // lists what it skipped and exits 1; the journal keeps what finished.
     let ns = format!("{prefix}_dg1");
     let pids = String::from_utf8(Command::new("ip").args(["netns", "pids", &ns]).output().unwrap().stdout).unwrap();
     for p in pids.split_whitespace() {
@@ -202,10 +203,16 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(3), "{err}");
-    assert!(err.contains("gpu_d1"), "{err}");
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("agent gpu_d1 is gone"), "{err}");
     let kept = std::fs::read_to_string(out2.join("journal.jsonl")).unwrap();
-    assert_eq!(kept.lines().count(), 2, "P1 0->1 and P2 0->0 finished before P2 1->1 needed gpu_d1");
+    assert_eq!(kept.lines().count(), 2, "P1 0->1 and P2 0->0 do not need gpu_d1; P2 1->1 and P3 0->1 do");
+    let r2: Results = serde_json::from_str(&std::fs::read_to_string(out2.join("results.json")).unwrap()).unwrap();
+    let skipped: Vec<&str> = r2.skipped.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(r2.skipped.iter().all(|s| s.host.as_deref() == Some("gpu_d1")), "{:?}", r2.skipped);
+    assert!(skipped.iter().any(|id| id.contains("prefill_to_decode:1->1")), "{skipped:?}");
+    assert!(skipped.iter().any(|id| id.contains("decode_inter_rank:0->1")), "{skipped:?}");
 
     drop(_guard);
     let left: Vec<_> = std::fs::read_dir("/run/netns")

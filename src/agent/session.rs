@@ -353,6 +353,9 @@ pub fn run_window(
         let timed = timed_transfers(sender.as_mut(), &w, t0, &mut r);
         stop.store(true, Ordering::Relaxed);
         if let Some(h) = sampler {
+            // Wake it now: a sampler asleep until its next tick would hold the window open
+            // (and leave the link idle, refilling the emulator's buckets) for up to a tick.
+            h.thread().unpark();
             r.delivered = h.join().unwrap_or_default();
         }
         timed
@@ -392,7 +395,7 @@ fn sample_delivered(
     let mut out = vec![(t_first, 0)];
     let mut every = DELIVERY_SAMPLE;
     loop {
-        std::thread::sleep(every);
+        std::thread::park_timeout(every);
         let done = stop.load(Ordering::Relaxed);
         let Some(b) = probe() else { return Vec::new() };
         out.push((t0.elapsed().as_secs_f64(), b.saturating_sub(base)));
