@@ -46,7 +46,8 @@
 //! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents; `link`:
 //!   what keeps its shaping exact (offloads off, congestion control per socket, veth capacity).
 //! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, resume; `waves`:
-//!   experiments that share no segment and no host, run side by side.
+//!   experiments that share no segment and no host, run side by side; `aggregate`: what a
+//!   contended set carried, from delivered bytes; `fault`: dead and stalled agents.
 //! - [`rackinit`]: a real rack's rack file from an inventory: agents describe their hosts, roles
 //!   and routes are chosen and checked (`linkcal rack init|check`).
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.

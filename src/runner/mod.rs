@@ -5,6 +5,7 @@
 //! measurement to `journal.jsonl` (fsynced) before the next starts, `results.json` and
 //! `results.csv` at the end; `--resume` continues a run there.
 
+pub mod aggregate;
 pub mod fault;
 pub mod measure;
 pub mod resolve;
