@@ -5,17 +5,12 @@
 //! The NIXL wheel comes from `scripts/nixl-venv` (pinned, no torch). Without it the NIXL
 //! measurements print a waiver, except under `CI=true`, where they fail.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use assert_cmd::cargo::cargo_bin;
 
 mod loopback_support;
 mod nixl_support;
 
-use loopback_support::{free_addr, Agents};
+use loopback_support::{start_agents, Agents};
 use nixl_support::{nixl_venv, per_payload, run_path2};
 
 /// Environment that hides every NIXL linkcal could find.
@@ -23,28 +18,14 @@ const NIXL_VARS: [&str; 4] = ["VIRTUAL_ENV", "LINKCAL_NIXL_LIB", "NIXL_PREFIX", 
 
 /// A (1,1,1) rack of two agents on loopback, with `venv` as their VIRTUAL_ENV (None: no NIXL).
 fn rack(dir: &Path, venv: Option<&Path>, agents: &mut Agents) -> PathBuf {
-    let token = dir.join("token");
-    std::fs::write(&token, "tok\n").unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let addrs = [free_addr(), free_addr()];
-    for (name, addr) in ["gpu_p0", "gpu_d0"].iter().zip(&addrs) {
-        let mut cmd = Command::new(cargo_bin("linkcal"));
-        cmd.args(["agent", "--listen", addr, "--name", name, "--token-file"]).arg(&token);
+    let addrs = start_agents(dir, &["gpu_p0", "gpu_d0"], agents, |cmd| {
         for v in NIXL_VARS {
             cmd.env_remove(v);
         }
         if let Some(v) = venv {
             cmd.env("VIRTUAL_ENV", v);
         }
-        agents.0.push(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    }
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "agent at {addr} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    });
     let host = |name: &str, role: &str, addr: &str| serde_json::json!({"name": name, "role": role, "index": 0, "control_addr": addr, "data_addr": "127.0.0.1", "netns": null});
     let rack = serde_json::json!({
         "schema": "linkcal.rack/2",

@@ -4,7 +4,6 @@
 //! need that agent, lists what it skipped in results.json, and exits 1.
 
 use std::io::BufRead;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,7 +14,7 @@ use linkcal::runner::fault::{HEARTBEAT_S, PROBE_TIMEOUT_S, STALL_MARGIN_S};
 
 mod loopback_support;
 
-use loopback_support::{free_addr, Agents};
+use loopback_support::{start_agents, Agents};
 
 /// The agents of the rack, in the order of `Agents`.
 const NAMES: [&str; 3] = ["gpu_p0", "gpu_d0", "gpu_d1"];
@@ -26,27 +25,7 @@ const RUN_LIMIT_S: u64 = 120;
 
 /// A (1,2,1) rack of `gpu_p0`, `gpu_d0`, `gpu_d1` on loopback, one agent each.
 fn rack(dir: &Path, agents: &mut Agents) -> PathBuf {
-    let token = dir.join("token");
-    std::fs::write(&token, "tok\n").unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let addrs: Vec<String> = NAMES.iter().map(|_| free_addr()).collect();
-    for (name, addr) in NAMES.iter().zip(&addrs) {
-        let child = Command::new(cargo_bin("linkcal"))
-            .args(["agent", "--listen", addr, "--name", name, "--token-file"])
-            .arg(&token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        agents.0.push(child);
-    }
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "agent at {addr} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let addrs = start_agents(dir, &NAMES, agents, |_| {});
     let host = |name: &str, role: &str, index: usize, addr: &str| serde_json::json!({"name": name, "role": role, "index": index, "control_addr": addr, "data_addr": "127.0.0.1", "netns": null});
     let rack = serde_json::json!({
         "schema": "linkcal.rack/2",

@@ -1,41 +1,19 @@
 //! `linkcal run` against agents on loopback: protocol 2 end to end, the agent's name checked
 //! against the rack file, and flags checked against the agents' limits before anything runs.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use assert_cmd::cargo::cargo_bin;
 
 mod loopback_support;
 
-use loopback_support::{free_addr, Agents};
+use loopback_support::{start_agents, Agents};
 
 /// A (1,1,1) rack of `gpu_p0` and `gpu_d0` on loopback; `names` are the names the agents at
 /// those two addresses call themselves. Returns the rack file.
 fn rack(dir: &Path, names: [&str; 2], agents: &mut Agents) -> PathBuf {
-    let token = dir.join("token");
-    std::fs::write(&token, "tok\n").unwrap();
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let addrs = [free_addr(), free_addr()];
-    for (name, addr) in names.iter().zip(&addrs) {
-        let child = Command::new(cargo_bin("linkcal"))
-            .args(["agent", "--listen", addr, "--name", name, "--token-file"])
-            .arg(&token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        agents.0.push(child);
-    }
-    for addr in &addrs {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "agent at {addr} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let addrs = start_agents(dir, &names, agents, |_| {});
     let host = |name: &str, role: &str, addr: &str| serde_json::json!({"name": name, "role": role, "index": 0, "control_addr": addr, "data_addr": "127.0.0.1", "netns": null});
     let rack = serde_json::json!({
         "schema": "linkcal.rack/2",
