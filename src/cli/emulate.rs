@@ -46,6 +46,10 @@ pub struct UpArgs {
     /// Remove leftovers of this prefix first instead of failing.
     #[arg(long)]
     pub replace: bool,
+    /// Build the rack without starting its agents (launch them yourself, e.g. with
+    /// `scripts/launch-ssh` against an sshd in each endpoint's namespace, as on a real rack).
+    #[arg(long)]
+    pub no_agents: bool,
 }
 
 /// A prefix.
@@ -85,7 +89,7 @@ fn up(u: UpArgs) -> anyhow::Result<u8> {
     let out = u.out.unwrap_or_else(|| PathBuf::from(format!("out/emulate-{}", u.prefix)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let exe = std::env::current_exe().context("locating the linkcal binary for the agents")?;
-    let o = UpOptions { prefix: u.prefix.clone(), shape, rates, out, replace: u.replace, exe };
+    let o = UpOptions { prefix: u.prefix.clone(), shape, rates, out, replace: u.replace, exe, start_agents: !u.no_agents };
     let r = emulate::up(&o).with_context(|| format!("emulate up --prefix {}", u.prefix))?;
     println!(
         "emulated rack '{}' up in {:.1} s: {} namespaces, {} agents, MTU {} bytes{}",

@@ -25,6 +25,16 @@ pub enum RackCommand {
     Init(InitArgs),
     /// Re-verify a rack file against the live hosts (exit 1 when something no longer holds).
     Check(CheckArgs),
+    /// List the agents an inventory or rack file names, one `NAME CONTROL SSH TOKEN_FILE` line
+    /// each (what `scripts/launch-ssh` and `scripts/launch-slurm` start).
+    Hosts(HostsArgs),
+}
+
+/// Flags of `rack hosts`.
+#[derive(Debug, clap::Args)]
+pub struct HostsArgs {
+    /// The inventory (TOML) or rack file (JSON).
+    pub file: PathBuf,
 }
 
 /// Flags of `rack init`.
@@ -52,7 +62,24 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     match a.command {
         RackCommand::Init(a) => init(a),
         RackCommand::Check(a) => check(a),
+        RackCommand::Hosts(a) => hosts(a),
     }
+}
+
+fn hosts(a: HostsArgs) -> anyhow::Result<u8> {
+    let lines: Vec<(String, String, String, PathBuf)> = if a.file.extension().is_some_and(|e| e == "json") {
+        let rack: RackFile = crate::error::read_json(&a.file)?;
+        let token = crate::runner::resolve_token_path(&a.file, &rack.token_file);
+        rack.hosts.into_iter().map(|h| (h.name.clone(), h.control_addr, h.name, token.clone())).collect()
+    } else {
+        let inv = RackInventory::read(&a.file)?;
+        let ssh = |h: &rackinit::HostSpec| h.ssh.clone().unwrap_or_else(|| h.name.clone());
+        inv.hosts().iter().map(|(_, h)| (h.name.clone(), h.control.clone(), ssh(h), inv.token_file.clone())).collect()
+    };
+    for (name, control, ssh, token) in lines {
+        println!("{name} {control} {ssh} {}", token.display());
+    }
+    Ok(0)
 }
 
 fn print_choice(c: &Choice) {

@@ -130,6 +130,8 @@ pub struct UpOptions {
     pub replace: bool,
     /// The linkcal binary the agents run.
     pub exe: PathBuf,
+    /// Start the agents (false: the operator launches them, e.g. over ssh, as on a real rack).
+    pub start_agents: bool,
 }
 
 /// What `up` wrote.
@@ -243,7 +245,8 @@ fn build(plan: &Plan, o: &UpOptions) -> Result<(usize, link::CcMode), EmulateErr
             netns::batch("tc", Some(&plan.netns(*n)), &tc_commands(plan, &o.rates, *n))?;
         }
     }
-    Ok((start_agents(plan, o, &agents)?, cc))
+    let started = if o.start_agents { start_agents(plan, o, &agents)? } else { 0 };
+    Ok((started, cc))
 }
 
 /// The data links (veth ends) of namespace `n`.

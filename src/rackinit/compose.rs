@@ -6,12 +6,13 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::inventory::{HostSpec, Place, RackInventory};
+use super::routes::{self, Hosts, NetAddrs};
 use super::HostDescription;
 use super::RackInitError;
 use crate::error::InputError;
-use crate::model::rack::{Choice, HostEntry, HostFacts, HostRole, RouteEndpoints};
+use crate::model::rack::{Choice, HostEntry, HostFacts, HostRole};
 use crate::model::{RackFile, RACK_SCHEMA};
-use crate::spec::{HopOptions, RackShape, RouteKind, RouteSet};
+use crate::spec::RackShape;
 use crate::topology::{conformance, Conformance, Inventory, RoleRequest};
 
 /// One host mapped onto its role.
@@ -31,6 +32,8 @@ pub struct Mapped {
     pub eth_addr: Option<IpAddr>,
     /// Address of flows inside the host.
     pub data_addr: Option<IpAddr>,
+    /// Its addresses on the inventory's networks.
+    pub on: NetAddrs,
 }
 
 /// What `compose` produced: the rack file (without route checks yet) and every choice.
@@ -51,8 +54,21 @@ fn role_err(h: &HostSpec, place: Place, message: String) -> RackInitError {
     RackInitError::Role { host: h.name.clone(), place: place.to_string(), message }
 }
 
+/// The role a place takes in the rack file.
+pub fn role_of(inv: &RackInventory, place: Place) -> (HostRole, usize) {
+    match place {
+        Place::Prefill => (HostRole::PrefillServer, 0),
+        Place::PrefillGpu(i) => (HostRole::PrefillGpu, i),
+        Place::PrefillHost => (HostRole::PrefillHost, 0),
+        Place::Decode(j) if inv.decode_host.is_empty() => (HostRole::DecodeServer, j),
+        Place::Decode(j) => (HostRole::DecodeGpu, j),
+        Place::DecodeHost(j) => (HostRole::DecodeHost, j),
+    }
+}
+
 /// Maps one host onto its role: conformance when it has GPUs, host memory when it has none
-/// and the inventory allows that.
+/// and the inventory allows that; an endpoint's own agent (one per GPU, or host memory) over
+/// host TCP.
 pub fn map_role(
     inv: &RackInventory,
     place: Place,
@@ -60,6 +76,13 @@ pub fn map_role(
     d: &HostDescription,
     choices: &mut Vec<Choice>,
 ) -> Result<Mapped, RackInitError> {
+    let (role, _) = role_of(inv, place);
+    if !matches!(role, HostRole::PrefillServer | HostRole::DecodeServer) {
+        let role = serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let why = "one agent per endpoint: every route over host TCP".to_string();
+        choice(choices, Some(&h.name), "role", format!("{place} = {role}"), why, format!("{place}"));
+        return Ok(Mapped { on: NetAddrs::of(d, &inv.networks), ..Mapped::default() });
+    }
     let topo = d.topology.as_ref();
     let gpus = topo.map(|t| t.gpus.len()).unwrap_or(0);
     if gpus == 0 {
@@ -70,7 +93,7 @@ pub fn map_role(
         }
         let value = "host memory (no GPU): every route over host TCP".to_string();
         choice(choices, Some(&h.name), "role", format!("{place} = {value}"), why, "host_tcp_only".into());
-        return Ok(Mapped::default());
+        return Ok(Mapped { on: NetAddrs::of(d, &inv.networks), ..Mapped::default() });
     }
     let req = RoleRequest {
         pp_prefill: inv.pp_prefill.filter(|_| place == Place::Prefill),
@@ -79,15 +102,12 @@ pub fn map_role(
         nics: h.nics.clone(),
         decode_index: match place {
             Place::Decode(j) => j,
-            Place::Prefill => 0,
+            _ => 0,
         },
     };
     let inventory = Inventory::from_tree(topo.map(|t| t.tree.clone()).unwrap_or_default());
-    let conf = match place {
-        Place::Prefill => conformance::prefill(&inventory, &req),
-        Place::Decode(_) => conformance::decode(&inventory, &req),
-    }
-    .map_err(|e| role_err(h, place, format!("{e}: fix {place}.gpus / {place}.nics in the inventory")))?;
+    let conf = if place.is_prefill() { conformance::prefill(&inventory, &req) } else { conformance::decode(&inventory, &req) }
+        .map_err(|e| role_err(h, place, format!("{e}: fix {place}.gpus / {place}.nics in the inventory")))?;
     mapped_from(inv, place, h, d, &conf, choices)
 }
 
@@ -139,12 +159,13 @@ fn mapped_from(
         ib_addr,
         eth_addr,
         data_addr: None,
+        on: NetAddrs::of(d, &inv.networks),
     })
 }
 
-/// Picks a host's addresses: the inventory's `data_addr` (checked to be the host's), else the
-/// NICs' own addresses, else the management address (the data plane then shares the
-/// management network, which the choice says).
+/// Picks a host's addresses: the inventory's `data_addr` (checked to be the host's), else its
+/// address in `networks.pcie`, else the NICs' own addresses, else the management address (the
+/// data plane then shares the management network, which the choice says).
 pub fn pick_addrs(
     inv: &RackInventory,
     place: Place,
@@ -161,6 +182,8 @@ pub fn pick_addrs(
             return Err(InputError::field(&inv.path, field, m).into());
         }
         (a, "inventory".to_string())
+    } else if let Some(a) = m.on.pcie {
+        (a, "its address in networks.pcie".to_string())
     } else if let Some(a) = m.ib_addr.or(m.eth_addr) {
         (a, "the address of the role's NIC".to_string())
     } else {
@@ -184,15 +207,22 @@ pub fn pick_addrs(
     Ok(())
 }
 
-/// The rack's shape: the inventory's overrides, else what the prefill server has.
+/// The rack's shape: the inventory's overrides, else what the prefill server has (its GPU
+/// agents, its RDMA NICs or IB blocks).
 pub fn pick_shape(inv: &RackInventory, pre: &Mapped, choices: &mut Vec<Choice>) -> Result<RackShape, RackInitError> {
     let pick = |over: Option<usize>, found: usize, what: &str| match over {
         Some(v) => (v, "inventory".to_string()),
         None if found == 0 => (1, format!("no {what} on the prefill host: one endpoint stands for its host memory")),
         None => (found, format!("{what} found on the prefill host")),
     };
-    let (pp, pwhy) = pick(inv.pp_prefill, pre.gpus.len(), "GPU");
-    let (k, kwhy) = pick(inv.ib_cards, pre.rdma.len(), "RDMA NIC");
+    let (pp, pwhy) = match inv.prefill_gpu.len() {
+        0 => pick(inv.pp_prefill, pre.gpus.len(), "GPU"),
+        n => inv.pp_prefill.map(|v| (v, "inventory".to_string())).unwrap_or((n, "prefill_gpu agents listed".into())),
+    };
+    let (k, kwhy) = match (inv.ib_cards, pre.rdma.len(), inv.networks.ib.len()) {
+        (None, 0, n) if n > 1 => (n, "one networks.ib block per prefill NIC".to_string()),
+        (over, found, _) => pick(over, found, "RDMA NIC"),
+    };
     choice(choices, None, "pp_prefill", pp.to_string(), pwhy, "pp_prefill".into());
     choice(choices, None, "pp_decode", inv.decode.len().to_string(), "decode hosts listed".into(), "decode".into());
     choice(choices, None, "ib_cards", k.to_string(), kwhy, "ib_cards".into());
@@ -206,39 +236,6 @@ pub fn pick_shape(inv: &RackInventory, pre: &Mapped, choices: &mut Vec<Choice>) 
     Ok(shape)
 }
 
-/// Every route of the shape (spec paths and isolation routes) with its hosts and addresses.
-pub fn routes(shape: &RackShape, names: &[String], m: &[Mapped], hardware: bool) -> Vec<RouteEndpoints> {
-    let opt = HopOptions { decode_ib_nic: hardware, staged_in_host: false };
-    let set = RouteSet::build(shape, None, opt, true).expect("shape already checked");
-    let dec = |j: usize| j + 1;
-    let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-    set.routes
-        .into_iter()
-        .map(|r| {
-            let (s, t) = (r.path.src, r.path.dst);
-            let (src, dst, src_addr, dst_addr) = match r.path.kind {
-                RouteKind::PrefillInterRank | RouteKind::PrefillGpuToHost | RouteKind::PrefillHostToGpu => {
-                    (0, 0, None, m[0].data_addr)
-                }
-                RouteKind::PrefillToDecode | RouteKind::HostRdma => (0, dec(t), None, m[dec(t)].ib_addr),
-                RouteKind::DecodeInterRank => (dec(s), dec(s + 1), m[dec(s)].eth_addr, m[dec(s + 1)].eth_addr),
-                RouteKind::DecodeGpuToHost => (dec(s), dec(s), None, m[dec(s)].data_addr),
-                RouteKind::DecodeHostToGpu => (dec(t), dec(t), None, m[dec(t)].data_addr),
-            };
-            // Bind the source only where the role has a NIC of its own for the route.
-            let src_addr = src_addr.filter(|_| m[src].eth.is_some());
-            RouteEndpoints {
-                path: r.path,
-                src_host: names[src].clone(),
-                dst_host: names[dst].clone(),
-                src_addr: src_addr.map(|a| a.to_string()),
-                dst_addr: ip(dst_addr),
-                segments: r.segments,
-            }
-        })
-        .collect()
-}
-
 /// Composes the rack file from the inventory and the hosts' descriptions (in rack order).
 pub fn compose(inv: &RackInventory, descs: &[HostDescription]) -> Result<Composed, RackInitError> {
     let mut choices = Vec::new();
@@ -250,14 +247,22 @@ pub fn compose(inv: &RackInventory, descs: &[HostDescription]) -> Result<Compose
     }
     let shape = pick_shape(inv, &mapped[0], &mut choices)?;
     let names: Vec<String> = inv.hosts().iter().map(|(_, h)| h.name.clone()).collect();
+    let places: Vec<Place> = inv.hosts().iter().map(|(p, _)| *p).collect();
+    let view = Hosts { places: &places, names: &names, mapped: &mapped, networks: &inv.networks };
+    let (routes, left_out) = routes::routes(&shape, &view)?;
+    if !left_out.is_empty() {
+        let list: Vec<String> = left_out.iter().map(|p| p.to_string()).collect();
+        let why = "no host-memory agent for them".to_string();
+        choice(&mut choices, None, "left_out", list.join(","), why, "prefill_host".into());
+    }
     let hosts: Vec<HostEntry> = inv
         .hosts()
         .into_iter()
         .zip(&mapped)
         .map(|((place, h), m)| HostEntry {
             name: h.name.clone(),
-            role: if place == Place::Prefill { HostRole::PrefillServer } else { HostRole::DecodeServer },
-            index: if let Place::Decode(j) = place { j } else { 0 },
+            role: role_of(inv, place).0,
+            index: role_of(inv, place).1,
             control_addr: h.control.clone(),
             data_addr: m.data_addr.map(|a| a.to_string()).unwrap_or_default(),
             netns: None,
@@ -280,7 +285,7 @@ pub fn compose(inv: &RackInventory, descs: &[HostDescription]) -> Result<Compose
         .collect();
     let rack = RackFile {
         schema: RACK_SCHEMA.into(),
-        routes: routes(&shape, &names, &mapped, !inv.host_tcp_only),
+        routes,
         shape,
         emulated: false,
         tcp_congestion_control: inv.tcp_congestion_control.clone(),

@@ -6,6 +6,7 @@
 
 pub mod compose;
 pub mod inventory;
+pub mod routes;
 pub mod verify;
 
 use std::time::Duration;

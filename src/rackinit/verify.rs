@@ -110,8 +110,11 @@ pub fn check_hosts(rack: &RackFile, token: &str) -> Result<Vec<Finding>, RackIni
     let mut out = Vec::new();
     for h in &rack.hosts {
         let place = match h.role {
-            HostRole::DecodeServer | HostRole::DecodeGpu | HostRole::DecodeHost => Place::Decode(h.index),
-            _ => Place::Prefill,
+            HostRole::DecodeServer | HostRole::DecodeGpu => Place::Decode(h.index),
+            HostRole::DecodeHost => Place::DecodeHost(h.index),
+            HostRole::PrefillGpu => Place::PrefillGpu(h.index),
+            HostRole::PrefillHost => Place::PrefillHost,
+            HostRole::PrefillServer => Place::Prefill,
         };
         let spec = HostSpec {
             name: h.name.clone(),
