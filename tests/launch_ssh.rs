@@ -8,41 +8,12 @@
 mod launch_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
+use launch_support::openssh::{have_openssh, keygen, start_sshd as sshd_at, Sshd};
 use launch_support::{free_port, inventory, nothing_listens, wait_listening};
-
-/// The sshd process, killed on drop.
-struct Sshd(Child);
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sshd_bin() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/bin/sshd"].iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-fn have_openssh(what: &str) -> bool {
-    let keygen = Command::new("ssh-keygen").arg("-?").output().is_ok();
-    let ssh = Command::new("ssh").arg("-V").output().is_ok();
-    if sshd_bin().is_some() && keygen && ssh {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {what} needs openssh-server (scripts/setup installs it)");
-    eprintln!("SKIP: {what}: no sshd/ssh/ssh-keygen here (apt-get install openssh-server openssh-client)");
-    false
-}
-
-fn keygen(path: &Path) {
-    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
 
 /// Starts sshd on 127.0.0.1:`port` from files in `dir`; returns it and the ssh client config
 /// naming `hosts` (all at that sshd, with the test's key and known_hosts).
@@ -52,25 +23,9 @@ fn start_sshd(dir: &Path, port: u16, hosts: &[&str]) -> (Sshd, PathBuf) {
     keygen(&dir.join("id_client"));
     keygen(&dir.join("id_stranger"));
     std::fs::copy(dir.join("id_client.pub"), dir.join("authorized_keys")).unwrap();
-    let config = format!(
-        "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-         UsePAM no\nStrictModes no\nLogLevel VERBOSE\n"
-    );
-    std::fs::write(dir.join("sshd_config"), config).unwrap();
-    // sshd's privilege separation directory (compiled in; the package normally creates it).
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-    let child = Command::new(sshd_bin().unwrap())
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let sshd = Sshd(child);
+    let sshd = sshd_at(dir, &format!("127.0.0.1:{port}"), None, "lo");
     let ok = wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(10));
-    assert!(ok, "sshd did not start: {}", std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default());
+    assert!(ok, "sshd did not start: {}", std::fs::read_to_string(dir.join("sshd-lo.log")).unwrap_or_default());
     let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
     let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
     std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {}\n", key.join(" "))).unwrap();
@@ -124,7 +79,12 @@ fn agents_launched_over_real_ssh_serve_rack_init_and_a_run_and_are_stopped() {
     let cmd = format!("cd {} && {chain}", dir.path().display());
     let o = launch(dir.path(), &cfg, &["run", inv.to_str().unwrap(), "--", "sh", "-c", &cmd]);
     let out = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\nsshd log:\n{}", std::fs::read_to_string(dir.path().join("sshd.log")).unwrap());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\nsshd log:\n{}",
+        std::fs::read_to_string(dir.path().join("sshd-lo.log")).unwrap()
+    );
     for want in ["copied", "all agents up", "wrote", "stopped agent pre0", "stopped agent dec1"] {
         assert!(out.contains(want), "missing '{want}' in:\n{out}");
     }

@@ -245,7 +245,12 @@ fn build(plan: &Plan, o: &UpOptions) -> Result<(usize, link::CcMode), EmulateErr
             netns::batch("tc", Some(&plan.netns(*n)), &tc_commands(plan, &o.rates, *n))?;
         }
     }
-    let started = if o.start_agents { start_agents(plan, o, &agents)? } else { 0 };
+    let started = if o.start_agents {
+        start_agents(plan, o, &agents)?
+    } else {
+        write_token(o)?;
+        0
+    };
     Ok((started, cc))
 }
 
@@ -341,12 +346,19 @@ fn tc_commands(plan: &Plan, rates: &Rates, n: topo::Node) -> Vec<String> {
     v
 }
 
+/// Writes the rack's token (mode 600) into the output directory; returns it.
+fn write_token(o: &UpOptions) -> Result<String, EmulateError> {
+    let token_file = o.out.join("token");
+    let token = crate::control::new_token().map_err(io_err(&token_file))?;
+    write_private(&token_file, &token)?;
+    Ok(token)
+}
+
 fn start_agents(plan: &Plan, o: &UpOptions, agents: &[topo::Node]) -> Result<usize, EmulateError> {
     let logs = o.out.join("agents");
     std::fs::create_dir_all(&logs).map_err(io_err(&logs))?;
     let token_file = o.out.join("token");
-    let token = crate::control::new_token().map_err(io_err(&token_file))?;
-    write_private(&token_file, &token)?;
+    let token = write_token(o)?;
     let token_abs = std::fs::canonicalize(&token_file).map_err(io_err(&token_file))?;
     let hosts = plan.hosts();
     for h in &hosts {

@@ -76,11 +76,11 @@ pub fn map_role(
     d: &HostDescription,
     choices: &mut Vec<Choice>,
 ) -> Result<Mapped, RackInitError> {
-    let (role, _) = role_of(inv, place);
+    let (role, index) = role_of(inv, place);
     if !matches!(role, HostRole::PrefillServer | HostRole::DecodeServer) {
         let role = serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let why = "one agent per endpoint: every route over host TCP".to_string();
-        choice(choices, Some(&h.name), "role", format!("{place} = {role}"), why, format!("{place}"));
+        choice(choices, Some(&h.name), "role", format!("{role} {index}"), why, format!("{place}"));
         return Ok(Mapped { on: NetAddrs::of(d, &inv.networks), ..Mapped::default() });
     }
     let topo = d.topology.as_ref();
@@ -221,6 +221,7 @@ pub fn pick_shape(inv: &RackInventory, pre: &Mapped, choices: &mut Vec<Choice>) 
     };
     let (k, kwhy) = match (inv.ib_cards, pre.rdma.len(), inv.networks.ib.len()) {
         (None, 0, n) if n > 1 => (n, "one networks.ib block per prefill NIC".to_string()),
+        (None, 0, 1) => (1, "one networks.ib block".to_string()),
         (over, found, _) => pick(over, found, "RDMA NIC"),
     };
     choice(choices, None, "pp_prefill", pp.to_string(), pwhy, "pp_prefill".into());

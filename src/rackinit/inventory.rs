@@ -350,6 +350,11 @@ control = "127.0.0.1:7001"
             (GOOD.replace("token_file", "tokn_file"), "tokn_file"),
             (GOOD.replace("[[decode]]\nname = \"dec0\"\ncontrol = \"127.0.0.1:7001\"\n", ""), "decode"),
             (format!("payload_scale = 0\n{GOOD}"), "payload_scale"),
+            (format!("{GOOD}[[prefill_gpu]]\nname = \"g0\"\ncontrol = \"127.0.0.1:7002\"\n"), "prefill_gpu"),
+            (GOOD.replace("[prefill]", "[[prefill_gpu]]"), "host_tcp_only"),
+            (GOOD.replace("[prefill]", "[prefill_host]"), "prefill"),
+            (format!("{GOOD}[[decode_host]]\nname = \"h0\"\ncontrol = \"127.0.0.1:7002\"\n[[decode_host]]\nname = \"h1\"\ncontrol = \"127.0.0.1:7003\"\n"), "decode_host"),
+            (format!("[networks]\neth = \"10.2.0.0/33\"\n{GOOD}"), "networks.eth"),
         ];
         for (text, want) in cases {
             let e = read(&text).expect_err(want);

@@ -5,6 +5,8 @@
 //! check` re-verifies a rack file against the live hosts.
 
 pub mod compose;
+#[cfg(test)]
+mod compose_tests;
 pub mod inventory;
 pub mod routes;
 pub mod verify;

@@ -2,6 +2,9 @@
 //! hosts on 127.0.0.1, and agents started directly (killed on drop).
 #![allow(dead_code)]
 
+pub mod openssh;
+pub mod slurm;
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
