@@ -143,3 +143,62 @@ fn without_host_agents_the_isolation_routes_are_left_out_and_said() {
     let left = c.choices.iter().find(|x| x.what == "left_out").expect("a left_out choice");
     assert!(left.value.contains("prefill_gpu_to_host:0->0") && left.value.contains("host_rdma:0->0"), "{}", left.value);
 }
+
+#[test]
+fn an_agent_of_another_version_is_named_with_what_to_do() {
+    let inv = inventory(ENDPOINTS);
+    let (place, h) = inv.hosts()[3];
+    let mut d = host("d0", &["10.1.0.20"]);
+    assert!(super::same_version(place, h, &d).is_ok());
+    d.linkcal_version = "0.0.1-old".into();
+    let e = super::same_version(place, h, &d).unwrap_err().to_string();
+    for want in ["host d0", "decode[0]", "runs linkcal 0.0.1-old", "install the same build"] {
+        assert!(e.contains(want), "missing '{want}' in: {e}");
+    }
+}
+
+/// LLNL's cts1-pascal server (2 P100 and one ConnectX-5 behind one PLX switch: the spec's
+/// prefill server with PP_prefill=2, Num_IB_Cards=1) from its hwloc export, with every RDMA port
+/// ACTIVE except `down`.
+fn pascal(down: Option<&str>) -> HostDescription {
+    let f = std::path::PathBuf::from("../shared/topo-fixtures/LLNL_mpibind_cts1-pascal.xml");
+    let topo = crate::topology::discover(&crate::topology::Input::Xml(f), None).unwrap();
+    let rdma_ports = topo
+        .nics
+        .iter()
+        .filter(|n| n.kind == crate::topology::model::NicKind::Rdma)
+        .map(|n| super::RdmaPort {
+            device: n.name.clone(),
+            port: 1,
+            link_layer: "InfiniBand".into(),
+            state: if Some(n.name.as_str()) == down { "DOWN".into() } else { "ACTIVE".into() },
+            lid: Some(7),
+            gid0: Some("fe80::1".into()),
+            netdev: None,
+        })
+        .collect();
+    HostDescription { topology: Some(topo), topology_error: None, rdma_ports, ..host("pre0", &["10.0.0.10"]) }
+}
+
+#[test]
+fn a_nic_the_map_needs_that_is_down_is_named_with_what_to_do() {
+    let text = "token_file = \"token\"\n[prefill]\nname = \"pre0\"\ncontrol = \"127.0.0.1:1\"\n\
+                [[decode]]\nname = \"dec0\"\ncontrol = \"127.0.0.1:2\"\n";
+    let inv = inventory(text);
+    let up = pascal(None);
+    let first = up.rdma_ports.first().expect("the cts1-pascal export has an RDMA NIC").device.clone();
+    // All ports up: the prefill server maps (the decode host then fails for want of a GPU).
+    match compose(&inv, &[up, host("dec0", &["10.0.0.20"])]) {
+        Err(RackInitError::Role { host, .. }) => assert_eq!(host, "dec0"),
+        other => panic!("expected dec0 to lack a GPU, got {:?}", other.map(|c| c.rack.routes.len())),
+    }
+    match compose(&inv, &[pascal(Some(&first)), host("dec0", &["10.0.0.20"])]) {
+        Err(RackInitError::Role { host, place, message }) => {
+            assert_eq!((host.as_str(), place.as_str()), ("pre0", "prefill"));
+            for want in [first.as_str(), "is DOWN", "prefill.nics", "ibstat"] {
+                assert!(message.contains(want), "missing '{want}' in: {message}");
+            }
+        }
+        other => panic!("expected pre0's down NIC to be named, got {:?}", other.map(|c| c.rack.routes.len())),
+    }
+}

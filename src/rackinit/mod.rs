@@ -90,18 +90,24 @@ pub fn describe_host(place: Place, h: &HostSpec, token: &str) -> Result<HostDesc
     let agent = |source| RackInitError::Agent { host: h.name.clone(), place: place.to_string(), source };
     let (mut c, _) = Client::connect(&h.name, &h.control, token, CONNECT_TIMEOUT).map_err(agent)?;
     let d = c.describe(DESCRIBE_TIMEOUT).map_err(agent)?;
-    if d.linkcal_version != env!("CARGO_PKG_VERSION") {
-        let source = ControlError::Remote {
-            host: h.name.clone(),
-            message: format!(
-                "runs linkcal {}, this coordinator {}: install the same build on every host",
-                d.linkcal_version,
-                env!("CARGO_PKG_VERSION")
-            ),
-        };
-        return Err(agent(source));
-    }
+    same_version(place, h, &d)?;
     Ok(d)
+}
+
+/// Refuses a host whose agent runs another linkcal than this coordinator.
+pub fn same_version(place: Place, h: &HostSpec, d: &HostDescription) -> Result<(), RackInitError> {
+    if d.linkcal_version == env!("CARGO_PKG_VERSION") {
+        return Ok(());
+    }
+    let source = ControlError::Remote {
+        host: h.name.clone(),
+        message: format!(
+            "runs linkcal {}, this coordinator {}: install the same build on every host",
+            d.linkcal_version,
+            env!("CARGO_PKG_VERSION")
+        ),
+    };
+    Err(RackInitError::Agent { host: h.name.clone(), place: place.to_string(), source })
 }
 
 /// Asks every host of the inventory to describe itself, in rack order, all at once.
