@@ -9,27 +9,15 @@ mod support;
 use std::path::Path;
 
 use assert_cmd::Command;
-use linkcal::spec::{Dir, RackShape};
+use linkcal::spec::RackShape;
 use support::{failed_segments, Synth};
 
-/// The default emulated rack's expected TCP goodputs (line rate x 0.9927 at MTU 9000).
+/// The default emulated (2,2,1) rack's expected TCP goodputs (its ground truth).
 fn emulated_default() -> Synth {
-    use linkcal::spec::SegmentKind::*;
     let mut s = Synth::default_rack();
     s.shape = RackShape::new(2, 2, 1).unwrap();
-    s.rates.clear();
+    s.rates = support::emulated_default_truth(&s.shape).into_iter().collect();
     s.isolation = true;
-    for seg in s.shape.segments() {
-        for dir in [Dir::Up, Dir::Down] {
-            let line = match (seg.kind, dir) {
-                (GpuP, Dir::Down) => 120e6,
-                (IbCableP | IbCableD, _) => 100e6,
-                (EthCableD, _) => 25e6,
-                _ => 126e6,
-            };
-            s.rates.insert(linkcal::spec::Hop { id: seg, dir }, line * 0.9927);
-        }
-    }
     s
 }
 

@@ -102,19 +102,10 @@ fn hardware_rules_pass_a_healthy_rack_and_fail_a_gen4_slot() {
 
 #[test]
 fn emulated_rules_pass_the_default_rack_and_fail_a_ten_percent_slower_cable() {
-    use linkcal::spec::SegmentKind::*;
-    let goodput = 0.9927; // (9000-52)/(9000+14)
-    let default = move |k, d| {
-        goodput
-            * match (k, d) {
-                (GpuP, Dir::Down) => 120e6,
-                (IbCableP | IbCableD, _) => 100e6,
-                (EthCableD, _) => 25e6,
-                _ => 126e6,
-            }
-    };
     let files = ["rules/emulated-default.toml"];
-    let s = rack_with(RackShape::new(2, 2, 1).unwrap(), default);
+    let mut s = Synth::default_rack();
+    s.shape = RackShape::new(2, 2, 1).unwrap();
+    s.rates = support::emulated_default_truth(&s.shape).into_iter().collect();
     let rep = judge(&files, &s);
     assert_eq!(
         rep.outcome,

@@ -338,3 +338,11 @@ pub fn failed_segments(v: &serde_json::Value) -> Vec<String> {
         .map(|i| i["item"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// The emulated rack's configured truth for `shape` at its default rates: the expected TCP
+/// goodput of every segment direction, from the emulator's own rate model (what `emulate up`
+/// writes as ground-truth.json), so tests never restate rates or the MTU factor.
+pub fn emulated_default_truth(shape: &linkcal::spec::RackShape) -> Vec<(Hop, f64)> {
+    let truth = linkcal::emulate::Rates::defaults(shape).ground_truth();
+    truth.segments.iter().map(|t| (Hop { id: t.segment, dir: t.dir }, t.goodput_Bps)).collect()
+}
