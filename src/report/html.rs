@@ -10,7 +10,7 @@ use std::path::Path;
 use super::junit::xml_escape as esc;
 use super::plots::{bars_svg, goodput_svg, Bar, GoodputSeries};
 use super::topo_svg::{topology_svg, EdgeInfo, Figure};
-use crate::model::calibration::{AlphaBeta, Method};
+use crate::model::calibration::Method;
 use crate::model::results::{MeasurementKind, Results};
 use crate::model::Calibration;
 use crate::spec::{Dir, PathRef, RouteKind, SegmentId};
@@ -219,34 +219,6 @@ fn compare_section(h: &mut String, c: &CompareReport) {
     h.push_str("</table>");
 }
 
-/// Weighted least squares of time = alpha + bytes / beta with weights 1/time^2 (relative
-/// error), over (bytes, median time) points. `None` with fewer than two sizes or a non-positive slope.
-pub fn fit_alpha_beta(points: &[(u64, f64)]) -> Option<AlphaBeta> {
-    let pts: Vec<(f64, f64)> = points.iter().filter(|p| p.1 > 0.0).map(|&(b, t)| (b as f64, t)).collect();
-    let distinct = pts.iter().map(|p| p.0 as u64).collect::<std::collections::BTreeSet<_>>().len();
-    if distinct < 2 {
-        return None;
-    }
-    let (mut sw, mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &(x, y) in &pts {
-        let w = 1.0 / (y * y);
-        sw += w;
-        sx += w * x;
-        sy += w * y;
-        sxx += w * x * x;
-        sxy += w * x * y;
-    }
-    let det = sw * sxx - sx * sx;
-    let slope = (sw * sxy - sx * sy) / det;
-    let alpha = ((sy - slope * sx) / sw).max(0.0);
-    (slope > 0.0 && slope.is_finite()).then(|| AlphaBeta {
-        min_bytes: pts.iter().map(|p| p.0 as u64).min().unwrap_or(0),
-        max_bytes: pts.iter().map(|p| p.0 as u64).max().unwrap_or(0),
-        alpha_s: alpha,
-        beta_Bps: 1.0 / slope,
-    })
-}
-
 /// Solo points per route: payload -> (p50 goodput, ci low, ci high, p50 time); the last measurement wins.
 type SoloPoints = BTreeMap<PathRef, BTreeMap<u64, (f64, Option<f64>, Option<f64>, f64)>>;
 
@@ -269,7 +241,7 @@ fn goodput_section(h: &mut String, res: &Results, cal: Option<&Calibration>) {
         if cal.is_some() {
             "the calibration's piecewise alpha-beta model (time = alpha + bytes / beta)"
         } else {
-            "alpha-beta fit of the median times (weighted least squares; no calibration given)"
+            "the alpha-beta model `linkcal calibrate` would fit to these median times (no calibration given)"
         }
     );
     let points = solo_points(res);
@@ -285,8 +257,7 @@ fn goodput_section(h: &mut String, res: &Results, cal: Option<&Calibration>) {
                 let model = cal
                     .and_then(|c| c.paths.iter().find(|m| m.path == *p).map(|m| m.pieces.clone()))
                     .filter(|v| !v.is_empty())
-                    .or_else(|| fit_alpha_beta(&pts.iter().map(|(b, v)| (*b, v.3)).collect::<Vec<_>>()).map(|m| vec![m]))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| crate::calibrate::alpha_beta(&pts.iter().map(|(b, v)| (*b, v.3)).collect::<Vec<_>>()));
                 GoodputSeries { label: p.to_string(), points: pts.iter().map(|(b, v)| (*b, v.0, v.1, v.2)).collect(), model }
             })
             .collect();
@@ -496,15 +467,4 @@ fn topology_section(h: &mut String, res: &Results, cal: Option<&Calibration>, ac
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fits_alpha_beta() {
-        let truth = AlphaBeta { min_bytes: 0, max_bytes: 0, alpha_s: 2e-4, beta_Bps: 1e8 };
-        let pts: Vec<(u64, f64)> =
-            [4096u64, 65536, 1 << 20, 16 << 20].iter().map(|&b| (b, truth.alpha_s + b as f64 / truth.beta_Bps)).collect();
-        let m = fit_alpha_beta(&pts).unwrap();
-        assert!((m.alpha_s - 2e-4).abs() < 1e-9 && (m.beta_Bps / 1e8 - 1.0).abs() < 1e-9, "{m:?}");
-        assert_eq!((m.min_bytes, m.max_bytes), (4096, 16 << 20));
-        assert!(fit_alpha_beta(&pts[..1]).is_none());
-    }
 }
