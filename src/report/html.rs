@@ -463,8 +463,3 @@ fn topology_section(h: &mut String, res: &Results, cal: Option<&Calibration>, ac
     }
     h.push_str(&svg_or_error(topology_svg(&res.rack.shape, &edges)));
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
