@@ -30,6 +30,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitClass> {
         crate::topology::TopologyError,
         crate::emulate::EmulateError,
         crate::rackinit::RackInitError,
+        crate::export::ExportError,
         crate::runner::RunError,
         crate::model::RunDirError,
         clap::Error,

@@ -38,7 +38,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         None => None,
     };
     let opt = Options { aic_base, vidur_node: a.vidur_node };
-    let files = export(&cal, a.format, &opt).map_err(|m| crate::error::InputError::file(&a.calibration, m))?;
+    let files = export(&cal, a.format, &opt).with_context(|| format!("cannot export {}", a.calibration.display()))?;
     if a.format.multi_file() {
         std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
         for f in &files {

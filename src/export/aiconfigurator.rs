@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{min_capacity, min_over, need, typical_alpha, ExportFile};
+use super::{min_capacity, min_over, need, typical_alpha, ExportError, ExportFile, Exporter, Options};
 use crate::model::Calibration;
 use crate::spec::{RouteKind, SegmentKind};
 
@@ -76,7 +76,7 @@ fn file(cal: &Calibration, base_name: &str, base: &str, role: &str, n: &Node) ->
 
 /// `linkcal_prefill.yaml` and `linkcal_decode.yaml`, built on `base` (an AIConfigurator systems
 /// YAML named `base_name`, e.g. its `h200_sxm.yaml`, for the GPU and memory figures).
-pub fn aiconfigurator(cal: &Calibration, base_name: &str, base: &str) -> Result<Vec<ExportFile>, String> {
+pub fn aiconfigurator(cal: &Calibration, base_name: &str, base: &str) -> Result<Vec<ExportFile>, ExportError> {
     let gpu_p = need(min_over(cal, SegmentKind::GpuP), "GPU_P[i]_PCI")?;
     let gpu_d = need(min_over(cal, SegmentKind::GpuD), "GPU_D[j]_PCI")?;
     let prefill = Node {
@@ -109,4 +109,18 @@ pub fn aiconfigurator(cal: &Calibration, base_name: &str, base: &str) -> Result<
         ExportFile { name: "linkcal_prefill.yaml".into(), text: file(cal, base_name, base, "prefill server", &prefill) },
         ExportFile { name: "linkcal_decode.yaml".into(), text: file(cal, base_name, base, "decode server", &decode) },
     ])
+}
+
+/// Two AIConfigurator systems YAMLs (prefill and decode server) on an `--aic-base` file.
+pub struct Aiconfigurator;
+
+impl Exporter for Aiconfigurator {
+    fn files(&self, cal: &Calibration, opt: &Options) -> Result<Vec<ExportFile>, ExportError> {
+        let (name, text) = opt.aic_base.as_ref().ok_or(ExportError::NeedsOption {
+            format: "AIConfigurator",
+            flag: "--aic-base",
+            why: "GPU and memory figures linkcal does not measure come from one of its systems/*.yaml files",
+        })?;
+        aiconfigurator(cal, name, text)
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{min_capacity, need, typical_alpha};
+use super::{min_capacity, need, typical_alpha, ExportError, ExportFile, Exporter, Options};
 use crate::model::Calibration;
 use crate::spec::RouteKind;
 
@@ -15,12 +15,13 @@ pub const GIB: f64 = (1u64 << 30) as f64;
 /// the slowest Path-1 sustained rate in GiB/s and half the Path-1 fixed cost in ns, so one
 /// message costs alpha + bytes / rate as measured. Fails for PP_prefill < 2 (ASTRA-sim needs
 /// at least 2 NPUs per dimension, and there is no Path 1).
-pub fn astra_sim(cal: &Calibration) -> Result<String, String> {
+pub fn astra_sim(cal: &Calibration) -> Result<String, ExportError> {
     if cal.shape.pp_prefill < 2 {
-        return Err(format!(
-            "ASTRA-sim needs at least 2 NPUs in a dimension, and this rack has PP_prefill = {}: there is no Path 1 (prefill inter-rank) to export",
+        let why = format!(
+            "it needs at least 2 NPUs in a dimension, and this rack has PP_prefill = {}: there is no Path 1 (prefill inter-rank) to export",
             cal.shape.pp_prefill
-        ));
+        );
+        return Err(ExportError::Unsupported { format: "ASTRA-sim", why });
     }
     let bw = need(min_capacity(cal, RouteKind::PrefillInterRank), "Path 1 (prefill_inter_rank) sustained rate")?;
     let alpha = need(typical_alpha(cal, RouteKind::PrefillInterRank), "Path 1 (prefill_inter_rank) fixed cost")?;
@@ -46,4 +47,13 @@ pub fn astra_sim(cal: &Calibration) -> Result<String, String> {
     let _ = writeln!(s, "bandwidth: [ {:.6} ]  # GB/s (2^30 B/s)", bw / GIB);
     let _ = writeln!(s, "latency: [ {:.3} ]  # ns", alpha * 1e9 / 2.0);
     Ok(s)
+}
+
+/// ASTRA-sim's analytical network YAML (`network.yml`).
+pub struct AstraSim;
+
+impl Exporter for AstraSim {
+    fn files(&self, cal: &Calibration, _: &Options) -> Result<Vec<ExportFile>, ExportError> {
+        Ok(vec![ExportFile { name: "network.yml".into(), text: astra_sim(cal)? }])
+    }
 }

@@ -1,5 +1,7 @@
 //! Exporters: a calibration written in the formats simulators and planners load. Each output
 //! says, in a comment its consumer tolerates (or a sidecar file where none is), what it drops.
+//! One [`Exporter`] per format (one file each), chosen by [`Format::exporter`]; failures are
+//! [`ExportError`]s.
 #![allow(non_snake_case)]
 
 mod aiconfigurator;
@@ -7,10 +9,10 @@ mod astra;
 mod simgrid;
 mod vidur;
 
-pub use aiconfigurator::{aiconfigurator, yaml_float};
-pub use astra::{astra_sim, GIB};
-pub use simgrid::{endpoints, routes, simgrid_platform, SimgridRoute};
-pub use vidur::{model_time, vidur_send_recv, VidurNode, SWEEP_SIZES};
+pub use aiconfigurator::{aiconfigurator, yaml_float, Aiconfigurator};
+pub use astra::{astra_sim, AstraSim, GIB};
+pub use simgrid::{endpoints, routes, simgrid_platform, Simgrid, SimgridRoute};
+pub use vidur::{model_time, vidur_send_recv, Vidur, VidurNode, SWEEP_SIZES};
 
 use crate::model::calibration::PathModel;
 use crate::model::Calibration;
@@ -34,6 +36,61 @@ impl Format {
     pub fn multi_file(self) -> bool {
         matches!(self, Format::Aiconfigurator | Format::Vidur)
     }
+
+    /// The format's exporter.
+    pub fn exporter(self) -> &'static dyn Exporter {
+        match self {
+            Format::Simgrid => &Simgrid,
+            Format::AstraSim => &AstraSim,
+            Format::Aiconfigurator => &Aiconfigurator,
+            Format::Vidur => &Vidur,
+        }
+    }
+}
+
+/// One export format.
+pub trait Exporter {
+    /// The files it writes for `cal`.
+    fn files(&self, cal: &Calibration, opt: &Options) -> Result<Vec<ExportFile>, ExportError>;
+}
+
+/// Why a calibration cannot be exported; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The calibration lacks a value the format needs.
+    #[error("the calibration has no value for {what}: measure it (linkcal run) and calibrate again")]
+    Missing {
+        /// What is missing.
+        what: String,
+    },
+    /// The format cannot express this rack.
+    #[error("{format} cannot express this rack: {why}")]
+    Unsupported {
+        /// The format.
+        format: &'static str,
+        /// Why, and what the rack lacks.
+        why: String,
+    },
+    /// The format needs an option that was not given.
+    #[error("{format} needs {flag}: {why}")]
+    NeedsOption {
+        /// The format.
+        format: &'static str,
+        /// The flag to give.
+        flag: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+    /// The calibration's shape yields no route set.
+    #[error("the calibration's rack shape: {0}")]
+    Shape(#[from] crate::spec::SpecError),
+}
+
+impl crate::error::Classified for ExportError {
+    /// Every export failure is about its input (the calibration or a flag): exit 2.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
 }
 
 /// Format-specific inputs.
@@ -55,24 +112,8 @@ pub struct ExportFile {
 }
 
 /// Writes `cal` in `format`.
-pub fn export(cal: &Calibration, format: Format, opt: &Options) -> Result<Vec<ExportFile>, String> {
-    let one = |name: &str, text: String| vec![ExportFile { name: name.into(), text }];
-    match format {
-        Format::Simgrid => Ok(one("platform.xml", simgrid_platform(cal)?)),
-        Format::AstraSim => Ok(one("network.yml", astra_sim(cal)?)),
-        Format::Aiconfigurator => {
-            let (name, text) = opt.aic_base.as_ref().ok_or(
-                "AIConfigurator needs GPU and memory figures linkcal does not measure: give --aic-base with one of its systems/*.yaml files",
-            )?;
-            aiconfigurator(cal, name, text)
-        }
-        Format::Vidur => {
-            let node = opt
-                .vidur_node
-                .ok_or("Vidur reads one node type's rows (devices_per_node 2 or 1): give --vidur-node prefill or decode")?;
-            vidur_send_recv(cal, node)
-        }
-    }
+pub fn export(cal: &Calibration, format: Format, opt: &Options) -> Result<Vec<ExportFile>, ExportError> {
+    format.exporter().files(cal, opt)
 }
 
 /// The capacity a planner should use for `hop`: identified value, else the lower bound
@@ -81,8 +122,8 @@ fn usable(cal: &Calibration, hop: &Hop) -> Option<f64> {
     crate::sim::capacities(cal).get(hop).copied()
 }
 
-fn need(v: Option<f64>, what: &str) -> Result<f64, String> {
-    v.ok_or_else(|| format!("the calibration has no value for {what}: measure it (linkcal run) and calibrate again"))
+fn need(v: Option<f64>, what: &str) -> Result<f64, ExportError> {
+    v.ok_or_else(|| ExportError::Missing { what: what.to_string() })
 }
 
 /// The smallest usable capacity over both directions of every segment of `kind`, B/s.

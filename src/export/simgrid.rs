@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use super::usable;
+use super::{usable, ExportError, ExportFile, Exporter, Options};
 use crate::model::calibration::PathModel;
 use crate::model::Calibration;
 use crate::spec::{Hop, HopOptions, PathRef, RouteKind, RouteSet};
@@ -53,8 +53,8 @@ pub struct SimgridRoute {
 /// Every route between two hosts, both directions. A reverse route (b -> a) crosses the
 /// forward route's hops in reverse order, each in the opposite direction; it carries its own
 /// model when the calibration measured it, else the forward route's.
-pub fn routes(cal: &Calibration) -> Result<Vec<SimgridRoute>, String> {
-    let set = RouteSet::build(&cal.shape, None, HopOptions::default(), true).map_err(|e| e.to_string())?;
+pub fn routes(cal: &Calibration) -> Result<Vec<SimgridRoute>, ExportError> {
+    let set = RouteSet::build(&cal.shape, None, HopOptions::default(), true)?;
     let mut fwd: BTreeMap<PathRef, Vec<Hop>> = set.routes.iter().map(|r| (r.path, r.segments.clone())).collect();
     for m in &cal.paths {
         if !m.segments.is_empty() {
@@ -88,7 +88,7 @@ fn large_piece(m: Option<&PathModel>) -> (f64, Option<f64>) {
 }
 
 /// The platform file.
-pub fn simgrid_platform(cal: &Calibration) -> Result<String, String> {
+pub fn simgrid_platform(cal: &Calibration) -> Result<String, ExportError> {
     let routes = routes(cal)?;
     let hops: BTreeSet<Hop> = routes.iter().flat_map(|r| r.hops.iter().copied()).collect();
     let latency: BTreeMap<Hop, f64> =
@@ -182,4 +182,13 @@ fn header(w: &mut String, cal: &Calibration, sharing: f64) {
     let _ = writeln!(w, "     flows cross them (zone prop linkcal_sharing_efficiency). XML cannot express it: while two or");
     let _ = writeln!(w, "     more flows cross a SHARED link, scale its bandwidth by it (Link.set_bandwidth from a controller");
     let _ = writeln!(w, "     actor; the NONLINEAR sharing callback hangs in SimGrid 3.32's Python bindings). -->");
+}
+
+/// SimGrid platform XML v4.1 (`platform.xml`).
+pub struct Simgrid;
+
+impl Exporter for Simgrid {
+    fn files(&self, cal: &Calibration, _: &Options) -> Result<Vec<ExportFile>, ExportError> {
+        Ok(vec![ExportFile { name: "platform.xml".into(), text: simgrid_platform(cal)? }])
+    }
 }

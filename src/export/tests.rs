@@ -48,7 +48,7 @@ fn astra_carries_the_sustained_rate_in_gib_and_half_alpha() {
     assert!((field(&a, "latency") - 2000.0).abs() < 1e-3, "Switch latency is charged twice: {a}");
     let mut one = c.clone();
     one.shape = RackShape::new(1, 4, 1).unwrap();
-    assert!(astra_sim(&one).unwrap_err().contains("at least 2 NPUs"));
+    assert!(astra_sim(&one).unwrap_err().to_string().contains("at least 2 NPUs"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{models, ExportFile};
+use super::{models, ExportError, ExportFile, Exporter, Options};
 use crate::model::calibration::PathModel;
 use crate::model::Calibration;
 use crate::spec::RouteKind;
@@ -65,11 +65,13 @@ fn sweep(lo: u64, hi: u64) -> Vec<u64> {
 }
 
 /// `send_recv.csv` and `send_recv.linkcal.txt` for `node`.
-pub fn vidur_send_recv(cal: &Calibration, node: VidurNode) -> Result<Vec<ExportFile>, String> {
+pub fn vidur_send_recv(cal: &Calibration, node: VidurNode) -> Result<Vec<ExportFile>, ExportError> {
     let ms: Vec<&PathModel> = models(cal, node.kind()).filter(|m| !m.pieces.is_empty()).collect();
     let sizes: Vec<u64> = ms.iter().flat_map(|m| m.raw.iter().map(|r| r.payload_bytes)).collect();
     let (Some(&lo), Some(&hi)) = (sizes.iter().min(), sizes.iter().max()) else {
-        return Err(format!("the calibration has no {} measurements: nothing to write for --vidur-node {node:?}", node.kind()));
+        return Err(ExportError::Missing {
+            what: format!("{} (no measurements: nothing to write for --vidur-node {node:?})", node.kind()),
+        });
     };
     let mut csv = String::from(",time_stats.send_recv.min,time_stats.send_recv.max,time_stats.send_recv.mean,time_stats.send_recv.median,time_stats.send_recv.std,rank,num_workers,size,collective,devices_per_node,max_devices_per_node\n");
     let dpn = node.devices_per_node();
@@ -108,4 +110,18 @@ pub fn vidur_send_recv(cal: &Calibration, node: VidurNode) -> Result<Vec<ExportF
         ExportFile { name: "send_recv.csv".into(), text: csv },
         ExportFile { name: "send_recv.linkcal.txt".into(), text: side },
     ])
+}
+
+/// Vidur's `send_recv.csv` for one node type, with a provenance sidecar.
+pub struct Vidur;
+
+impl Exporter for Vidur {
+    fn files(&self, cal: &Calibration, opt: &Options) -> Result<Vec<ExportFile>, ExportError> {
+        let node = opt.vidur_node.ok_or(ExportError::NeedsOption {
+            format: "Vidur",
+            flag: "--vidur-node prefill|decode",
+            why: "it reads one node type's rows (devices_per_node 2 or 1)",
+        })?;
+        vidur_send_recv(cal, node)
+    }
 }
