@@ -134,22 +134,17 @@ fn close(o: Open, id: u64, transfers: u64) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Whether a flow's goodputs have converged, or hit a cap.
-fn stop_reason(times: &[f64], bytes: u64, started: Instant, cfg: &RunConfig) -> Option<StopReason> {
-    let n = times.len() as u32;
-    if n >= cfg.max_samples {
-        return Some(StopReason::SampleCap);
-    }
-    if n >= cfg.min_samples {
-        let g: Vec<f64> = times.iter().map(|t| bytes as f64 / t.max(1e-12)).collect();
-        if stats::relative_half_width(&g).is_some_and(|h| h <= cfg.ci_target) {
-            return Some(StopReason::Converged);
-        }
-        if started.elapsed().as_secs_f64() >= cfg.time_cap_s {
-            return Some(StopReason::TimeCap);
+impl RunConfig {
+    /// The stopping rule (the runner's; no hard cap: each transfer is bounded by `timeout_s`).
+    pub fn stop_rule(&self) -> stats::StopRule {
+        stats::StopRule {
+            min_samples: self.min_samples,
+            max_samples: self.max_samples,
+            ci_target: self.ci_target,
+            time_cap_s: self.time_cap_s,
+            hard_cap_s: f64::INFINITY,
         }
     }
-    None
 }
 
 /// Runs one flow alone: warmup, then transfers until the stopping rule.
@@ -163,7 +158,7 @@ pub fn solo(make: Factory, plan: &FlowPlan, id: u64, bytes: u64, cfg: &RunConfig
         let mut times = Vec::new();
         loop {
             times.push(o.sender.transfer(bytes)?.as_secs_f64());
-            if let Some(stop) = stop_reason(&times, bytes, started, cfg) {
+            if let Some(stop) = cfg.stop_rule().decide(&[&times], bytes, &[], started.elapsed().as_secs_f64()) {
                 return Ok(FlowTimes { warmup: u64::from(cfg.warmup), times, stop });
             }
         }

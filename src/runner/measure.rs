@@ -297,29 +297,10 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
                 f.times.extend(&r.times_s);
             }
         }
-        let n_min = flows.iter().map(|f| f.times.len() as u32).min().unwrap_or(0);
-        let flows_converged = n_min >= o.min_samples
-            && flows.iter().all(|f| {
-                let g: Vec<f64> = f.times.iter().map(|t| bytes as f64 / t).collect();
-                stats::relative_half_width(&g).is_some_and(|h| h <= o.ci_target)
-            });
-        // Contended: the sum over flows is the figure of interest; single flows' shares may
-        // keep wandering (TCP is not max-min fair).
-        let sum_converged = flows.len() > 1
-            && aggregates.len() as u32 >= o.min_samples
-            && stats::relative_half_width(&aggregates).is_some_and(|h| h <= o.ci_target);
-        let converged = flows_converged || sum_converged;
-        if converged {
-            return Ok((StopReason::Converged, aggregates, makespans));
-        }
-        if n_min >= o.max_samples {
-            return Ok((StopReason::SampleCap, aggregates, makespans));
-        }
-        // The cap applies once every flow has its minimum samples (a 64 MiB transfer over a
-        // slow link may take longer than the cap by itself); the hard cap bounds the rest.
-        let elapsed = start.elapsed().as_secs_f64();
-        if (elapsed >= o.time_cap_s && n_min >= o.min_samples) || elapsed >= o.hard_cap_s {
-            return Ok((StopReason::TimeCap, aggregates, makespans));
+        let times: Vec<&[f64]> = flows.iter().map(|f| f.times.as_slice()).collect();
+        let sums = if flows.len() > 1 { aggregates.as_slice() } else { &[] };
+        if let Some(stop) = o.stop_rule().decide(&times, bytes, sums, start.elapsed().as_secs_f64()) {
+            return Ok((stop, aggregates, makespans));
         }
     }
 }

@@ -171,6 +171,17 @@ impl RunOptions {
         }
     }
 
+    /// The stopping rule these options set.
+    pub fn stop_rule(&self) -> crate::stats::StopRule {
+        crate::stats::StopRule {
+            min_samples: self.min_samples,
+            max_samples: self.max_samples,
+            ci_target: self.ci_target,
+            time_cap_s: self.time_cap_s,
+            hard_cap_s: self.hard_cap_s,
+        }
+    }
+
     /// The transport a flow of `kind` uses.
     pub fn transport_of(&self, kind: RouteKind) -> TransportKind {
         self.per_route.iter().find(|(k, _)| *k == kind).map(|(_, t)| *t).unwrap_or(self.transport)

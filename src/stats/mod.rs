@@ -6,6 +6,9 @@ use hdrhistogram::Histogram;
 use crate::model::results::Summary;
 
 pub mod rng;
+pub mod stop;
+
+pub use stop::StopRule;
 
 /// Significant digits the histograms keep (quantiles are exact to 0.01%).
 pub const SIGFIG: u8 = 4;
