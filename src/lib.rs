@@ -14,8 +14,8 @@
 //! 4. [`transport`], [`stats`];
 //! 5. [`control`] (with `netns`: joining the rack's control namespace; `describe`: what an
 //!    agent says about its host);
-//! 6. [`runner`], [`agent`], [`emulate`], [`hwprobe`], [`sim`], [`verdict`];
-//! 7. [`calibrate`], [`predict`], [`rackinit`];
+//! 6. [`runner`], [`agent`], [`emulate`], [`sim`], [`verdict`];
+//! 7. [`calibrate`], [`predict`], [`rackinit`], [`hwprobe`] (its contended sets use the runner's aggregate);
 //! 8. [`export`], [`report`];
 //! 9. [`cli`] (with `exit`: the registry that maps typed errors onto exit codes), then `main`.
 //!

@@ -15,11 +15,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{routes::local_flow, Probe, ProbeKind, Status};
+use crate::control::WindowResult;
 use crate::model::provenance::{rfc3339_now, Provenance};
 use crate::model::results::{
     Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, Results, StopReason, Summary, Waiver, RESULTS_SCHEMA,
 };
 use crate::model::rundir::{ResultsDir, RunWriter, Start, CSV_FILE, JOURNAL_FILE, RESULTS_FILE};
+use crate::runner::aggregate::window_aggregate;
 use crate::spec::{HopOptions, PathRef, RackShape, Route, RouteKind};
 use crate::stats;
 use crate::transport::{FlowSpec, ReceiverStats, Sender, Transport, TransportError, TransportKind};
@@ -83,6 +85,8 @@ pub struct FlowTimes {
     pub warmup: u64,
     /// Seconds per measured transfer.
     pub times: Vec<f64>,
+    /// When each measured transfer started, seconds since the set began (contended sets).
+    pub starts: Vec<f64>,
     /// Why repetition stopped.
     pub stop: StopReason,
 }
@@ -159,7 +163,7 @@ pub fn solo(make: Factory, plan: &FlowPlan, id: u64, bytes: u64, cfg: &RunConfig
         loop {
             times.push(o.sender.transfer(bytes)?.as_secs_f64());
             if let Some(stop) = cfg.stop_rule().decide(&[&times], bytes, &[], started.elapsed().as_secs_f64()) {
-                return Ok(FlowTimes { warmup: u64::from(cfg.warmup), times, stop });
+                return Ok(FlowTimes { warmup: u64::from(cfg.warmup), times, starts: Vec::new(), stop });
             }
         }
     })();
@@ -182,16 +186,16 @@ pub fn contended_rounds(cfg: &RunConfig) -> u32 {
     (cfg.min_samples.max(1) * 4).min(cfg.max_samples.max(1))
 }
 
-/// Runs flows together: each round starts every flow's transfer on one barrier; a round's
-/// makespan is its slowest flow. A flow that fails keeps meeting the barrier (without
-/// transferring) so the others finish, then its error is returned.
+/// Runs flows together: each round starts every flow's transfer on one barrier, and every
+/// transfer's start is kept (on one clock) for [`aggregate`]. A flow that fails keeps meeting
+/// the barrier (without transferring) so the others finish, then its error is returned.
 pub fn contended(
     make: Factory,
     plans: &[FlowPlan],
     first_id: u64,
     bytes: u64,
     cfg: &RunConfig,
-) -> Result<(Vec<FlowTimes>, Vec<f64>), TransportError> {
+) -> Result<Vec<FlowTimes>, TransportError> {
     let mut opened = Vec::new();
     for (n, p) in plans.iter().enumerate() {
         match open(make, p, first_id + n as u64, bytes, cfg) {
@@ -207,7 +211,9 @@ pub fn contended(
     }
     let rounds = contended_rounds(cfg);
     let barrier = Arc::new(Barrier::new(plans.len()));
-    let outcomes: Vec<(Open, Result<Vec<f64>, TransportError>)> = std::thread::scope(|s| {
+    let origin = Instant::now();
+    type Timed = Result<(Vec<f64>, Vec<f64>), TransportError>;
+    let outcomes: Vec<(Open, Timed)> = std::thread::scope(|s| {
         let handles: Vec<_> = opened
             .into_iter()
             .map(|mut o| {
@@ -220,17 +226,21 @@ pub fn contended(
                             break;
                         }
                     }
-                    let mut times = Vec::new();
+                    let (mut times, mut starts) = (Vec::new(), Vec::new());
                     for _ in 0..rounds {
                         barrier.wait();
                         if err.is_none() {
+                            let start = origin.elapsed().as_secs_f64();
                             match o.sender.transfer(bytes) {
-                                Ok(d) => times.push(d.as_secs_f64()),
+                                Ok(d) => {
+                                    times.push(d.as_secs_f64());
+                                    starts.push(start);
+                                }
                                 Err(e) => err = Some(e),
                             }
                         }
                     }
-                    (o, err.map_or(Ok(times), Err))
+                    (o, err.map_or(Ok((times, starts)), Err))
                 })
             })
             .collect();
@@ -241,11 +251,11 @@ pub fn contended(
     for (n, (o, r)) in outcomes.into_iter().enumerate() {
         let id = first_id + n as u64;
         match r {
-            Ok(times) => {
+            Ok((times, starts)) => {
                 if let Err(e) = close(o, id, u64::from(cfg.warmup) + times.len() as u64) {
                     first_err.get_or_insert(e);
                 }
-                flows.push(times);
+                flows.push(FlowTimes { warmup: u64::from(cfg.warmup), times, starts, stop: StopReason::SampleCap });
             }
             Err(e) => {
                 let _ = o.sender.finish();
@@ -254,14 +264,10 @@ pub fn contended(
             }
         }
     }
-    if let Some(e) = first_err {
-        return Err(e);
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(flows),
     }
-    let makespans = (0..rounds as usize).map(|r| flows.iter().map(|f| f[r]).fold(0.0, f64::max)).collect();
-    Ok((
-        flows.into_iter().map(|times| FlowTimes { warmup: u64::from(cfg.warmup), times, stop: StopReason::SampleCap }).collect(),
-        makespans,
-    ))
 }
 
 /// The hops a local flow crosses (the spec's, plus the uplink for host ends). A peer copy
@@ -296,10 +302,30 @@ pub fn flow_result(path: PathRef, bytes: u64, t: &FlowTimes) -> Option<FlowResul
     })
 }
 
-/// Aggregate of concurrent flows: per round, the sum of the flows' goodputs.
-pub fn aggregate(bytes: u64, flows: &[FlowTimes], makespans: &[f64]) -> Option<Aggregate> {
-    let rounds = flows.iter().map(|f| f.times.len()).min()?;
-    let sums: Vec<f64> = (0..rounds).map(|r| flows.iter().map(|f| bytes as f64 / f.times[r].max(1e-12)).sum()).collect();
+/// Aggregate of concurrent flows, as the runner defines it ([`window_aggregate`]): each round
+/// is a window of one transfer per flow, whose sum is the rate carried while all were active
+/// and whose makespan runs from the first start to the last end (start skew included).
+pub fn aggregate(bytes: u64, flows: &[FlowTimes]) -> Option<Aggregate> {
+    let rounds = flows.iter().map(|f| f.times.len().min(f.starts.len())).min()?;
+    let (mut sums, mut makespans) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let windows: Vec<WindowResult> = flows
+            .iter()
+            .enumerate()
+            .map(|(n, f)| WindowResult {
+                flow_id: n as u64,
+                starts_s: vec![f.starts[r]],
+                times_s: vec![f.times[r]],
+                warmup_done: 0,
+                go_epoch_s: None,
+                delivered: Vec::new(),
+            })
+            .collect();
+        if let Some((sum, span)) = window_aggregate(&windows.iter().collect::<Vec<_>>(), bytes) {
+            sums.push(sum);
+            makespans.push(span);
+        }
+    }
     let p50: Vec<f64> = flows
         .iter()
         .filter_map(|f| {
@@ -309,7 +335,7 @@ pub fn aggregate(bytes: u64, flows: &[FlowTimes], makespans: &[f64]) -> Option<A
     let (max, min) = (p50.iter().copied().fold(f64::MIN, f64::max), p50.iter().copied().fold(f64::MAX, f64::min));
     Some(Aggregate {
         goodput_sum_Bps: stats::summarize_rate(&sums)?,
-        makespan_s: stats::summarize_time(makespans),
+        makespan_s: stats::summarize_time(&makespans),
         fairness_max_over_min: (min > 0.0).then(|| max / min),
     })
 }
@@ -460,7 +486,7 @@ impl Sink<'_> {
         let (t0, started_at) = (Instant::now(), rfc3339_now());
         let id = self.ids(group.len());
         match contended(make, group, id, bytes, cfg) {
-            Ok((flows, makespans)) => {
+            Ok(flows) => {
                 let fr: Option<Vec<FlowResult>> = group.iter().zip(&flows).map(|(p, t)| flow_result(p.path?, bytes, t)).collect();
                 match fr {
                     Some(fr) => self.keep(Measurement {
@@ -471,7 +497,7 @@ impl Sink<'_> {
                         started_at,
                         duration_s: t0.elapsed().as_secs_f64(),
                         flows: fr,
-                        aggregate: aggregate(bytes, &flows, &makespans),
+                        aggregate: aggregate(bytes, &flows),
                     }),
                     None => Ok(()),
                 }

@@ -122,16 +122,27 @@ fn solo_warms_up_then_stops_by_its_rule_and_the_counts_agree() {
 #[test]
 fn contended_flows_share_rounds_and_a_failure_does_not_deadlock() {
     let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({})), plan(serde_json::json!({}))];
-    let (flows, makespans) = contended(fake, &plans, 200, 1 << 20, &cfg()).unwrap();
+    let flows = contended(fake, &plans, 200, 1 << 20, &cfg()).unwrap();
     let rounds = contended_rounds(&cfg()) as usize;
     assert_eq!(rounds, 6);
-    assert!(flows.iter().all(|f| f.times.len() == rounds));
-    assert_eq!(makespans.len(), rounds);
-    for (r, m) in makespans.iter().enumerate() {
-        assert_eq!(*m, flows.iter().map(|f| f.times[r]).fold(0.0, f64::max));
+    assert!(flows.iter().all(|f| f.times.len() == rounds && f.starts.len() == rounds));
+    // Every round starts after the previous one ended (one barrier per round).
+    for f in &flows {
+        for r in 1..rounds {
+            assert!(f.starts[r] >= f.starts[r - 1] + f.times[r - 1], "round {r} overlaps the one before");
+        }
     }
-    let agg = aggregate(1 << 20, &flows, &makespans).unwrap();
+    let agg = aggregate(1 << 20, &flows).unwrap();
     assert!(agg.goodput_sum_Bps.p50 > flows[0].times.iter().map(|t| (1 << 20) as f64 / t).fold(0.0, f64::max));
+    // The makespan runs from a round's first start to its last end.
+    let spans: Vec<f64> = (0..rounds)
+        .map(|r| {
+            let first = flows.iter().map(|f| f.starts[r]).fold(f64::MAX, f64::min);
+            flows.iter().map(|f| f.starts[r] + f.times[r]).fold(f64::MIN, f64::max) - first
+        })
+        .collect();
+    let want = spans.iter().sum::<f64>() / spans.len() as f64;
+    assert!((agg.makespan_s.unwrap().mean - want).abs() <= want * 1e-9, "{:?} vs mean {want}", agg.makespan_s);
     let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({"fail_after": 4}))];
     let e = contended(fake, &plans, 300, 1 << 20, &cfg()).unwrap_err();
     assert!(e.to_string().contains("stand-in failure"));
@@ -235,4 +246,17 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
     let out = run(fake, &c, RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
     assert!(out.failures[0].contains("stand-in failure"));
+}
+
+#[test]
+fn a_round_whose_flows_started_apart_counts_from_the_last_start() {
+    // Two flows of 1 MB: A starts at 0 and takes 10 ms, B starts 4 ms later and takes 10 ms.
+    // While both ran (4..10 ms) each moved at its own rate: the sum is 2 x 100 MB/s; the
+    // round's makespan is 14 ms.
+    let f = |start: f64| FlowTimes { warmup: 0, times: vec![0.010], starts: vec![start], stop: StopReason::SampleCap };
+    let agg = aggregate(1_000_000, &[f(0.0), f(0.004)]).unwrap();
+    assert!((agg.goodput_sum_Bps.p50 - 2e8).abs() < 1.0, "{:?}", agg.goodput_sum_Bps);
+    assert!((agg.makespan_s.unwrap().p50 - 0.014).abs() < 1e-12, "{:?}", agg.makespan_s);
+    // Flows that never overlapped carried nothing together: no aggregate.
+    assert!(aggregate(1_000_000, &[f(0.0), f(0.02)]).is_none());
 }
