@@ -150,7 +150,7 @@ fn bad_calibrations_and_flags_exit_2_naming_file_and_field() {
     // Another schema version.
     let mut v = good.clone();
     v["schema"] = "linkcal.calibration/1".into();
-    bad(&write("v1.json", &v), &[], &["v1.json", "'schema'", "linkcal.calibration/2"]);
+    bad(&write("v1.json", &v), &[], &["v1.json", "'schema'", "linkcal.calibration/3"]);
     // A negative capacity.
     let mut v = good.clone();
     v["segments"][0]["capacity_Bps"] = (-1.2e8).into();

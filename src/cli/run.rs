@@ -198,6 +198,7 @@ fn nixl_options(a: &Args, model: Option<&ModelConfig>, sweep: &[u64], opts: &mut
         }
     }
     opts.nixl = serde_json::json!({"block_bytes": block, "op": a.nixl_op, "mem": a.nixl_mem, "ucx_tls": a.ucx_tls});
+    opts.kv_block_tokens = a.kv_block_bytes.is_none().then_some(a.block_tokens);
     Ok(())
 }
 

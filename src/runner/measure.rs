@@ -187,11 +187,21 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
         kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
         set: contended.then(|| exp.name.clone()),
         transport: transport_names(&flows),
+        kv_block_bytes: kv_block(ctx.opts, &flows).map(|b| b.0),
+        kv_block_tokens: kv_block(ctx.opts, &flows).and_then(|b| b.1),
         started_at,
         duration_s: t0.elapsed().as_secs_f64(),
         flows: flow_results,
         aggregate: aggregate.flatten(),
     }))
+}
+
+/// The KV block (bytes, tokens when known) of a measurement whose flows include a NIXL flow.
+fn kv_block(o: &RunOptions, flows: &[Flow]) -> Option<(u64, Option<u64>)> {
+    flows.iter().any(|f| f.transport == TransportKind::Nixl).then(|| {
+        let bytes = o.nixl.get("block_bytes").and_then(|b| b.as_u64());
+        (bytes.unwrap_or(crate::transport::nixl::layout::DEFAULT_BLOCK_BYTES), o.kv_block_tokens)
+    })
 }
 
 /// The transports of a measurement's flows, e.g. `host_tcp` or `cuda_p2p+gpudirect_rdma`.

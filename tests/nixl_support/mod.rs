@@ -2,6 +2,8 @@
 //! from a results file.
 #![allow(dead_code)]
 
+pub mod efficiency;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
