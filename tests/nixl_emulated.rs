@@ -68,6 +68,13 @@ fn run(rack: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
 
 fn run_on(rack: &Path, out: &Path, routes: &str, extra: &[&str]) -> serde_json::Value {
     let (code, err, r) = run_path2(rack, out, routes, &[&["--sizes", "4MiB,16MiB", "--time-cap", "2"], extra].concat());
+    if code != Some(0) {
+        // The agents' logs (emulate up writes them beside rack.json) say why one died.
+        for e in std::fs::read_dir(rack.parent().unwrap().join("agents")).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(e.path()).unwrap_or_default();
+            eprintln!("--- {}:\n{}", e.path().display(), &log[log.len().saturating_sub(3000)..]);
+        }
+    }
     assert_eq!(code, Some(0), "run {extra:?}: {err}");
     let r = r.unwrap_or_else(|| panic!("run {extra:?}: no results.json: {err}"));
     assert!(r["waivers"].as_array().unwrap().is_empty(), "run {extra:?} waived: {}", r["waivers"]);
@@ -108,7 +115,7 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
     let mut by_block = Vec::new();
     let mut nixl_runs = Vec::new();
     for tokens in ["16", "256"] {
-        let r = run(&rack_file, &d.join(format!("nixl-{tokens}")), &["--kv-engine", "nixl", "--block-tokens", tokens]);
+        let r = run(&rack_file, &d.join(format!("nixl-{tokens}")), &["--kv-engine", "nixl", "--block-tokens", tokens, "--contention", "none"]);
         by_block.push((tokens, flows(&r)));
         nixl_runs.push((tokens.parse::<u64>().unwrap(), r));
     }

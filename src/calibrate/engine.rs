@@ -14,7 +14,7 @@ pub const REFERENCE: TransportKind = TransportKind::HostTcp;
 
 /// True when a measurement's transport (`a` or `a+b`) names a KV-transfer engine.
 pub fn is_engine(transport: &str) -> bool {
-    transport.split('+').any(|t| TransportKind::parse(t).is_some_and(|k| k == TransportKind::Nixl))
+    transport.split('+').any(|t| TransportKind::parse(t).is_some_and(TransportKind::is_kv_engine))
 }
 
 /// Mean transfer times (seconds) per (route, payload) of the solo measurements `keep` selects.
@@ -116,6 +116,6 @@ mod tests {
         assert!((p[0].1 - 0.11 / 0.125).abs() < 1e-12 && (p[1].1 - 0.40 / 0.50).abs() < 1e-12, "{p:?}");
         assert_eq!((c[1].kv_block_bytes, c[1].points.len()), (big, 1));
         assert!((c[1].points[0].ratio - 0.40 / 0.42).abs() < 1e-12);
-        assert!(is_engine("nixl") && is_engine("host_tcp+nixl") && !is_engine("host_tcp"));
+        assert!(is_engine("nixl") && is_engine("host_tcp+nixl") && is_engine("mooncake") && !is_engine("host_tcp"));
     }
 }

@@ -44,7 +44,7 @@ pub struct Args {
     pub svg: Option<PathBuf>,
     /// Path 2 through a KV-transfer engine: its times divided by the engine's efficiency to
     /// host TCP from the calibration (`engine_efficiency`, per route, interpolated per payload).
-    #[arg(long, value_parser = ["nixl"])]
+    #[arg(long, value_parser = ["nixl", "mooncake"])]
     pub kv_engine: Option<String>,
     /// With --kv-engine: the curve measured at this many tokens per KV block (`run --block-tokens`).
     #[arg(long, default_value_t = 16, requires = "kv_engine")]
