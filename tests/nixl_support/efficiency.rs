@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-/// (route, KV block bytes or 0 for host TCP, payload bytes).
-pub type Key = (String, u64, u64);
+/// (transport, route, KV block bytes or 0 without blocks, payload bytes).
+pub type Key = (String, String, u64, u64);
 
-/// Mean over a run's solo flows of their mean transfer time, seconds, per (route, block, payload).
+/// Mean over a run's solo flows of their mean transfer time, seconds, per [`Key`].
 pub fn mean_times(results: &Value) -> BTreeMap<Key, f64> {
     let mut acc: BTreeMap<Key, (f64, f64)> = BTreeMap::new();
     for m in results["measurements"].as_array().unwrap().iter().filter(|m| m["kind"] == "solo") {
@@ -16,7 +16,8 @@ pub fn mean_times(results: &Value) -> BTreeMap<Key, f64> {
         for f in m["flows"].as_array().unwrap() {
             let p = &f["path"];
             let route = format!("{}:{}->{}", p["kind"].as_str().unwrap(), p["src"], p["dst"]);
-            let e = acc.entry((route, block, f["payload_bytes"].as_u64().unwrap())).or_default();
+            let transport = m["transport"].as_str().unwrap().to_string();
+            let e = acc.entry((transport, route, block, f["payload_bytes"].as_u64().unwrap())).or_default();
             e.0 += f["transfer_time_s"]["mean"].as_f64().unwrap();
             e.1 += 1.0;
         }
@@ -24,28 +25,29 @@ pub fn mean_times(results: &Value) -> BTreeMap<Key, f64> {
     acc.into_iter().map(|(k, (s, n))| (k, s / n)).collect()
 }
 
-/// Host TCP's time over the engine's, per (route, block, payload) both measured.
+/// Host TCP's time over the engine's, per (engine, route, block, payload) both measured.
 pub fn expected_ratios(tcp: &Value, engine_runs: &[&Value]) -> BTreeMap<Key, f64> {
     let t = mean_times(tcp);
     let mut out = BTreeMap::new();
     for r in engine_runs {
-        for ((route, block, bytes), e) in mean_times(r) {
-            if let Some(h) = t.get(&(route.clone(), 0, bytes)) {
-                out.insert((route, block, bytes), h / e);
+        for ((engine, route, block, bytes), e) in mean_times(r) {
+            if let Some(h) = t.get(&("host_tcp".to_string(), route.clone(), 0, bytes)) {
+                out.insert((engine, route, block, bytes), h / e);
             }
         }
     }
     out
 }
 
-/// The calibration's `engine_efficiency` ratios, per (route, block, payload).
+/// The calibration's `engine_efficiency` ratios, per (engine, route, block, payload).
 pub fn calibration_ratios(cal: &Value) -> BTreeMap<Key, f64> {
     let mut out = BTreeMap::new();
     for c in cal["engine_efficiency"].as_array().unwrap() {
         let p = &c["path"];
         let route = format!("{}:{}->{}", p["kind"].as_str().unwrap(), p["src"], p["dst"]);
         for pt in c["points"].as_array().unwrap() {
-            let key = (route.clone(), c["kv_block_bytes"].as_u64().unwrap(), pt["payload_bytes"].as_u64().unwrap());
+            let engine = c["engine"].as_str().unwrap().to_string();
+            let key = (engine, route.clone(), c["kv_block_bytes"].as_u64().unwrap(), pt["payload_bytes"].as_u64().unwrap());
             out.insert(key, pt["ratio"].as_f64().unwrap());
         }
     }
@@ -57,14 +59,14 @@ fn attr(row: &str, name: &str) -> String {
     row[start..start + row[start..].find('"').unwrap()].to_string()
 }
 
-/// The report's engine-efficiency rows (`data-*` attributes), per (route, block, payload).
+/// The report's engine-efficiency rows (`data-*` attributes), per (engine, route, block, payload).
 pub fn report_ratios(html: &str) -> BTreeMap<Key, f64> {
     html.split("<tr ")
         .skip(1)
         .filter(|r| r.contains("data-ratio="))
         .map(|r| {
             let route = attr(r, "data-route").replace("&gt;", ">");
-            let key = (route, attr(r, "data-block-bytes").parse().unwrap(), attr(r, "data-payload-bytes").parse().unwrap());
+            let key = (attr(r, "data-engine"), route, attr(r, "data-block-bytes").parse().unwrap(), attr(r, "data-payload-bytes").parse().unwrap());
             (key, attr(r, "data-ratio").parse().unwrap())
         })
         .collect()
@@ -86,17 +88,17 @@ pub fn interpolate(pts: &[(u64, f64)], bytes: u64) -> f64 {
     ya + w * (yb - ya)
 }
 
-/// The ratio `predict --kv-engine` should apply to `route` at `bytes` with `block`: the route's
-/// own curve, or the mean over every route's curve at that block when it has none.
-pub fn expected_predict_ratio(ratios: &BTreeMap<Key, f64>, route: &str, block: u64, bytes: u64) -> f64 {
+/// The ratio `predict --kv-engine ENGINE` should apply to `route` at `bytes` with `block`: the
+/// route's own curve, or the mean over every route's curve at that block when it has none.
+pub fn expected_predict_ratio(ratios: &BTreeMap<Key, f64>, engine: &str, route: &str, block: u64, bytes: u64) -> f64 {
     let curve = |r: &str| -> Vec<(u64, f64)> {
-        ratios.iter().filter(|((rr, b, _), _)| rr == r && *b == block).map(|((_, _, p), v)| (*p, *v)).collect()
+        ratios.iter().filter(|((e, rr, b, _), _)| e == engine && rr == r && *b == block).map(|((_, _, _, p), v)| (*p, *v)).collect()
     };
     let own = curve(route);
     if !own.is_empty() {
         return interpolate(&own, bytes);
     }
-    let mut routes: Vec<&String> = ratios.keys().filter(|k| k.1 == block).map(|k| &k.0).collect();
+    let mut routes: Vec<&String> = ratios.keys().filter(|k| k.0 == engine && k.2 == block).map(|k| &k.1).collect();
     routes.dedup();
     routes.iter().map(|r| interpolate(&curve(r), bytes)).sum::<f64>() / routes.len() as f64
 }
