@@ -197,7 +197,10 @@ fn through_the_tools(d: &Path, tcp: &serde_json::Value, runs: &[EngineRun]) {
     }
     let o = linkcal(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "calibrate: {}", String::from_utf8_lossy(&o.stderr));
-    eprintln!("{}", String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("engine time")).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("engine time")).collect::<Vec<_>>().join("\n")
+    );
     let cal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal_file).unwrap()).unwrap();
     let got = efficiency::calibration_ratios(&cal);
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
@@ -205,16 +208,32 @@ fn through_the_tools(d: &Path, tcp: &serde_json::Value, runs: &[EngineRun]) {
         assert!(close(got[k], *v, 1e-9), "{k:?}: calibration {} vs results {v}", got[k]);
     }
     // The engines stay out of the per-segment solve: route 0->0's path model holds host TCP's medians.
-    let p00 = cal["paths"].as_array().unwrap().iter().find(|p| p["path"]["kind"] == "prefill_to_decode" && p["path"]["src"] == 0 && p["path"]["dst"] == 0).unwrap();
+    let p00 = cal["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"]["kind"] == "prefill_to_decode" && p["path"]["src"] == 0 && p["path"]["dst"] == 0)
+        .unwrap();
     for raw in p00["raw"].as_array().unwrap() {
-        let f = tcp["measurements"].as_array().unwrap().iter().flat_map(|m| m["flows"].as_array().unwrap()).find(|f| {
-            f["path"] == p00["path"] && f["payload_bytes"] == raw["payload_bytes"]
-        });
+        let f = tcp["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["flows"].as_array().unwrap())
+            .find(|f| f["path"] == p00["path"] && f["payload_bytes"] == raw["payload_bytes"]);
         assert_eq!(raw["p50_Bps"], f.unwrap()["goodput_Bps"]["p50"], "{raw}");
     }
     // The report shows every ratio of the calibration.
     let html_file = d.join("report.html");
-    let o = linkcal(&["report", "--results", &s(d.join("host_tcp")), "--calibration", &s(cal_file.clone()), "--out", &s(html_file.clone())]);
+    let o = linkcal(&[
+        "report",
+        "--results",
+        &s(d.join("host_tcp")),
+        "--calibration",
+        &s(cal_file.clone()),
+        "--out",
+        &s(html_file.clone()),
+    ]);
     assert!(o.status.success(), "report: {}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&html_file).unwrap();
     assert!(html.contains("id=\"engine-efficiency\"") && html.contains("KV engine goodput / host TCP goodput"));

@@ -51,7 +51,12 @@ pub fn efficiency(ms: &[Measurement]) -> Vec<EngineCurve> {
             let (host_tcp_time_s, engine_time_s) = (tsum / *tn as f64, sum / *n as f64);
             if host_tcp_time_s > 0.0 && engine_time_s > 0.0 {
                 let ratio = host_tcp_time_s / engine_time_s;
-                by_route.entry(*path).or_default().push(EnginePoint { payload_bytes: *bytes, host_tcp_time_s, engine_time_s, ratio });
+                by_route.entry(*path).or_default().push(EnginePoint {
+                    payload_bytes: *bytes,
+                    host_tcp_time_s,
+                    engine_time_s,
+                    ratio,
+                });
             }
         }
         for (path, points) in by_route {

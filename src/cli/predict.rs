@@ -211,10 +211,21 @@ pub fn text(cal_file: &Path, a: &Answer) -> String {
     let _ = writeln!(o, "\nPath 2, KV handoff (N={} x T={}):", w.n, w.t);
     if let Some(e) = &p.kv_engine {
         let tokens = e.kv_block_tokens.map(|t| format!("{t}-token ")).unwrap_or_default();
-        let _ = writeln!(o, "  through {} with {tokens}KV blocks of {} B (link time / the engine's ratio to host TCP):", e.engine, e.kv_block_bytes);
+        let _ = writeln!(
+            o,
+            "  through {} with {tokens}KV blocks of {} B (link time / the engine's ratio to host TCP):",
+            e.engine, e.kv_block_bytes
+        );
         for r in &e.routes {
             let from: Vec<String> = r.curves_of.iter().map(|c| c.to_string()).collect();
-            let _ = writeln!(o, "    {:<24} ratio {:.4}  link alone {} ms  (curve of {})", r.route.to_string(), r.ratio, ms(r.link_alone_s), from.join(", "));
+            let _ = writeln!(
+                o,
+                "    {:<24} ratio {:.4}  link alone {} ms  (curve of {})",
+                r.route.to_string(),
+                r.ratio,
+                ms(r.link_alone_s),
+                from.join(", ")
+            );
         }
     }
     routes(&mut o, &p.path2);

@@ -93,7 +93,9 @@ pub fn curves<'a>(cal: &'a Calibration, cal_file: &Path, engine: &str, block: Bl
     let mut have: Vec<String> = cal
         .engine_efficiency
         .iter()
-        .map(|c| format!("{} at {} B ({} tokens)", c.engine, c.kv_block_bytes, c.kv_block_tokens.map_or("?".into(), |t| t.to_string())))
+        .map(|c| {
+            format!("{} at {} B ({} tokens)", c.engine, c.kv_block_bytes, c.kv_block_tokens.map_or("?".into(), |t| t.to_string()))
+        })
         .collect();
     have.dedup();
     let flag = match block {
@@ -126,7 +128,12 @@ pub fn apply(p: &mut Prediction, cal: &Calibration, cal_file: &Path, engine: &st
             let msg = format!("the {engine} curves at {block} give no positive ratio for {}: calibrate again", r.route);
             return Err(InputError::field(cal_file, "engine_efficiency", msg).into());
         }
-        routes.push(EngineRoute { route: r.route, ratio, link_alone_s: r.alone_s, curves_of: used.iter().map(|c| c.path).collect() });
+        routes.push(EngineRoute {
+            route: r.route,
+            ratio,
+            link_alone_s: r.alone_s,
+            curves_of: used.iter().map(|c| c.path).collect(),
+        });
         r.alone_s /= ratio;
         r.all_at_once_s /= ratio;
     }

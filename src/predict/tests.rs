@@ -292,7 +292,12 @@ fn kv_engine_without_its_curve_names_what_to_run() {
     let mut cal = calibration(1.0);
     let (_, mut p) = run(&cal, 4, Workload::new(2, 1024, 256).unwrap());
     let none = engine::apply(&mut p, &cal, Path::new("cal.json"), "nixl", engine::Block::Tokens(16)).unwrap_err().to_string();
-    assert!(none.contains("engine_efficiency") && none.contains("it has: none") && none.contains("--kv-engine nixl --block-tokens 16"), "{none}");
+    assert!(
+        none.contains("engine_efficiency")
+            && none.contains("it has: none")
+            && none.contains("--kv-engine nixl --block-tokens 16"),
+        "{none}"
+    );
     cal.engine_efficiency = vec![curve(0, 256, &[(1 << 20, 0.9)])];
     let other = engine::apply(&mut p, &cal, Path::new("cal.json"), "nixl", engine::Block::Tokens(16)).unwrap_err().to_string();
     assert!(other.contains("nixl at 524288 B (256 tokens)") && other.contains("linkcal calibrate --results"), "{other}");

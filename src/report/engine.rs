@@ -20,7 +20,8 @@ fn label(c: &EngineCurve) -> String {
 /// Ratio (engine goodput / host TCP goodput, linear y) against payload (log x), one line per curve.
 fn ratio_svg(curves: &[EngineCurve]) -> PlotResult {
     let pts = curves.iter().flat_map(|c| c.points.iter());
-    let (xmin, xmax) = pts.clone().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.payload_bytes as f64), a.1.max(p.payload_bytes as f64)));
+    let (xmin, xmax) =
+        pts.clone().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.payload_bytes as f64), a.1.max(p.payload_bytes as f64)));
     let ymax = pts.fold(1.0_f64, |a, p| a.max(p.ratio));
     if xmin > xmax || xmin <= 0.0 {
         return Err("plot failed: no points".into());

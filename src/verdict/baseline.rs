@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
 use crate::model::rundir::RESULTS_FILE;
-use crate::model::{Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1, RESULTS_SCHEMA_V2};
+use crate::model::{
+    Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1, RESULTS_SCHEMA_V2,
+};
 use crate::spec::RackShape;
 
 /// A fleet baseline: a calibration (segments and path models) or a results file (paths).

@@ -66,7 +66,12 @@ pub fn report_ratios(html: &str) -> BTreeMap<Key, f64> {
         .filter(|r| r.contains("data-ratio="))
         .map(|r| {
             let route = attr(r, "data-route").replace("&gt;", ">");
-            let key = (attr(r, "data-engine"), route, attr(r, "data-block-bytes").parse().unwrap(), attr(r, "data-payload-bytes").parse().unwrap());
+            let key = (
+                attr(r, "data-engine"),
+                route,
+                attr(r, "data-block-bytes").parse().unwrap(),
+                attr(r, "data-payload-bytes").parse().unwrap(),
+            );
             (key, attr(r, "data-ratio").parse().unwrap())
         })
         .collect()
@@ -92,7 +97,11 @@ pub fn interpolate(pts: &[(u64, f64)], bytes: u64) -> f64 {
 /// route's own curve, or the mean over every route's curve at that block when it has none.
 pub fn expected_predict_ratio(ratios: &BTreeMap<Key, f64>, engine: &str, route: &str, block: u64, bytes: u64) -> f64 {
     let curve = |r: &str| -> Vec<(u64, f64)> {
-        ratios.iter().filter(|((e, rr, b, _), _)| e == engine && rr == r && *b == block).map(|((_, _, _, p), v)| (*p, *v)).collect()
+        ratios
+            .iter()
+            .filter(|((e, rr, b, _), _)| e == engine && rr == r && *b == block)
+            .map(|((_, _, _, p), v)| (*p, *v))
+            .collect()
     };
     let own = curve(route);
     if !own.is_empty() {

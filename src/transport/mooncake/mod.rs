@@ -70,10 +70,9 @@ pub fn python() -> Result<PathBuf, String> {
 fn block_bytes(flow: &FlowSpec) -> Result<u64, TransportError> {
     match flow.options.get("block_bytes") {
         None | Some(Value::Null) => Ok(DEFAULT_BLOCK_BYTES),
-        Some(v) => v
-            .as_u64()
-            .filter(|b| *b > 0)
-            .ok_or_else(|| TransportError::protocol(flow.id, format!("mooncake option block_bytes is {v}, not a positive integer"))),
+        Some(v) => v.as_u64().filter(|b| *b > 0).ok_or_else(|| {
+            TransportError::protocol(flow.id, format!("mooncake option block_bytes is {v}, not a positive integer"))
+        }),
     }
 }
 
@@ -89,14 +88,15 @@ struct Helper {
 impl Helper {
     fn start(flow: &FlowSpec, args: &[String]) -> Result<Helper, TransportError> {
         let py = python().map_err(|reason| TransportError::Waived { kind: TransportKind::Mooncake, reason })?;
-        let mut child = Command::new(&py)
-            .arg("-c")
-            .arg(HELPER)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| TransportError::io(flow.id, format!("start the Mooncake helper with {}", py.display()), e))?;
+        let mut child =
+            Command::new(&py)
+                .arg("-c")
+                .arg(HELPER)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| TransportError::io(flow.id, format!("start the Mooncake helper with {}", py.display()), e))?;
         let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -112,12 +112,17 @@ impl Helper {
     /// The helper's next message; its `error`, its exit, or the flow's timeout is an error.
     fn read(&mut self, what: &str) -> Result<Value, TransportError> {
         let line = self.lines.recv_timeout(self.timeout).map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => {
-                TransportError::Timeout { flow: self.flow, what: format!("Mooncake helper: {what}"), timeout_s: self.timeout.as_secs_f64() }
-            }
+            mpsc::RecvTimeoutError::Timeout => TransportError::Timeout {
+                flow: self.flow,
+                what: format!("Mooncake helper: {what}"),
+                timeout_s: self.timeout.as_secs_f64(),
+            },
             mpsc::RecvTimeoutError::Disconnected => {
                 let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                TransportError::protocol(self.flow, format!("Mooncake helper exited ({status}) during {what}; the agent's log has its stderr"))
+                TransportError::protocol(
+                    self.flow,
+                    format!("Mooncake helper exited ({status}) during {what}; the agent's log has its stderr"),
+                )
             }
         })?;
         let v: Value = serde_json::from_str(&line)
@@ -129,7 +134,9 @@ impl Helper {
     }
 
     fn say(&mut self, line: &str) -> Result<(), TransportError> {
-        writeln!(self.stdin, "{line}").and_then(|_| self.stdin.flush()).map_err(|e| TransportError::io(self.flow, "write to the Mooncake helper", e))
+        writeln!(self.stdin, "{line}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| TransportError::io(self.flow, "write to the Mooncake helper", e))
     }
 
     /// Asks the helper to quit and waits for it (killing it after the flow's timeout).
