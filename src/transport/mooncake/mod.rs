@@ -41,29 +41,32 @@ pub const WHEEL: &str = "mooncake-transfer-engine-non-cuda==0.3.13.post1";
 pub struct Mooncake;
 
 /// The Python that imports `mooncake.engine`: `LINKCAL_MOONCAKE_VENV/bin/python3`, else
-/// `VIRTUAL_ENV/bin/python3`; checked once per process. Err: what to install.
+/// `VIRTUAL_ENV/bin/python3`. Found once per process; a miss is looked up again next time (an
+/// import check per venv, tens of milliseconds). Err: what to install.
 pub fn python() -> Result<PathBuf, String> {
-    static PY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venvs: Vec<(String, String)> =
-            ["LINKCAL_MOONCAKE_VENV", "VIRTUAL_ENV"].iter().filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?))).collect();
-        let mut tried = Vec::new();
-        for (key, v) in &venvs {
-            let py = PathBuf::from(v).join("bin/python3");
-            let o = Command::new(&py).args(["-c", "import mooncake.engine"]).stdin(Stdio::null()).output();
-            match o {
-                Ok(o) if o.status.success() => return Ok(py),
-                Ok(o) => tried.push(format!("{key}={v}: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("import failed"))),
-                Err(e) => tried.push(format!("{key}={v}: {}: {e}", py.display())),
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(p) = PY.get() {
+        return Ok(p.clone());
+    }
+    let venvs: Vec<(&str, String)> =
+        ["LINKCAL_MOONCAKE_VENV", "VIRTUAL_ENV"].into_iter().filter_map(|k| Some((k, std::env::var(k).ok()?))).collect();
+    let mut tried = Vec::new();
+    for (key, v) in &venvs {
+        let py = PathBuf::from(v).join("bin/python3");
+        match Command::new(&py).args(["-c", "import mooncake.engine"]).stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => return Ok(PY.get_or_init(|| py).clone()),
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                tried.push(format!("{key}={v}: {}", err.lines().last().unwrap_or("import failed")));
             }
+            Err(e) => tried.push(format!("{key}={v}: {}: {e}", py.display())),
         }
-        Err(format!(
-            "mooncake.engine not importable ({}): make a venv with scripts/mooncake-venv (pip install {WHEEL}; needs libibverbs1, \
-             libnuma1, libcurl4) and start the agents with LINKCAL_MOONCAKE_VENV=<venv>",
-            if tried.is_empty() { "neither LINKCAL_MOONCAKE_VENV nor VIRTUAL_ENV is set".into() } else { tried.join("; ") }
-        ))
-    })
-    .clone()
+    }
+    Err(format!(
+        "mooncake.engine not importable ({}): make a venv with scripts/mooncake-venv (pip install {WHEEL}; needs libibverbs1, \
+         libnuma1, libcurl4) and start the agents with LINKCAL_MOONCAKE_VENV=<venv>",
+        if tried.is_empty() { "neither LINKCAL_MOONCAKE_VENV nor VIRTUAL_ENV is set".into() } else { tried.join("; ") }
+    ))
 }
 
 /// `block_bytes` of the flow's options (default: NIXL's default block, llama-3.1-70b's 16 tokens).
