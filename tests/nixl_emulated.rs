@@ -150,7 +150,7 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
     // The KV burst: both Path-2 flows at once through NIXL (they share the prefill NIC, each
     // still held by its own slow decode cable, which sum below the NIC's rate).
     let burst = run(&rack_file, &d.join("nixl-burst"), &["--kv-engine", "nixl", "--contention", "spec"]);
-    let kv = burst["measurements"].as_array().unwrap().iter().find(|m| m["kind"] == "contended").expect("a contended set");
+    let kv = burst["measurements"].as_array().unwrap().iter().find(|m| m["set"] == "kv_burst").expect("the kv_burst set");
     let sum = kv["aggregate"]["goodput_sum_Bps"]["p50"].as_f64().unwrap();
     let truth_sum: f64 = SLOW_BPS.iter().map(|r| goodput(*r)).sum();
     eprintln!("nixl KV burst {}: {:.2} MB/s of {:.2} ({:.3})", kv["id"], sum / 1e6, truth_sum / 1e6, sum / truth_sum);
