@@ -64,7 +64,7 @@ fn calibrate_sim_export_pipeline() {
     assert!(csv.starts_with("segment,dir,outside_spec,method,capacity_Bps"));
     linkcal().args(["schema", "--check"]).assert().success();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();
-    assert_eq!(v["schema"], "linkcal.calibration/2");
+    assert_eq!(v["schema"], "linkcal.calibration/3");
     assert!(v["provenance"]["argv"].as_array().unwrap().len() > 2);
     // The simulator replays the contended runs within 5% (makespan and aggregate).
     let out = linkcal()
@@ -171,7 +171,7 @@ fn bad_inputs_exit_2_naming_file_and_field() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("bad.json").and(predicate::str::contains("linkcal.calibration/7")));
-    v["schema"] = "linkcal.calibration/2".into();
+    v["schema"] = "linkcal.calibration/3".into();
     v.as_object_mut().unwrap().remove("segments");
     std::fs::write(&bad, v.to_string()).unwrap();
     linkcal()

@@ -132,7 +132,7 @@ fn emulated_rack_2_2_1_accuracy_and_faults() {
     let gt: GroundTruth = read(&rack_dir.join("ground-truth.json"));
     let out = dir.path().join("run");
     let results = run_rack(&rack_dir, &out, &[]);
-    assert_eq!(results.schema, "linkcal.results/2");
+    assert_eq!(results.schema, "linkcal.results/3");
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), results.measurements.len());
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();

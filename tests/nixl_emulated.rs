@@ -6,7 +6,14 @@
 //! Host TCP must deliver the configured truth; NIXL must not beat it, and its ratio to host
 //! TCP is printed per payload and block size. The agents get the NIXL venv through
 //! VIRTUAL_ENV, inherited from `emulate up`; UCX_TLS=tcp is set by linkcal.
+//! Mooncake Transfer Engine is measured the same way (16- and 256-token blocks, solo) when
+//! `scripts/mooncake-venv` can make its venv (the agents get it through LINKCAL_MOONCAKE_VENV).
+//! Then the engines' efficiency through the tools: `calibrate` of the three runs must hold
+//! host TCP's time over NIXL's per route, block and payload as the results give them (and keep
+//! NIXL out of the per-segment solve), `report` must show them, and `predict --kv-engine nixl`
+//! (and `mooncake`) must divide each Path-2 route's link time by the curve's ratio at its bytes.
 //! Under `CI=true` a missing capability or a missing NIXL fails the test.
+//! `LINKCAL_TEST_NS_TAG` replaces the namespace prefix's tag (`lcn`).
 
 use std::path::Path;
 
@@ -14,7 +21,7 @@ mod nixl_support;
 mod rack_support;
 
 use linkcal::spec::{Hop, HopOptions, RackShape, Route};
-use nixl_support::{nixl_venv, run_path2};
+use nixl_support::{efficiency, mooncake_venv, nixl_venv, run_path2};
 use rack_support::{can_emulate, emulate_up_221, unique_prefix, RackGuard};
 
 /// Every segment direction's rate but the routes' own bottlenecks, B/s.
@@ -39,7 +46,8 @@ fn goodput(rate: f64) -> f64 {
     rate * (MTU - 52.0) / (MTU + 14.0)
 }
 
-/// (destination decode server, payload bytes, mean goodput B/s) of every flow of a run.
+/// (destination decode server, payload bytes, mean goodput B/s) of every solo flow of a run on
+/// the routes Path 2 i->i.
 fn flows(results: &serde_json::Value) -> Vec<(u64, u64, f64)> {
     let mut v: Vec<(u64, u64, f64)> = results["measurements"]
         .as_array()
@@ -47,6 +55,7 @@ fn flows(results: &serde_json::Value) -> Vec<(u64, u64, f64)> {
         .iter()
         .filter(|m| m["kind"] == "solo")
         .flat_map(|m| m["flows"].as_array().unwrap().iter())
+        .filter(|f| f["path"]["kind"] == "prefill_to_decode" && f["path"]["src"] == f["path"]["dst"])
         .map(|f| {
             (f["path"]["dst"].as_u64().unwrap(), f["payload_bytes"].as_u64().unwrap(), f["goodput_Bps"]["mean"].as_f64().unwrap())
         })
@@ -56,8 +65,18 @@ fn flows(results: &serde_json::Value) -> Vec<(u64, u64, f64)> {
 }
 
 fn run(rack: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let routes = "prefill_to_decode:0->0,prefill_to_decode:1->1";
+    run_on(rack, out, "prefill_to_decode:0->0,prefill_to_decode:1->1", extra)
+}
+
+fn run_on(rack: &Path, out: &Path, routes: &str, extra: &[&str]) -> serde_json::Value {
     let (code, err, r) = run_path2(rack, out, routes, &[&["--sizes", "4MiB,16MiB", "--time-cap", "2"], extra].concat());
+    if code != Some(0) {
+        // The agents' logs (emulate up writes them beside rack.json) say why one died.
+        for e in std::fs::read_dir(rack.parent().unwrap().join("agents")).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(e.path()).unwrap_or_default();
+            eprintln!("--- {}:\n{}", e.path().display(), &log[log.len().saturating_sub(3000)..]);
+        }
+    }
     assert_eq!(code, Some(0), "run {extra:?}: {err}");
     let r = r.unwrap_or_else(|| panic!("run {extra:?}: no results.json: {err}"));
     assert!(r["waivers"].as_array().unwrap().is_empty(), "run {extra:?} waived: {}", r["waivers"]);
@@ -70,6 +89,8 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
         return;
     }
     let Some(venv) = nixl_venv() else { return };
+    // Mooncake beside NIXL when its venv can be made (a waiver otherwise; a failure under CI).
+    let mooncake = mooncake_venv();
     let t0 = std::time::Instant::now();
     let shape = RackShape::new(2, 2, 1).unwrap();
     // The bottleneck of Path 2 i->j is IB_Cable_D[j] down (the spec's hops of the route).
@@ -81,22 +102,32 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
     let d = dir.path();
     std::fs::write(d.join("rates.json"), rates(&shape).to_string()).unwrap();
     let rack = RackGuard(unique_prefix("lcn"));
-    let up = emulate_up_221(&rack.0, &d.join("rack"))
-        .arg("--replace")
-        .arg("--rates")
-        .arg(d.join("rates.json"))
-        .env("VIRTUAL_ENV", &venv)
-        .output()
-        .unwrap();
+    let mut up = emulate_up_221(&rack.0, &d.join("rack"));
+    up.arg("--replace").arg("--rates").arg(d.join("rates.json")).env("VIRTUAL_ENV", &venv);
+    if let Some(m) = &mooncake {
+        up.env("LINKCAL_MOONCAKE_VENV", m);
+    }
+    let up = up.output().unwrap();
     assert!(up.status.success(), "emulate up: {}", String::from_utf8_lossy(&up.stderr));
     let rack_file = d.join("rack/rack.json");
-    let tcp = flows(&run(&rack_file, &d.join("host_tcp"), &["--transport", "host_tcp"]));
+    // Host TCP on every spec route (predict needs Paths 1 and 3 too), solo only.
+    let spec_routes = "prefill_inter_rank:0->1,prefill_to_decode:0->0,prefill_to_decode:0->1,prefill_to_decode:1->0,\
+                       prefill_to_decode:1->1,decode_inter_rank:0->1";
+    let tcp_run = run_on(&rack_file, &d.join("host_tcp"), spec_routes, &["--transport", "host_tcp", "--contention", "none"]);
+    let tcp = flows(&tcp_run);
     let mut by_block = Vec::new();
-    for tokens in ["16", "256"] {
-        let r = run(&rack_file, &d.join(format!("nixl-{tokens}")), &["--kv-engine", "nixl", "--block-tokens", tokens]);
-        by_block.push((tokens, flows(&r)));
+    let mut engine_runs = Vec::new();
+    let engines: &[&str] = if mooncake.is_some() { &["nixl", "mooncake"] } else { &["nixl"] };
+    for engine in engines {
+        for tokens in ["16", "256"] {
+            let dir = format!("{engine}-{tokens}");
+            let r = run(&rack_file, &d.join(&dir), &["--kv-engine", engine, "--block-tokens", tokens, "--contention", "none"]);
+            by_block.push((format!("{engine}/{tokens}"), flows(&r)));
+            engine_runs.push(EngineRun { engine: engine.to_string(), tokens: tokens.parse().unwrap(), dir, results: r });
+        }
     }
-    eprintln!("route   payload   truth MB/s   host_tcp   nixl/16-token   nixl/256-token   (ratio to host_tcp)");
+    let heads: Vec<String> = by_block.iter().map(|b| format!("{:>19}", format!("{}-token", b.0))).collect();
+    eprintln!("route   payload   truth MB/s   host_tcp {}   (ratio to host_tcp)", heads.join(""));
     for (k, &(j, bytes, tcp_rate)) in tcp.iter().enumerate() {
         let truth = goodput(SLOW_BPS[j as usize]);
         let mut line = format!("{j}->{j} {:>6} MiB {:>10.2} {:>10.2}", bytes >> 20, truth / 1e6, tcp_rate / 1e6);
@@ -107,22 +138,152 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
         let err = tcp_rate / truth - 1.0;
         assert!(err < bucket / bytes as f64 + 0.003, "host_tcp {j}->{j} {bytes} B: {err:+.4} of truth");
         assert!(bytes < 16 << 20 || err > -0.01, "host_tcp {j}->{j} {bytes} B: {err:+.4} of truth");
-        for (tokens, nixl) in &by_block {
-            let (nj, nb, n_rate) = nixl[k];
-            assert_eq!((nj, nb), (j, bytes), "{tokens}-token blocks: the same routes and payloads");
-            // NIXL crosses the same hops: it cannot beat them, and it moved every payload.
-            assert!(n_rate <= truth * 1.005 && n_rate > 0.0, "nixl {tokens}: {j}->{j} {bytes} B at {n_rate} B/s, truth {truth}");
-            line.push_str(&format!(" {:>9.2} ({:.3})", n_rate / 1e6, n_rate / tcp_rate));
+        for (name, eng) in &by_block {
+            let (nj, nb, n_rate) = eng[k];
+            assert_eq!((nj, nb), (j, bytes), "{name}-token blocks: the same routes and payloads");
+            // The engine crosses the same hops: it cannot beat them, and it moved every payload.
+            assert!(n_rate <= truth * 1.005 && n_rate > 0.0, "{name}: {j}->{j} {bytes} B at {n_rate} B/s, truth {truth}");
+            line.push_str(&format!(" {:>10.2} ({:.3})", n_rate / 1e6, n_rate / tcp_rate));
         }
         eprintln!("{line}");
     }
     // The KV burst: both Path-2 flows at once through NIXL (they share the prefill NIC, each
     // still held by its own slow decode cable, which sum below the NIC's rate).
     let burst = run(&rack_file, &d.join("nixl-burst"), &["--kv-engine", "nixl", "--contention", "spec"]);
-    let kv = burst["measurements"].as_array().unwrap().iter().find(|m| m["kind"] == "contended").expect("a contended set");
+    let kv = burst["measurements"].as_array().unwrap().iter().find(|m| m["set"] == "kv_burst").expect("the kv_burst set");
     let sum = kv["aggregate"]["goodput_sum_Bps"]["p50"].as_f64().unwrap();
     let truth_sum: f64 = SLOW_BPS.iter().map(|r| goodput(*r)).sum();
     eprintln!("nixl KV burst {}: {:.2} MB/s of {:.2} ({:.3})", kv["id"], sum / 1e6, truth_sum / 1e6, sum / truth_sum);
     assert!(sum <= truth_sum * 1.005 && sum > 0.0, "burst sum {sum} vs {truth_sum}");
+    through_the_tools(d, &tcp_run, &engine_runs);
     eprintln!("nixl_emulated: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+fn linkcal(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("linkcal")).args(args).output().unwrap()
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs()
+}
+
+/// One engine run kept in `d/DIR`.
+struct EngineRun {
+    engine: String,
+    tokens: u64,
+    dir: String,
+    results: serde_json::Value,
+}
+
+/// Calibrate, report and predict over the host TCP run (`d/host_tcp`) and the engine runs.
+fn through_the_tools(d: &Path, tcp: &serde_json::Value, runs: &[EngineRun]) {
+    let s = |p: std::path::PathBuf| p.display().to_string();
+    // Every engine measurement records its block: 32 KiB per 16 tokens without --model.
+    for r in runs {
+        for m in r.results["measurements"].as_array().unwrap() {
+            let block = (m["kv_block_tokens"].as_u64(), m["kv_block_bytes"].as_u64());
+            assert_eq!(block, (Some(r.tokens), Some(r.tokens * 2048)), "{} {}", r.dir, m["id"]);
+            assert_eq!(m["transport"], r.engine.as_str());
+        }
+    }
+    assert!(tcp["measurements"].as_array().unwrap().iter().all(|m| m["kv_block_bytes"].is_null()));
+    let results: Vec<&serde_json::Value> = runs.iter().map(|r| &r.results).collect();
+    let want = efficiency::expected_ratios(tcp, &results);
+    assert_eq!(want.len(), runs.len() * 2 * 2, "2 routes x 2 payloads per engine run: {want:?}");
+    let cal_file = d.join("cal.json");
+    let mut args = vec!["calibrate".to_string(), "--out".into(), s(cal_file.clone()), "--results".into(), s(d.join("host_tcp"))];
+    for r in runs {
+        args.extend(["--results".to_string(), s(d.join(&r.dir))]);
+    }
+    let o = linkcal(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "calibrate: {}", String::from_utf8_lossy(&o.stderr));
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("engine time")).collect::<Vec<_>>().join("\n")
+    );
+    let cal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal_file).unwrap()).unwrap();
+    let got = efficiency::calibration_ratios(&cal);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (k, v) in &want {
+        assert!(close(got[k], *v, 1e-9), "{k:?}: calibration {} vs results {v}", got[k]);
+    }
+    // The engines stay out of the per-segment solve: route 0->0's path model holds host TCP's medians.
+    let p00 = cal["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"]["kind"] == "prefill_to_decode" && p["path"]["src"] == 0 && p["path"]["dst"] == 0)
+        .unwrap();
+    for raw in p00["raw"].as_array().unwrap() {
+        let f = tcp["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["flows"].as_array().unwrap())
+            .find(|f| f["path"] == p00["path"] && f["payload_bytes"] == raw["payload_bytes"]);
+        assert_eq!(raw["p50_Bps"], f.unwrap()["goodput_Bps"]["p50"], "{raw}");
+    }
+    // The report shows every ratio of the calibration.
+    let html_file = d.join("report.html");
+    let o = linkcal(&[
+        "report",
+        "--results",
+        &s(d.join("host_tcp")),
+        "--calibration",
+        &s(cal_file.clone()),
+        "--out",
+        &s(html_file.clone()),
+    ]);
+    assert!(o.status.success(), "report: {}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    assert!(html.contains("id=\"engine-efficiency\"") && html.contains("KV engine goodput / host TCP goodput"));
+    let shown = efficiency::report_ratios(&html);
+    assert_eq!(shown.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (k, v) in &want {
+        assert!((shown[k] - v).abs() <= 1e-6, "{k:?}: report {} vs {v}", shown[k]);
+    }
+    let mut engines: Vec<&str> = runs.iter().map(|r| r.engine.as_str()).collect();
+    engines.dedup();
+    for e in engines {
+        check_predict(&s(cal_file.clone()), e, &want);
+    }
+}
+
+/// `predict --kv-engine ENGINE` at both blocks: each Path-2 route's link time over the ratio the
+/// measured curve gives at its rack bytes; a block never measured is exit 2 naming the run.
+fn check_predict(cal: &str, engine: &str, ratios: &std::collections::BTreeMap<efficiency::Key, f64>) {
+    // N=4, T=8192 of llama-3.1-70b puts each handoff's rack bytes between the measured payloads.
+    let base = ["predict", "--calibration", cal, "--model", "llama-3.1-70b", "--n", "4", "--t", "8192", "--m", "2048", "--json"];
+    let predict = |extra: &[&str]| -> serde_json::Value {
+        let o = linkcal(&[&base[..], extra].concat());
+        assert!(o.status.success(), "predict {extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["prediction"].clone()
+    };
+    let link = predict(&[]);
+    assert!(link["kv_engine"].is_null());
+    eprintln!("predict --kv-engine {engine} (llama-3.1-70b N=4 T=8192): route, rack bytes, link ms, block tokens: ratio -> ms");
+    for tokens in [16u64, 256] {
+        let eng = predict(&["--kv-engine", engine, "--block-tokens", &tokens.to_string()]);
+        assert_eq!(eng["kv_engine"]["kv_block_bytes"].as_u64(), Some(tokens * 2048));
+        assert_eq!(eng["kv_engine"]["engine"], engine);
+        let routes = link["path2"]["routes"].as_array().unwrap();
+        assert!(!routes.is_empty());
+        for (k, r) in routes.iter().enumerate() {
+            let p = &r["route"];
+            let name = format!("{}:{}->{}", p["kind"].as_str().unwrap(), p["src"], p["dst"]);
+            let bytes = r["scaled_bytes"].as_u64().unwrap();
+            let want = efficiency::expected_predict_ratio(ratios, engine, &name, tokens * 2048, bytes);
+            let e = &eng["path2"]["routes"][k];
+            assert_eq!(e["route"], r["route"]);
+            let (raw, got) = (r["alone_s"].as_f64().unwrap(), e["alone_s"].as_f64().unwrap());
+            assert!(close(got, raw / want, 1e-9), "{engine} {name} {tokens}-token: {got} s vs {raw} / {want}");
+            assert!(close(eng["kv_engine"]["routes"][k]["ratio"].as_f64().unwrap(), want, 1e-9));
+            eprintln!("  {name} {bytes} B {:.3} ms, {tokens}: {want:.4} -> {:.3} ms", raw * 1e3, got * 1e3);
+        }
+        assert_eq!(eng["path1"], link["path1"]);
+    }
+    let o = linkcal(&[&base[..], &["--kv-engine", engine, "--block-tokens", "64"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("engine_efficiency") && err.contains(&format!("--kv-engine {engine} --block-tokens 64")), "{err}");
 }

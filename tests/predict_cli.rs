@@ -123,6 +123,54 @@ fn report_includes_the_prediction() {
     linkcal().args(["report", "--results", EXAMPLE, "--predict-model", "llama-3.1-70b", "--out"]).arg(&html).assert().code(2);
 }
 
+/// `--kv-engine nixl`: Path 2 over the example's links divided by a NIXL curve the test writes
+/// into the calibration (route 0->0 only, points a factor 4 either side of the handoff's rack
+/// bytes, so the log interpolation lands midway and route 1->1 borrows 0->0's curve); the
+/// report shows the curve; a block the calibration lacks exits 2 naming the runs to do.
+#[test]
+fn kv_engine_divides_path2_by_the_calibrations_curve() {
+    let d = tempfile::tempdir().unwrap();
+    let cal = calibrate(d.path());
+    let args = ["--model", "llama-3.1-70b", "--n", "8", "--t", "8192", "--m", "2048", "--json"];
+    let link = json(&predict(&cal, &args).assert().success().get_output().stdout)["prediction"].clone();
+    let b = link["path2"]["routes"][0]["scaled_bytes"].as_u64().unwrap();
+    let (lo, hi) = (0.8, 0.9);
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();
+    let pt = |bytes: u64, r: f64| serde_json::json!({"payload_bytes": bytes, "host_tcp_time_s": 1.0, "engine_time_s": 1.0 / r, "ratio": r});
+    v["engine_efficiency"] = serde_json::json!([{"engine": "nixl", "path": {"kind": "prefill_to_decode", "src": 0, "dst": 0},
+        "kv_block_bytes": 32768, "kv_block_tokens": 16, "points": [pt(b / 4, lo), pt(b * 4, hi)]}]);
+    std::fs::write(&cal, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let eng = json(&predict(&cal, &[&args[..], &["--kv-engine", "nixl"]].concat()).assert().success().get_output().stdout)
+        ["prediction"]
+        .clone();
+    for (k, r) in link["path2"]["routes"].as_array().unwrap().iter().enumerate() {
+        let x = (r["scaled_bytes"].as_u64().unwrap() as f64 / (b / 4) as f64).ln() / 16f64.ln();
+        let want = lo + x.clamp(0.0, 1.0) * (hi - lo);
+        let (raw, got) = (r["alone_s"].as_f64().unwrap(), eng["path2"]["routes"][k]["alone_s"].as_f64().unwrap());
+        assert!((got - raw / want).abs() <= 1e-9 * got, "{}: {got} vs {raw} / {want}", r["route"]);
+    }
+    assert_eq!(eng["kv_engine"]["kv_block_tokens"], 16);
+    let text = predict(&cal, &["--model", "llama-3.1-70b", "--n", "8", "--t", "8192", "--m", "2048", "--kv-engine", "nixl"])
+        .assert()
+        .success();
+    let text = String::from_utf8(text.get_output().stdout.clone()).unwrap();
+    assert!(
+        text.contains("through nixl with 16-token KV blocks of 32768 B") && text.contains("(curve of prefill_to_decode:0->0)"),
+        "{text}"
+    );
+    bad(
+        &cal,
+        &["--model", "llama-3.1-70b", "--kv-engine", "nixl", "--block-tokens", "256"],
+        &["engine_efficiency", "nixl at 32768 B (16 tokens)", "--kv-engine nixl --block-tokens 256"],
+    );
+    let html = d.path().join("r.html");
+    linkcal().args(["report", "--results", EXAMPLE, "--out"]).arg(&html).arg("--calibration").arg(&cal).assert().success();
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        h.contains("id=\"engine-efficiency\"") && h.contains("data-ratio=\"0.800000\"") && h.contains("data-ratio=\"0.900000\"")
+    );
+}
+
 /// Runs predict on `cal` and expects exit 2 with every `want` in stderr.
 fn bad(cal: &Path, extra: &[&str], want: &[&str]) {
     let mut args = vec!["--n", "8", "--t", "8192", "--m", "2048"];
@@ -150,7 +198,7 @@ fn bad_calibrations_and_flags_exit_2_naming_file_and_field() {
     // Another schema version.
     let mut v = good.clone();
     v["schema"] = "linkcal.calibration/1".into();
-    bad(&write("v1.json", &v), &[], &["v1.json", "'schema'", "linkcal.calibration/2"]);
+    bad(&write("v1.json", &v), &[], &["v1.json", "'schema'", "linkcal.calibration/3"]);
     // A negative capacity.
     let mut v = good.clone();
     v["segments"][0]["capacity_Bps"] = (-1.2e8).into();

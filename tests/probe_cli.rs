@@ -85,7 +85,7 @@ fn run_writes_the_results_files_and_waives_what_cannot_run() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
     let r: linkcal::model::Results = serde_json::from_str(&text).unwrap();
-    assert_eq!(r.schema, "linkcal.results/2");
+    assert_eq!(r.schema, "linkcal.results/3");
     assert!(!r.rack.emulated);
     assert!(dir.path().join("results.csv").exists());
     let journal = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();

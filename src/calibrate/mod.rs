@@ -3,6 +3,7 @@
 //! size-dependent models. Works on files only.
 #![allow(non_snake_case)]
 
+pub mod engine;
 mod fit;
 mod nominal;
 mod observe;
@@ -82,7 +83,16 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
             ));
         }
     }
-    let measurements: Vec<Measurement> = inp.results.iter().flat_map(|(_, r)| r.measurements.iter().cloned()).collect();
+    let all: Vec<Measurement> = inp.results.iter().flat_map(|(_, r)| r.measurements.iter().cloned()).collect();
+    let measurements: Vec<Measurement> = all.iter().filter(|m| !engine::is_engine(&m.transport)).cloned().collect();
+    if measurements.is_empty() {
+        return Err(InputError::field(
+            first_dir.join(RESULTS_FILE),
+            "measurements",
+            "holds KV-engine runs only (nixl): segments are calibrated from host transports; add a run of the same routes \
+             and payloads with `linkcal run --transport host_tcp` (--results HOST_RUN --results ENGINE_RUN)",
+        ));
+    }
     let obs = observe::observe(&measurements);
     let mut universe = Vec::new();
     for id in shape.segments() {
@@ -180,6 +190,7 @@ pub fn calibrate(inp: &Inputs) -> Result<Calibration, InputError> {
         paths,
         notes,
         sharing_efficiency: None,
+        engine_efficiency: engine::efficiency(&all),
     };
     cal.sharing_efficiency = sharing_efficiency(&cal, &measurements, &obs);
     Ok(cal)

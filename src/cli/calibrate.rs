@@ -66,6 +66,17 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             f(s.lower_bound_Bps)
         );
     }
+    for c in &cal.engine_efficiency {
+        let pts: Vec<String> = c.points.iter().map(|p| format!("{} B {:.4}", p.payload_bytes, p.ratio)).collect();
+        let tokens = c.kv_block_tokens.map(|t| format!(" ({t} tokens)")).unwrap_or_default();
+        println!(
+            "{} {} blocks of {} B{tokens}, host TCP time / engine time: {}",
+            c.engine,
+            c.path,
+            c.kv_block_bytes,
+            pts.join(", ")
+        );
+    }
     println!("wrote {} and {} (units: B/s per direction, seconds)", a.out.display(), csv.display());
     Ok(0)
 }

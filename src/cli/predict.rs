@@ -42,9 +42,33 @@ pub struct Args {
     /// Also write an SVG plot of the KV burst against T, one line per N.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Path 2 through a KV-transfer engine: its times divided by the engine's efficiency to
+    /// host TCP from the calibration (`engine_efficiency`, per route, interpolated per payload).
+    #[arg(long, value_parser = ["nixl", "mooncake"])]
+    pub kv_engine: Option<String>,
+    /// With --kv-engine: the curve measured at this many tokens per KV block (`run --block-tokens`).
+    #[arg(long, default_value_t = 16, requires = "kv_engine")]
+    pub block_tokens: u64,
+    /// With --kv-engine: the curve measured at this KV block length instead (`run --kv-block-bytes`), e.g. 32KiB.
+    #[arg(long, requires = "kv_engine")]
+    pub kv_block_bytes: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The engine curve `--kv-engine` asks for, if any.
+fn engine_block(a: &Args) -> anyhow::Result<Option<(String, crate::predict::engine::Block)>> {
+    use crate::predict::engine::Block;
+    let Some(e) = &a.kv_engine else { return Ok(None) };
+    let block = match &a.kv_block_bytes {
+        Some(s) => Block::Bytes(
+            crate::units::parse_size(s)
+                .map_err(|err| crate::error::InputError::field("--kv-block-bytes", "value", err.to_string()))?,
+        ),
+        None => Block::Tokens(a.block_tokens),
+    };
+    Ok(Some((e.clone(), block)))
 }
 
 /// A prediction and its scaling table, as `predict` computes them.
@@ -91,7 +115,11 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             return Err(crate::error::InputError::field(flag, "value", "contains 0: give positive values").into());
         }
     }
-    let ans = answer(&a.calibration, &model, w, a.engine, (a.pp_prefill, a.pp_decode), (&a.scale_n, &a.scale_t))?;
+    let mut ans = answer(&a.calibration, &model, w, a.engine, (a.pp_prefill, a.pp_decode), (&a.scale_n, &a.scale_t))?;
+    if let Some((engine, block)) = engine_block(&a)? {
+        let cal = load_calibration(&a.calibration)?;
+        crate::predict::engine::apply(&mut ans.prediction, &cal, &a.calibration, &engine, block)?;
+    }
     if let Some(f) = &a.svg {
         let svg = scaling_svg(&ans.prediction, &ans.scaling).map_err(anyhow::Error::msg)?;
         std::fs::write(f, svg).with_context(|| format!("writing {}", f.display()))?;
@@ -181,6 +209,25 @@ pub fn text(cal_file: &Path, a: &Answer) -> String {
     }
     routes(&mut o, &p.path1);
     let _ = writeln!(o, "\nPath 2, KV handoff (N={} x T={}):", w.n, w.t);
+    if let Some(e) = &p.kv_engine {
+        let tokens = e.kv_block_tokens.map(|t| format!("{t}-token ")).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  through {} with {tokens}KV blocks of {} B (link time / the engine's ratio to host TCP):",
+            e.engine, e.kv_block_bytes
+        );
+        for r in &e.routes {
+            let from: Vec<String> = r.curves_of.iter().map(|c| c.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "    {:<24} ratio {:.4}  link alone {} ms  (curve of {})",
+                r.route.to_string(),
+                r.ratio,
+                ms(r.link_alone_s),
+                from.join(", ")
+            );
+        }
+    }
     routes(&mut o, &p.path2);
     for s in &p.stages {
         let _ = writeln!(

@@ -72,15 +72,15 @@ pub struct Args {
     /// gpudirect_rdma, Path 3 gpu_staged_tcp, GPU<->host copies cuda_d2h/cuda_h2d, host_rdma).
     #[arg(long, default_value = "host_tcp")]
     pub transport: String,
-    /// Path 2 (prefill_to_decode) through a KV-transfer engine: `nixl` (overrides --transport
-    /// for that route kind only).
-    #[arg(long, value_parser = ["nixl"])]
+    /// Path 2 (prefill_to_decode) through a KV-transfer engine: `nixl` or `mooncake`
+    /// (overrides --transport for that route kind only).
+    #[arg(long, value_parser = ["nixl", "mooncake"])]
     pub kv_engine: Option<String>,
-    /// NIXL descriptor length: one KV block of one layer's K or V, e.g. 32KiB (default: from
+    /// KV block (NIXL descriptor, Mooncake slice) length: one KV block of one layer's K or V, e.g. 32KiB (default: from
     /// --model and --block-tokens, else 32 KiB, llama-3.1-70b's 16-token block).
     #[arg(long)]
     pub kv_block_bytes: Option<String>,
-    /// Tokens per KV block (vLLM's block_size) for the NIXL descriptor length with --model.
+    /// Tokens per KV block (vLLM's block_size) for the KV engines' block length with --model.
     #[arg(long, default_value_t = 16)]
     pub block_tokens: u64,
     /// NIXL direction: write (prefill pushes, notifies decode) or read (decode pulls, notifies
@@ -175,11 +175,12 @@ fn parse_path(s: &str) -> Option<PathRef> {
 /// not whole KV blocks (exit 2, naming the flag).
 fn nixl_options(a: &Args, model: Option<&ModelConfig>, sweep: &[u64], opts: &mut RunOptions) -> anyhow::Result<()> {
     use crate::transport::nixl::layout;
-    if a.kv_engine.is_some() {
+    if let Some(e) = &a.kv_engine {
+        let kind = TransportKind::parse(e).expect("clap keeps --kv-engine to known engines");
         opts.per_route.retain(|(k, _)| *k != RouteKind::PrefillToDecode);
-        opts.per_route.push((RouteKind::PrefillToDecode, TransportKind::Nixl));
+        opts.per_route.push((RouteKind::PrefillToDecode, kind));
     }
-    let uses = opts.transport == TransportKind::Nixl || opts.per_route.iter().any(|(_, t)| *t == TransportKind::Nixl);
+    let uses = opts.transport.is_kv_engine() || opts.per_route.iter().any(|(_, t)| t.is_kv_engine());
     if !uses {
         return Ok(());
     }
@@ -198,6 +199,7 @@ fn nixl_options(a: &Args, model: Option<&ModelConfig>, sweep: &[u64], opts: &mut
         }
     }
     opts.nixl = serde_json::json!({"block_bytes": block, "op": a.nixl_op, "mem": a.nixl_mem, "ucx_tls": a.ucx_tls});
+    opts.kv_block_tokens = a.kv_block_bytes.is_none().then_some(a.block_tokens);
     Ok(())
 }
 

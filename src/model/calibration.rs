@@ -1,7 +1,13 @@
-//! `linkcal.calibration/2`: per-segment, per-direction capacities and latencies with how each
+//! `linkcal.calibration/3`: per-segment, per-direction capacities and latencies with how each
 //! was obtained, series groups with intervals, per-path size-dependent models with their fixed
 //! cost (alpha) and sustained rate, and where the data came from (emulated or real rack, payload
-//! scale, runs). What simulators and planners load.
+//! scale, runs), and the KV-transfer engines' efficiency per route, payload and KV block
+//! beside host TCP. What simulators and planners load.
+//!
+//! Migration from `linkcal.calibration/2`: /3 adds `engine_efficiency` (a list, empty when no
+//! engine run was calibrated), and its segments and path models come from host transports only
+//! (a /2 calibration of NIXL runs fed them into the segment solver). /2 files still load, with
+//! `engine_efficiency` empty: calibrate again with the host TCP and engine runs to get it.
 #![allow(non_snake_case)]
 
 use schemars::JsonSchema;
@@ -11,12 +17,14 @@ use super::Provenance;
 use crate::spec::{Dir, Hop, PathRef, RackShape, SegmentId};
 
 /// Schema id of calibration files.
-pub const CALIBRATION_SCHEMA: &str = "linkcal.calibration/2";
+pub const CALIBRATION_SCHEMA: &str = "linkcal.calibration/3";
+/// Older calibration schemas read as [`CALIBRATION_SCHEMA`]: `/2` lacks `engine_efficiency`.
+pub const CALIBRATION_SCHEMA_COMPAT: &[&str] = &["linkcal.calibration/2"];
 
 /// A calibration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Calibration {
-    /// Always `linkcal.calibration/2`.
+    /// `linkcal.calibration/3` (`/2` reads too: see [`CALIBRATION_SCHEMA_COMPAT`]).
     pub schema: String,
     /// Where it came from (tool, git sha, hosts, time, argv).
     pub provenance: Provenance,
@@ -42,6 +50,40 @@ pub struct Calibration {
     /// lose a few percent). Null when no contended burst was measured.
     #[serde(default)]
     pub sharing_efficiency: Option<f64>,
+    /// KV-transfer engines (NIXL) beside host TCP: one curve per engine, route and KV block,
+    /// from solo runs of both transports on the same route and payloads (`linkcal calibrate
+    /// --results HOST_TCP_RUN --results ENGINE_RUN`). Empty when no engine run was given.
+    #[serde(default)]
+    pub engine_efficiency: Vec<EngineCurve>,
+}
+
+/// A KV-transfer engine's efficiency on one route at one KV block size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EngineCurve {
+    /// Engine, as the results name its transport (e.g. `nixl`).
+    pub engine: String,
+    /// The route (Path 2: prefill_to_decode).
+    pub path: PathRef,
+    /// KV block (one descriptor) the engine moved the payloads in, bytes.
+    pub kv_block_bytes: u64,
+    /// Tokens per KV block behind `kv_block_bytes` (null when the run gave the block in bytes).
+    pub kv_block_tokens: Option<u64>,
+    /// One point per payload both transports measured on the route, by payload.
+    pub points: Vec<EnginePoint>,
+}
+
+/// The engine beside host TCP at one payload.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EnginePoint {
+    /// Payload, bytes.
+    pub payload_bytes: u64,
+    /// Host TCP's mean transfer time on the route, seconds (mean over its runs).
+    pub host_tcp_time_s: f64,
+    /// The engine's mean transfer time on the route, seconds (mean over its runs).
+    pub engine_time_s: f64,
+    /// `host_tcp_time_s / engine_time_s`: the engine's goodput as a fraction of host TCP's
+    /// (below 1 when the engine costs time); a planner divides a host-TCP time by it.
+    pub ratio: f64,
 }
 
 /// The rack and runs a calibration rests on.

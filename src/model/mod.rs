@@ -1,5 +1,5 @@
-//! The one result model: measurement results (`linkcal.results/2`), calibrations
-//! (`linkcal.calibration/2`), rack files and provenance. JSON, CSV and reports all derive from
+//! The one result model: measurement results (`linkcal.results/3`), calibrations
+//! (`linkcal.calibration/3`), rack files and provenance. JSON, CSV and reports all derive from
 //! these types; JSON Schemas in `schemas/` are generated from them. Units are in field names
 //! (`_bytes`, `_Bps` = bytes/s SI, `_s` = seconds); an unmeasured value is `null`, never 0.
 
@@ -14,7 +14,7 @@ pub mod rundir;
 pub use calibration::{Calibration, CALIBRATION_SCHEMA};
 pub use provenance::Provenance;
 pub use rack::{GroundTruth, RackFile, RACK_SCHEMA};
-pub use results::{Results, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
+pub use results::{Results, RESULTS_SCHEMA, RESULTS_SCHEMA_V1, RESULTS_SCHEMA_V2};
 pub use rundir::{Recovery, ResultsDir, RunDirError, RunWriter, Start};
 
 use std::path::Path;
@@ -41,6 +41,7 @@ fn compatible(want: &str) -> &'static [&'static str] {
     match want {
         RESULTS_SCHEMA => results::RESULTS_SCHEMA_COMPAT,
         RACK_SCHEMA => rack::RACK_SCHEMA_COMPAT,
+        CALIBRATION_SCHEMA => calibration::CALIBRATION_SCHEMA_COMPAT,
         _ => &[],
     }
 }

@@ -1,5 +1,11 @@
-//! `linkcal.results/2`: every measurement of a run, solo and contended, with summaries and the
+//! `linkcal.results/3`: every measurement of a run, solo and contended, with summaries and the
 //! raw per-transfer times they came from.
+//!
+//! Migration from `linkcal.results/2`: /3 adds `measurements[].kv_block_bytes` and
+//! `measurements[].kv_block_tokens`, the KV block a KV-transfer engine (NIXL) moved the payload
+//! in; /2 files still load, both read as null (no block: every /2 engine run used the default
+//! 32 KiB, but which one is not recorded, so `calibrate` leaves such runs out of
+//! `engine_efficiency`; measure them again).
 //!
 //! Migration from `linkcal.results/1`: only `payloads` changed. /2 adds `payloads.serving`
 //! (engine, formula, dtypes, block size, activation tensors), `payloads.layers` (per-layer kind
@@ -15,18 +21,21 @@ use crate::payload::Payloads;
 use crate::spec::{Hop, PathRef, RackShape};
 
 /// Schema id of results files.
-pub const RESULTS_SCHEMA: &str = "linkcal.results/2";
-/// Older results schemas read as [`RESULTS_SCHEMA`]: `linkcal.results/1` lacks
+pub const RESULTS_SCHEMA: &str = "linkcal.results/3";
+/// Older results schemas read as [`RESULTS_SCHEMA`]: `linkcal.results/2` lacks the KV block
+/// fields of measurements; `linkcal.results/1` also lacks
 /// `rack.tcp_congestion_control`, `rack.emulation` and the per-layer `payloads` fields, which
 /// read as null / their defaults.
-pub const RESULTS_SCHEMA_COMPAT: &[&str] = &["linkcal.results/1"];
-/// The previous version, still read.
+pub const RESULTS_SCHEMA_COMPAT: &[&str] = &["linkcal.results/1", RESULTS_SCHEMA_V2];
+/// The previous version, still read (`kv_block_bytes`, `kv_block_tokens` read as null).
+pub const RESULTS_SCHEMA_V2: &str = "linkcal.results/2";
+/// The first version, still read.
 pub const RESULTS_SCHEMA_V1: &str = "linkcal.results/1";
 
 /// A run's results: `results.json` in the output directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Results {
-    /// `linkcal.results/2` (`/1` reads too: see [`RESULTS_SCHEMA_COMPAT`]).
+    /// `linkcal.results/3` (`/2` and `/1` read too: see [`RESULTS_SCHEMA_COMPAT`]).
     pub schema: String,
     /// Where and when it was measured.
     pub provenance: Provenance,
@@ -110,6 +119,14 @@ pub struct Measurement {
     pub set: Option<String>,
     /// Transport used (e.g. `host_tcp`, `staged_tcp`, `cuda_p2p`, `gpudirect_rdma`).
     pub transport: String,
+    /// KV block a KV-transfer engine moved the payload in, bytes: one descriptor, one layer's K
+    /// or V of `kv_block_tokens` tokens (null for transports without blocks, and in /2 files).
+    #[serde(default)]
+    pub kv_block_bytes: Option<u64>,
+    /// Tokens per KV block (vLLM's `block_size`) behind `kv_block_bytes` (null when the block
+    /// was given in bytes, for transports without blocks, and in /2 files).
+    #[serde(default)]
+    pub kv_block_tokens: Option<u64>,
     /// Start time, RFC 3339 UTC.
     pub started_at: String,
     /// Wall time of the whole measurement including warmup, seconds.

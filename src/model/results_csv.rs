@@ -120,6 +120,8 @@ mod tests {
                 kind: MeasurementKind::Solo,
                 set: None,
                 transport: "host_tcp".into(),
+                kv_block_bytes: None,
+                kv_block_tokens: None,
                 started_at: "t".into(),
                 duration_s: 1.0,
                 flows: vec![f.clone(), f],

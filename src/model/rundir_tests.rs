@@ -44,6 +44,8 @@ fn m(bytes: u64, goodput: f64) -> Measurement {
         kind: MeasurementKind::Solo,
         set: None,
         transport: "host_tcp".into(),
+        kv_block_bytes: None,
+        kv_block_tokens: None,
         started_at: "t".into(),
         duration_s: t,
         flows: vec![FlowResult {

@@ -15,6 +15,7 @@
 #![allow(non_snake_case)]
 
 mod check;
+pub mod engine;
 mod scale;
 
 pub use check::{check_shape, check_values, load_calibration};
@@ -176,6 +177,9 @@ pub struct Prediction {
     pub path3: PathTimes,
     /// What the figures mean (scaled rack, lower bounds).
     pub notes: Vec<String>,
+    /// The KV-transfer engine Path 2's times were scaled for ([`engine::apply`]); null: link
+    /// times (host TCP).
+    pub kv_engine: Option<engine::EngineApplied>,
 }
 
 /// Real bytes on the calibrated rack: divided by `scale`, rounded, at least 1 (as `run --model`).
@@ -336,6 +340,7 @@ pub fn predict(cal: &Calibration, cal_file: &Path, payloads: &Payloads, w: Workl
         path2,
         stages,
         path3,
+        kv_engine: None,
     })
 }
 

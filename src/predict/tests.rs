@@ -107,6 +107,7 @@ fn calibration(payload_scale: f64) -> Calibration {
         ],
         notes: Vec::new(),
         sharing_efficiency: Some(SHARING),
+        engine_efficiency: Vec::new(),
     }
 }
 
@@ -226,4 +227,89 @@ fn scaling_grows_with_n_times_t() {
     assert!(close(kv(2, 1024).decode_step_s, 2.0 * kv(1, 1024).decode_step_s));
     // Route 1->1 rests on IB_Cable_D[1] down's lower bound at every size.
     assert!(pts.iter().all(|p| p.kv_upper_bound));
+}
+
+/// A curve of `engine` on `path` at `tokens`-token blocks (2 KiB per token) through `points`
+/// (payload, ratio); the times are host TCP 1 s and the engine 1 / ratio s.
+fn curve(dst: usize, tokens: u64, points: &[(u64, f64)]) -> crate::model::calibration::EngineCurve {
+    use crate::model::calibration::{EngineCurve, EnginePoint};
+    EngineCurve {
+        engine: "nixl".into(),
+        path: PathRef { kind: RouteKind::PrefillToDecode, src: dst, dst },
+        kv_block_bytes: tokens * 2048,
+        kv_block_tokens: Some(tokens),
+        points: points
+            .iter()
+            .map(|&(b, r)| EnginePoint { payload_bytes: b, host_tcp_time_s: 1.0, engine_time_s: 1.0 / r, ratio: r })
+            .collect(),
+    }
+}
+
+#[test]
+fn kv_engine_divides_path2_by_the_interpolated_ratio_of_the_chosen_block() {
+    use engine::{apply, Block};
+    let mut cal = calibration(1.0);
+    let w = Workload::new(2, 1024, 256).unwrap();
+    let (_, link) = run(&cal, 4, w);
+    let b0 = link.path2.routes.iter().find(|r| r.route.dst == 0).unwrap().scaled_bytes;
+    // Route 0->0: points a factor 4 either side of its bytes, so log interpolation lands midway;
+    // the 256-token curve must not be used; route 1->1 has no curve of its own: it takes the
+    // measured routes' (0->0's) ratio at its own bytes.
+    let (r_lo, r_hi) = (0.80, 0.96);
+    cal.engine_efficiency = vec![curve(0, 16, &[(b0 / 4, r_lo), (b0 * 4, r_hi)]), curve(0, 256, &[(b0, 0.5)])];
+    let mut p = link.clone();
+    apply(&mut p, &cal, Path::new("cal.json"), "nixl", Block::Tokens(16)).unwrap();
+    let e = p.kv_engine.as_ref().unwrap();
+    assert_eq!((e.kv_block_bytes, e.kv_block_tokens), (16 * 2048, Some(16)));
+    let lerp = |b: u64| {
+        let x = ((b as f64).ln() - ((b0 / 4) as f64).ln()) / (((b0 * 4) as f64).ln() - ((b0 / 4) as f64).ln());
+        r_lo + x.clamp(0.0, 1.0) * (r_hi - r_lo)
+    };
+    assert!(close(lerp(b0), (r_lo + r_hi) / 2.0));
+    for ((raw, got), er) in link.path2.routes.iter().zip(&p.path2.routes).zip(&e.routes) {
+        let want = lerp(raw.scaled_bytes);
+        assert!(close(er.ratio, want), "{}: {} vs {want}", raw.route, er.ratio);
+        assert!(close(got.alone_s, raw.alone_s / want) && close(got.all_at_once_s, raw.all_at_once_s / want));
+        assert!(close(er.link_alone_s, raw.alone_s));
+        assert_eq!(er.curves_of, vec![PathRef { kind: RouteKind::PrefillToDecode, src: 0, dst: 0 }]);
+    }
+    let max = p.path2.routes.iter().map(|r| r.all_at_once_s).fold(0.0, f64::max);
+    assert!(close(p.path2.all_at_once_s, max));
+    for (raw, got) in link.stages.iter().zip(&p.stages) {
+        let slowest = e.routes.iter().filter(|r| r.route.src == raw.stage).map(|r| r.ratio).fold(f64::INFINITY, f64::min);
+        assert!(close(got.alone_s, raw.alone_s / slowest), "stage {}", raw.stage);
+    }
+    // The 256-token curve, by bytes: 0.5 everywhere.
+    let mut q = link.clone();
+    apply(&mut q, &cal, Path::new("cal.json"), "nixl", Block::Bytes(256 * 2048)).unwrap();
+    assert!(q.path2.routes.iter().zip(&link.path2.routes).all(|(g, r)| close(g.alone_s, r.alone_s / 0.5)));
+    // Paths 1 and 3 are untouched.
+    assert_eq!((q.path1.clone(), q.path3.clone()), (link.path1.clone(), link.path3.clone()));
+}
+
+#[test]
+fn kv_engine_without_its_curve_names_what_to_run() {
+    let mut cal = calibration(1.0);
+    let (_, mut p) = run(&cal, 4, Workload::new(2, 1024, 256).unwrap());
+    let none = engine::apply(&mut p, &cal, Path::new("cal.json"), "nixl", engine::Block::Tokens(16)).unwrap_err().to_string();
+    assert!(
+        none.contains("engine_efficiency")
+            && none.contains("it has: none")
+            && none.contains("--kv-engine nixl --block-tokens 16"),
+        "{none}"
+    );
+    cal.engine_efficiency = vec![curve(0, 256, &[(1 << 20, 0.9)])];
+    let other = engine::apply(&mut p, &cal, Path::new("cal.json"), "nixl", engine::Block::Tokens(16)).unwrap_err().to_string();
+    assert!(other.contains("nixl at 524288 B (256 tokens)") && other.contains("linkcal calibrate --results"), "{other}");
+    assert!(p.kv_engine.is_none());
+}
+
+#[test]
+fn ratio_at_clamps_outside_the_measured_payloads() {
+    let c = curve(0, 16, &[(1 << 20, 0.7), (1 << 22, 0.9)]);
+    assert_eq!(engine::ratio_at(&c.points, 1), Some(0.7));
+    assert_eq!(engine::ratio_at(&c.points, 1 << 30), Some(0.9));
+    // 2 MiB is halfway in log between 1 and 4 MiB.
+    assert!(close(engine::ratio_at(&c.points, 1 << 21).unwrap(), 0.8));
+    assert_eq!(engine::ratio_at(&[], 1), None);
 }

@@ -48,7 +48,7 @@ fn badge(class: &str, text: &str) -> String {
     format!("<span class=\"badge {class}\">{}</span>", esc(text))
 }
 
-fn svg_or_error(r: Result<String, String>) -> String {
+pub(super) fn svg_or_error(r: Result<String, String>) -> String {
     match r {
         // Drop the XML declaration if any: inline SVG in HTML needs only the <svg> element.
         Ok(s) => s.find("<svg").map(|i| s[i..].to_string()).unwrap_or(s),
@@ -93,6 +93,9 @@ pub fn render(inp: &ReportInput<'_>) -> String {
     capacity_section(&mut h, res, inp.calibration.map(|c| c.1), inp.acceptance);
     contention_section(&mut h, res);
     topology_section(&mut h, res, inp.calibration.map(|c| c.1), inp.acceptance);
+    if let Some((_, c)) = inp.calibration {
+        super::engine::section(&mut h, c);
+    }
     if let Some((p, pts)) = inp.prediction {
         super::prediction::section(&mut h, p, pts);
     }

@@ -2,6 +2,7 @@
 //! report with inline SVG plots.
 
 pub mod csv;
+mod engine;
 pub mod html;
 pub mod junit;
 pub mod markdown;

@@ -187,11 +187,21 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
         kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
         set: contended.then(|| exp.name.clone()),
         transport: transport_names(&flows),
+        kv_block_bytes: kv_block(ctx.opts, &flows).map(|b| b.0),
+        kv_block_tokens: kv_block(ctx.opts, &flows).and_then(|b| b.1),
         started_at,
         duration_s: t0.elapsed().as_secs_f64(),
         flows: flow_results,
         aggregate: aggregate.flatten(),
     }))
+}
+
+/// The KV block (bytes, tokens when known) of a measurement whose flows include a KV engine's.
+fn kv_block(o: &RunOptions, flows: &[Flow]) -> Option<(u64, Option<u64>)> {
+    flows.iter().any(|f| f.transport.is_kv_engine()).then(|| {
+        let bytes = o.nixl.get("block_bytes").and_then(|b| b.as_u64());
+        (bytes.unwrap_or(crate::transport::nixl::layout::DEFAULT_BLOCK_BYTES), o.kv_block_tokens)
+    })
 }
 
 /// The transports of a measurement's flows, e.g. `host_tcp` or `cuda_p2p+gpudirect_rdma`.
@@ -226,6 +236,7 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
         // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
         let options = match f.transport {
             TransportKind::Nixl => crate::transport::routes::nixl_options(&o.nixl, &f.r.path, &ctx.rack.shape),
+            TransportKind::Mooncake => serde_json::json!({"block_bytes": o.nixl.get("block_bytes")}),
             t => crate::transport::routes::flow_options(t, &f.r.path, &ctx.rack.shape),
         };
         let spec = |local: Option<String>| FlowSpec {
@@ -253,8 +264,8 @@ fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, R
     let window_timeout = |dur: f64| Duration::from_secs_f64(dur + n * bytes as f64 / fault::STALL_FLOOR_BPS + stall_s);
     if o.warmup > 0 {
         let mut wb = bytes.min(o.warmup_max_bytes).max(1);
-        // NIXL moves whole KV blocks: warm it up with the payload itself (a multiple of them).
-        if flows.iter().any(|f| f.transport == TransportKind::Nixl) {
+        // KV engines move whole KV blocks: warm them up with the payload itself (a multiple of them).
+        if flows.iter().any(|f| f.transport.is_kv_engine()) {
             wb = bytes.max(1);
         }
         let windows = flows.iter().map(|f| (f, window(f.id, bytes, o.warmup, wb, 0, 0, 0.0))).collect();

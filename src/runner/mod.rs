@@ -141,6 +141,9 @@ pub struct RunOptions {
     pub max_parallel: usize,
     /// Options of NIXL flows ([`crate::transport::nixl::layout::NixlOptions`]); `null`: defaults.
     pub nixl: serde_json::Value,
+    /// Tokens per KV block behind NIXL's `block_bytes`, recorded with its measurements (None
+    /// when the block was given in bytes).
+    pub kv_block_tokens: Option<u64>,
     /// What to do with a run already in the output directory: refuse (default), resume, start over.
     pub start: Start,
 }
@@ -167,6 +170,7 @@ impl RunOptions {
             payloads: None,
             max_parallel: 1,
             nixl: serde_json::Value::Null,
+            kv_block_tokens: None,
             start: Start::Fresh,
         }
     }

@@ -182,6 +182,8 @@ fn synth_measurement(
         kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
         set: contended.then(|| name.to_string()),
         transport: "synthetic".into(),
+        kv_block_bytes: None,
+        kv_block_tokens: None,
         started_at: crate::model::provenance::rfc3339_now(),
         duration_s: rounds.iter().sum(),
         flows: results,

@@ -37,6 +37,7 @@ pub mod gpu_staged_tcp;
 pub mod gpudirect_rdma;
 pub mod hip_copy;
 pub mod host_tcp;
+pub mod mooncake;
 pub mod net;
 pub mod nixl;
 pub mod routes;
@@ -117,7 +118,8 @@ impl TransportError {
 /// The registry of link kinds. Files: `host_tcp.rs`, `staged_tcp.rs`, `cuda_p2p.rs` (CUDA P2P
 /// and the copy-engine H2D/D2H probes), `gpudirect_rdma.rs` (GPUDirect and host-memory
 /// RDMA, with CUDA or HIP GPU memory), `gpu_staged_tcp.rs` (CUDA or HIP stager), `hip_copy.rs`
-/// (the HIP copies), `nixl/` (the NIXL KV-transfer engine).
+/// (the HIP copies), `nixl/` (the NIXL KV-transfer engine), `mooncake/` (Mooncake Transfer
+/// Engine through a Python helper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
@@ -152,11 +154,15 @@ pub enum TransportKind {
     /// descriptor per KV block, WRITE or READ with a notification; UCX (TCP, RDMA, GPU memory)
     /// or LIBFABRIC underneath. `libnixl_capi.so` is loaded at run time.
     Nixl,
+    /// KV blocks through Mooncake Transfer Engine (SGLang, vLLM's MooncakeConnector): one
+    /// slice per KV block, `batch_transfer_sync_write` over its TCP protocol in DRAM, driven by
+    /// a Python helper from a venv with the wheel ([`mooncake`]).
+    Mooncake,
 }
 
 impl TransportKind {
     /// Every kind.
-    pub const ALL: [TransportKind; 13] = [
+    pub const ALL: [TransportKind; 14] = [
         TransportKind::HostTcp,
         TransportKind::StagedTcp,
         TransportKind::CudaP2p,
@@ -166,6 +172,7 @@ impl TransportKind {
         TransportKind::HostRdma,
         TransportKind::GpuStagedTcp,
         TransportKind::Nixl,
+        TransportKind::Mooncake,
         TransportKind::HipP2p,
         TransportKind::HipD2h,
         TransportKind::HipH2d,
@@ -184,6 +191,7 @@ impl TransportKind {
             TransportKind::HostRdma => "host_rdma",
             TransportKind::GpuStagedTcp => "gpu_staged_tcp",
             TransportKind::Nixl => "nixl",
+            TransportKind::Mooncake => "mooncake",
             TransportKind::HipP2p => "hip_p2p",
             TransportKind::HipD2h => "hip_d2h",
             TransportKind::HipH2d => "hip_h2d",
@@ -210,6 +218,12 @@ impl TransportKind {
         )
     }
 
+    /// Whether it is a KV-transfer engine (NIXL, Mooncake): payloads move as KV blocks, and
+    /// `calibrate` compares it with host TCP instead of solving segments with it.
+    pub fn is_kv_engine(self) -> bool {
+        matches!(self, TransportKind::Nixl | TransportKind::Mooncake)
+    }
+
     /// The implementation of this kind.
     pub fn instance(self) -> Box<dyn Transport> {
         match self {
@@ -222,6 +236,7 @@ impl TransportKind {
             TransportKind::HostRdma => Box::new(gpudirect_rdma::RdmaWrite { gpu: false }),
             TransportKind::GpuStagedTcp => Box::new(gpu_staged_tcp::GpuStagedTcp(crate::gpu::pci::GpuVendor::Nvidia)),
             TransportKind::Nixl => Box::new(nixl::Nixl),
+            TransportKind::Mooncake => Box::new(mooncake::Mooncake),
             TransportKind::HipP2p => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::P2p)),
             TransportKind::HipD2h => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::D2h)),
             TransportKind::HipH2d => Box::new(hip_copy::HipCopy(cuda_p2p::CopyKind::H2d)),

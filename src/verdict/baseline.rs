@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
 use crate::model::rundir::RESULTS_FILE;
-use crate::model::{Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1};
+use crate::model::{
+    Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1, RESULTS_SCHEMA_V2,
+};
 use crate::spec::RackShape;
 
 /// A fleet baseline: a calibration (segments and path models) or a results file (paths).
 #[derive(Debug, Clone)]
 pub enum Baseline {
-    /// A `linkcal.calibration/2` file.
+    /// A `linkcal.calibration/3` (or `/2`) file.
     Calibration(PathBuf, Box<Calibration>),
-    /// A `linkcal.results/2` (or `/1`) file.
+    /// A `linkcal.results/3` (or `/2`, `/1`) file.
     Results(PathBuf, Box<Results>),
 }
 
@@ -35,7 +37,7 @@ impl Baseline {
             serde_json::from_str(&text).map_err(|e| InputError::file(&file, format!("not valid JSON: {e}")))?;
         match v.get("schema").and_then(|s| s.as_str()) {
             Some(CALIBRATION_SCHEMA) => Ok((Baseline::Calibration(file.clone(), Box::new(crate::error::read_json(&file)?)), None)),
-            Some(RESULTS_SCHEMA | RESULTS_SCHEMA_V1) => {
+            Some(RESULTS_SCHEMA | RESULTS_SCHEMA_V2 | RESULTS_SCHEMA_V1) => {
                 let (r, rec) = ResultsDir::load(&file)?;
                 Ok((Baseline::Results(file, Box::new(r)), Some(rec)))
             }

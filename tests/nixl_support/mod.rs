@@ -1,6 +1,8 @@
-//! Helpers of the NIXL tests: the venv that holds NIXL's wheel, and per-payload figures read
-//! from a results file.
+//! Helpers of the KV-engine tests: the venvs that hold NIXL's and Mooncake's wheels, and
+//! per-payload figures read from a results file.
 #![allow(dead_code)]
+
+pub mod efficiency;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +37,21 @@ pub fn nixl_venv() -> Option<PathBuf> {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!ci, "CI=true and scripts/nixl-venv failed: {err}");
         eprintln!("waived: NIXL not installed (scripts/nixl-venv: {err})");
+        return None;
+    }
+    Some(venv)
+}
+
+/// The venv with Mooncake Transfer Engine, made by `scripts/mooncake-venv` (None: waived
+/// locally; panics under CI).
+pub fn mooncake_venv() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("mooncake-venv");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mooncake-venv");
+    let o = Command::new(script).arg(&venv).output().unwrap();
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and scripts/mooncake-venv failed: {err}");
+        eprintln!("waived: Mooncake not installed (scripts/mooncake-venv: {err})");
         return None;
     }
     Some(venv)

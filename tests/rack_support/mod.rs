@@ -29,7 +29,17 @@ pub fn can_emulate(what: &str) -> bool {
 
 /// A namespace prefix unique per test process (`tag` of at most 3 of a-z0-9, then at most 5
 /// hex digits of the process id): every worktree runs these tests, often at once.
+/// `LINKCAL_TEST_NS_TAG` (at most 3 of a-z0-9) replaces `tag`, for a machine where each user
+/// keeps to a prefix of their own.
 pub fn unique_prefix(tag: &str) -> String {
+    let tag = match std::env::var("LINKCAL_TEST_NS_TAG") {
+        Ok(t) => {
+            let ok = !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            assert!(ok, "LINKCAL_TEST_NS_TAG={t:?}: use 1 to 3 of a-z0-9");
+            t
+        }
+        Err(_) => tag.to_string(),
+    };
     format!("{tag}{:x}", std::process::id() % 0xfffff)
 }
 

@@ -121,6 +121,8 @@ impl Synth {
                     kind: MeasurementKind::Solo,
                     set: None,
                     transport: "host_tcp".into(),
+                    kv_block_bytes: None,
+                    kv_block_tokens: None,
                     started_at: "2026-11-24T00:00:00Z".into(),
                     duration_s: 1.0,
                     flows: vec![f],
@@ -143,6 +145,8 @@ impl Synth {
             kind: MeasurementKind::Contended,
             set: Some("kv_burst".into()),
             transport: "host_tcp".into(),
+            kv_block_bytes: None,
+            kv_block_tokens: None,
             started_at: "2026-11-24T00:00:00Z".into(),
             duration_s: 1.0,
             flows,
@@ -244,7 +248,7 @@ impl Synth {
             })
             .collect();
         Calibration {
-            schema: "linkcal.calibration/2".into(),
+            schema: "linkcal.calibration/3".into(),
             provenance: provenance(),
             origin: linkcal::model::calibration::Origin {
                 emulated: false,
@@ -269,6 +273,7 @@ impl Synth {
             paths,
             notes: vec!["synthetic calibration for tests".into()],
             sharing_efficiency: None,
+            engine_efficiency: Vec::new(),
         }
     }
 
