@@ -31,6 +31,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitClass> {
         crate::emulate::EmulateError,
         crate::rackinit::RackInitError,
         crate::export::ExportError,
+        crate::sim::SimError,
         crate::runner::RunError,
         crate::model::RunDirError,
         clap::Error,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::calibrate::load_calibration;
 use crate::sim::{capacities, load_flows, makespan, scenario_flows, simulate_shared, validate, Scenario};
 
@@ -44,9 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     let flows = match (&a.flows, a.scenario) {
         (Some(f), _) => load_flows(f, &cal, a.ideal)?,
-        (None, Some(sc)) => {
-            scenario_flows(&cal, sc, a.bytes, a.ideal).map_err(|m| crate::error::InputError::file(&a.calibration, m))?
-        }
+        (None, Some(sc)) => scenario_flows(&cal, sc, a.bytes, a.ideal).with_context(|| format!("{}", a.calibration.display()))?,
         (None, None) => unreachable!("clap requires --flows or --scenario"),
     };
     let sharing = if a.ideal { 1.0 } else { cal.sharing_efficiency.unwrap_or(1.0) };

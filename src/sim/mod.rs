@@ -18,7 +18,40 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::Hop;
+use crate::spec::{Hop, RouteKind};
+
+/// Why flows could not be built for a simulation or synthetic results could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The calibration's or configuration's shape yields no route set.
+    #[error("the rack shape: {0}")]
+    Shape(#[from] crate::spec::SpecError),
+    /// No payload of a route kind to size the flows by.
+    #[error("no {kind} payload was measured in this calibration; give --bytes to choose the payload")]
+    NoPayload {
+        /// The route kind.
+        kind: RouteKind,
+    },
+    /// A scenario has no flows in this shape (e.g. Path 1 with PP_prefill = 1).
+    #[error("scenario {scenario} has no flows in this rack shape")]
+    NoFlows {
+        /// The scenario.
+        scenario: &'static str,
+    },
+    /// An experiment names a route the rack does not have.
+    #[error("experiment {experiment}: a route is not in this rack")]
+    UnknownRoute {
+        /// The experiment.
+        experiment: String,
+    },
+}
+
+impl crate::error::Classified for SimError {
+    /// Every one is about the input (the calibration, a flag or the experiment list): exit 2.
+    fn exit_class(&self) -> crate::error::ExitClass {
+        crate::error::ExitClass::BadInput
+    }
+}
 
 /// Capacity of each segment direction, B/s. A hop missing from the map is unconstrained.
 pub type Capacities = BTreeMap<Hop, f64>;

@@ -7,7 +7,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Capacities, SimFlow};
+use super::{Capacities, SimError, SimFlow};
 use crate::error::InputError;
 use crate::model::calibration::{Method, PathModel};
 use crate::model::Calibration;
@@ -104,13 +104,9 @@ pub fn flows_for(cal: &Calibration, path: PathRef, hops: Vec<Hop>, bytes: u64, i
 
 /// The flows of a scenario. `bytes` is the per-flow payload (Path 2: the whole stage's KV,
 /// scaled by each route's share); when None, the largest payload measured on that path kind.
-pub fn scenario_flows(cal: &Calibration, sc: Scenario, bytes: Option<u64>, ideal: bool) -> Result<Vec<SimFlow>, String> {
-    let set = RouteSet::spec(&cal.shape, None).map_err(|e| e.to_string())?;
-    let size = |kind: RouteKind| -> Result<u64, String> {
-        bytes
-            .or_else(|| largest_payload(cal, kind))
-            .ok_or_else(|| format!("no {kind} payload was measured in this calibration; give --bytes to choose the payload"))
-    };
+pub fn scenario_flows(cal: &Calibration, sc: Scenario, bytes: Option<u64>, ideal: bool) -> Result<Vec<SimFlow>, SimError> {
+    let set = RouteSet::spec(&cal.shape, None)?;
+    let size = |kind: RouteKind| bytes.or_else(|| largest_payload(cal, kind)).ok_or(SimError::NoPayload { kind });
     let mut out = Vec::new();
     let kinds: &[RouteKind] = match sc {
         Scenario::KvBurst => &[RouteKind::PrefillToDecode],
@@ -118,7 +114,7 @@ pub fn scenario_flows(cal: &Calibration, sc: Scenario, bytes: Option<u64>, ideal
         Scenario::PipelineWithHandoff => &[RouteKind::PrefillInterRank, RouteKind::PrefillToDecode],
         Scenario::DecodeStep => &[RouteKind::DecodeInterRank],
     };
-    let shares = handoff_pairs(&cal.shape, None).map_err(|e| e.to_string())?;
+    let shares = handoff_pairs(&cal.shape, None)?;
     for &kind in kinds {
         let b = size(kind)?;
         for (_, r) in set.of_kind(kind) {
@@ -132,7 +128,7 @@ pub fn scenario_flows(cal: &Calibration, sc: Scenario, bytes: Option<u64>, ideal
         }
     }
     if out.is_empty() {
-        return Err(format!("scenario {} has no flows in this rack shape", sc.as_str()));
+        return Err(SimError::NoFlows { scenario: sc.as_str() });
     }
     Ok(out)
 }

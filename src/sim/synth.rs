@@ -60,8 +60,8 @@ fn summarize(xs: &[f64], quantum: f64) -> Summary {
 }
 
 /// Runs every experiment at every size and returns the results a runner would have written.
-pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Results, String> {
-    let set = RouteSet::build(&cfg.shape, None, cfg.hops, true).map_err(|e| e.to_string())?;
+pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Results, super::SimError> {
+    let set = RouteSet::build(&cfg.shape, None, cfg.hops, true)?;
     let mut rng = SplitMix64::new(cfg.seed);
     let mut measurements = Vec::new();
     for e in experiments {
@@ -70,7 +70,7 @@ pub fn synthesize(cfg: &SynthConfig, experiments: &[Experiment]) -> Result<Resul
             .iter()
             .map(|p| set.find(p).map(|r| (r.path, r.segments.clone())))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| format!("experiment {}: a route is not in this rack", e.name))?;
+            .ok_or_else(|| super::SimError::UnknownRoute { experiment: e.name.clone() })?;
         for &size in &cfg.sizes {
             measurements.push(synth_measurement(cfg, &mut rng, &e.name, !e.is_solo(), &routes, size));
         }
