@@ -457,3 +457,66 @@ layout!(ibv_cq, 128, 8, [context = 0, mutex = 32, cond = 72, async_events_comple
 layout!(ibv_context_ops, 256, 8, [poll_cq = 88, post_send = 200, post_recv = 208]);
 layout!(ibv_context, 328, 8, [device = 0, ops = 8, cmd_fd = 264, mutex = 280, abi_compat = 320]);
 layout!(verbs_context, 648, 8, [query_port = 0, priv_ = 208, _ABI_placeholder3 = 304, sz = 312, context = 320]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// `(C struct, size, [(field, offset)])` for the structs the code reads or fills.
+    macro_rules! shapes {
+        ($($t:ident { $($f:ident),* })*) => {
+            vec![$((stringify!($t), size_of::<$t>(), vec![$((stringify!($f), offset_of!($t, $f))),*])),*]
+        };
+    }
+
+    /// The layouts checked against the installed header: a C program compiled against
+    /// `infiniband/verbs.h` prints `sizeof`/`offsetof` of each, which must match these. Runs where
+    /// a C compiler and the header are (CI: `scripts/setup` installs `libibverbs-dev` for this);
+    /// elsewhere the `layout!` asserts above still hold the bindgen numbers.
+    #[test]
+    fn trimmed_structs_match_the_installed_verbs_header() {
+        let shapes = shapes! {
+            ibv_port_attr { state, active_mtu, max_msg_sz, lid, link_layer, port_cap_flags2 }
+            ibv_wc { wr_id, status, vendor_err, imm_data, wc_flags }
+            ibv_mr { lkey, rkey }
+            ibv_global_route { dgid, sgid_index, hop_limit, traffic_class }
+            ibv_ah_attr { grh, dlid, is_global, port_num }
+            ibv_qp_init_attr { send_cq, recv_cq, cap, qp_type, sq_sig_all }
+            ibv_qp_attr { qp_state, path_mtu, rq_psn, sq_psn, dest_qp_num, qp_access_flags, ah_attr, pkey_index,
+                          max_rd_atomic, max_dest_rd_atomic, min_rnr_timer, port_num, timeout, retry_cnt, rnr_retry }
+            ibv_sge { addr, length, lkey }
+            ibv_send_wr { wr_id, next, sg_list, num_sge, opcode, send_flags, imm_data, wr, qp_type }
+            ibv_recv_wr { wr_id, next, sg_list, num_sge }
+            ibv_qp { context, qp_num }
+            ibv_cq { context }
+            ibv_context_ops { poll_cq, post_send, post_recv }
+            ibv_context { ops, abi_compat }
+            verbs_context { query_port, sz, context }
+        };
+        let header = std::path::Path::new("/usr/include/infiniband/verbs.h");
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        if !header.exists() || std::process::Command::new(&cc).arg("--version").output().is_err() {
+            eprintln!("skipped: no {} or no C compiler ({cc})", header.display());
+            return;
+        }
+        let mut c = String::from("#include <stdio.h>\n#include <stddef.h>\n#include <infiniband/verbs.h>\nint main(void) {\n");
+        let mut want = String::new();
+        for (t, size, fields) in &shapes {
+            c += &format!("printf(\"{t} %zu\\n\", sizeof(struct {t}));\n");
+            want += &format!("{t} {size}\n");
+            for (f, off) in fields {
+                c += &format!("printf(\"{t}.{f} %zu\\n\", offsetof(struct {t}, {f}));\n");
+                want += &format!("{t}.{f} {off}\n");
+            }
+        }
+        c += "return 0;\n}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("layout.c"), c).unwrap();
+        let exe = dir.path().join("layout");
+        let built = std::process::Command::new(&cc).arg(dir.path().join("layout.c")).arg("-o").arg(&exe).output().unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let got = std::process::Command::new(&exe).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&got.stdout), want);
+    }
+}
