@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(err.to_string(), "liblinkcal-no-such-verbs.so.1 not found: install rdma-core / libibverbs1");
         // A file that is there but does not load keeps the loader's reason.
         let u = library_error(LIBRARY, "libibverbs.so.1: wrong ELF class: ELFCLASS32");
-        assert_eq!(u.to_string(), "libibverbs.so.1 not found: install rdma-core / libibverbs1 (libibverbs.so.1: wrong ELF class: ELFCLASS32)");
+        assert_eq!(
+            u.to_string(),
+            "libibverbs.so.1 not found: install rdma-core / libibverbs1 (libibverbs.so.1: wrong ELF class: ELFCLASS32)"
+        );
     }
 
     #[test]

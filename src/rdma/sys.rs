@@ -443,13 +443,49 @@ layout!(ibv_global_route, 24, 8, [dgid = 0, flow_label = 16, sgid_index = 20, ho
 layout!(ibv_ah_attr, 32, 8, [grh = 0, dlid = 24, sl = 26, src_path_bits = 27, static_rate = 28, is_global = 29, port_num = 30]);
 layout!(ibv_qp_cap, 20, 4, [max_send_wr = 0, max_inline_data = 16]);
 layout!(ibv_qp_init_attr, 64, 8, [qp_context = 0, send_cq = 8, recv_cq = 16, srq = 24, cap = 32, qp_type = 52, sq_sig_all = 56]);
-layout!(ibv_qp_attr, 144, 8, [
-    qp_state = 0, path_mtu = 8, rq_psn = 20, sq_psn = 24, dest_qp_num = 28, qp_access_flags = 32, cap = 36,
-    ah_attr = 56, alt_ah_attr = 88, pkey_index = 120, max_rd_atomic = 126, max_dest_rd_atomic = 127,
-    min_rnr_timer = 128, port_num = 129, timeout = 130, retry_cnt = 131, rnr_retry = 132, rate_limit = 136,
-]);
+layout!(
+    ibv_qp_attr,
+    144,
+    8,
+    [
+        qp_state = 0,
+        path_mtu = 8,
+        rq_psn = 20,
+        sq_psn = 24,
+        dest_qp_num = 28,
+        qp_access_flags = 32,
+        cap = 36,
+        ah_attr = 56,
+        alt_ah_attr = 88,
+        pkey_index = 120,
+        max_rd_atomic = 126,
+        max_dest_rd_atomic = 127,
+        min_rnr_timer = 128,
+        port_num = 129,
+        timeout = 130,
+        retry_cnt = 131,
+        rnr_retry = 132,
+        rate_limit = 136,
+    ]
+);
 layout!(ibv_sge, 16, 8, [addr = 0, length = 8, lkey = 12]);
-layout!(ibv_send_wr, 128, 8, [wr_id = 0, next = 8, sg_list = 16, num_sge = 24, opcode = 28, send_flags = 32, imm_data = 36, wr = 40, qp_type = 72, bind_mw_or_tso = 80]);
+layout!(
+    ibv_send_wr,
+    128,
+    8,
+    [
+        wr_id = 0,
+        next = 8,
+        sg_list = 16,
+        num_sge = 24,
+        opcode = 28,
+        send_flags = 32,
+        imm_data = 36,
+        wr = 40,
+        qp_type = 72,
+        bind_mw_or_tso = 80
+    ]
+);
 layout!(ibv_send_wr_rdma, 16, 8, [remote_addr = 0, rkey = 8]);
 layout!(ibv_recv_wr, 32, 8, [wr_id = 0, next = 8, sg_list = 16, num_sge = 24]);
 layout!(ibv_qp, 160, 8, [context = 0, qp_num = 52, mutex = 64, cond = 104, events_completed = 152]);

@@ -88,7 +88,8 @@ impl Device {
         if attr.state != ffi::ibv_port_state::IBV_PORT_ACTIVE {
             return Err(Unavailable::PortDown { device: dev.name.clone(), port, state: attr.state }.into());
         }
-        dev.link_layer = if attr.link_layer == ffi::IBV_LINK_LAYER_ETHERNET { LinkLayer::Ethernet } else { LinkLayer::Infiniband };
+        dev.link_layer =
+            if attr.link_layer == ffi::IBV_LINK_LAYER_ETHERNET { LinkLayer::Ethernet } else { LinkLayer::Infiniband };
         dev.lid = attr.lid;
         dev.mtu_bytes = mtu_bytes(attr.active_mtu).unwrap_or(1024);
         dev.max_msg_bytes = attr.max_msg_sz;
@@ -236,9 +237,10 @@ impl Mr {
 
     /// Registers `len` bytes at `offset` inside dmabuf `fd`, addressed by the peer as `iova`.
     pub fn register_dmabuf(pd: &Arc<Pd>, fd: OwnedFd, offset: u64, len: usize, iova: u64) -> Result<Mr, RdmaError> {
-        let reg = pd.dev.v.reg_dmabuf_mr.ok_or_else(|| {
-            RdmaError::Invalid(format!("{} has no ibv_reg_dmabuf_mr (rdma-core before 34)", loader::LIBRARY))
-        })?;
+        let reg =
+            pd.dev.v.reg_dmabuf_mr.ok_or_else(|| {
+                RdmaError::Invalid(format!("{} has no ibv_reg_dmabuf_mr (rdma-core before 34)", loader::LIBRARY))
+            })?;
         // SAFETY: the descriptor is valid (owned) and kept open as long as the region; the
         // kernel validates offset and length against the dmabuf.
         let mr = unsafe { reg(pd.pd, offset, len, iova, fd.as_raw_fd(), mr_access()) };
