@@ -49,6 +49,15 @@ fn a_machine_without_devices_waives_everything_with_reasons() {
 }
 
 #[test]
+fn a_host_without_libibverbs_waives_rdma_naming_what_to_install() {
+    // What rdma::list_devices gives when libibverbs.so.1 is not installed (rdma::loader).
+    let missing = rdma::Unavailable::Library { library: "libibverbs.so.1".into(), detail: None };
+    let inv = Inventory { rdma: Err(missing), ..bare() };
+    let r = reasons(&catalogue(&inv, Role::Prefill, None, None));
+    assert!(r.contains(&"host_rdma all NICs: libibverbs.so.1 not found: install rdma-core / libibverbs1".to_string()), "{r:?}");
+}
+
+#[test]
 fn without_rocm_hip_probes_are_waived_naming_the_amd_gpus_found() {
     let inv =
         Inventory { amd: vec!["0000:c1:00.0".parse().unwrap()], hip: crate::hwprobe::hip::HipInventory::absent(), ..bare() };

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ibverbs_sys as ffi;
+use super::sys as ffi;
 
 use super::endpoint::{check_pair, Endpoint, MemoryKind, QpInfo};
 use super::plan::{cap_to_port, imm_from_wire, write_plan, WriteOptions, RECEIVES_PER_QP};

@@ -1,20 +1,23 @@
-//! RDMA backend (raw ibverbs through ibverbs-sys): device listing, RC queue pairs taken through
+//! RDMA backend (raw ibverbs, libibverbs loaded at run time): device listing, RC queue pairs taken through
 //! INIT/RTR/RTS, memory registration (dmabuf, else plain `ibv_reg_mr` which covers GPU memory
 //! through nvidia-peermem), RDMA WRITE with the last write of each queue pair carrying
 //! immediate data, the endpoint description exchanged over the control plane, and pinning the
 //! sending thread to the NIC's NUMA node.
 //!
 //! Nothing here runs without an RDMA device; [`list_devices`] turns "no device" (including the
-//! ENOSYS a kernel without RDMA support gives) into [`Unavailable`], which probes report as a
-//! waiver.
+//! ENOSYS a kernel without RDMA support gives, and a host without `libibverbs.so.1`) into
+//! [`Unavailable`], which probes report as a waiver. The binary links no rdma-core:
+//! [`loader`] opens `libibverbs.so.1` on first use and [`sys`] holds the C types.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod endpoint;
 pub mod engine;
+pub mod loader;
 pub mod memory;
 pub mod numa;
 pub mod plan;
 pub mod select;
+pub mod sys;
 pub mod sysfs;
 pub mod verbs;
 
@@ -22,8 +25,6 @@ pub use endpoint::{Endpoint, Gid, LinkLayer, MemoryKind, QpInfo};
 pub use engine::{Connection, ConnectionOptions};
 pub use plan::{write_plan, WriteOp, WriteOptions};
 pub use select::NicSelector;
-
-use ibverbs_sys as ffi;
 
 /// RDMA errors: a verbs call that failed, a bad endpoint from the peer, a failed completion.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,22 @@ impl RdmaError {
 /// Why an RDMA probe does not apply here (reported as a waiver).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
+    /// libibverbs is not installed (or does not load): the binary itself runs without it.
+    #[error("{library} not found: install rdma-core / libibverbs1{}", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Library {
+        /// The soname tried.
+        library: String,
+        /// The loader's message when the file exists but does not load (none when absent).
+        detail: Option<String>,
+    },
+    /// The installed libibverbs lacks a call linkcal needs (an rdma-core older than 22).
+    #[error("{library} has no {symbol}: rdma-core too old (linkcal needs rdma-core 22 or later)")]
+    Symbol {
+        /// The soname.
+        library: &'static str,
+        /// The missing function.
+        symbol: &'static str,
+    },
     /// No RDMA device: none listed, or the kernel has no RDMA support.
     #[error("no RDMA device{}", .0.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     NoDevice(Option<String>),
@@ -146,10 +163,11 @@ pub enum Unavailable {
 /// Names of the RDMA devices present (`mlx5_0`, ...). An empty list, or the ENOSYS/ENODEV a
 /// kernel without RDMA support returns, is [`Unavailable::NoDevice`].
 pub fn list_devices() -> Result<Vec<String>, Unavailable> {
+    let v = loader::verbs()?;
     let mut n: std::ffi::c_int = 0;
     // SAFETY: `n` is a writable int; the returned list is freed below with
     // ibv_free_device_list and not used afterwards.
-    let list = unsafe { ffi::ibv_get_device_list(&mut n) };
+    let list = unsafe { (v.get_device_list)(&mut n) };
     if list.is_null() {
         let err = std::io::Error::last_os_error();
         return Err(Unavailable::NoDevice(Some(no_device_detail(&err))));
@@ -160,12 +178,12 @@ pub fn list_devices() -> Result<Vec<String>, Unavailable> {
         // owned by the device, copied out before the list is freed.
         let name = unsafe {
             let dev = *list.add(i);
-            std::ffi::CStr::from_ptr(ffi::ibv_get_device_name(dev)).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr((v.get_device_name)(dev)).to_string_lossy().into_owned()
         };
         names.push(name);
     }
     // SAFETY: `list` came from ibv_get_device_list and is freed once.
-    unsafe { ffi::ibv_free_device_list(list) };
+    unsafe { (v.free_device_list)(list) };
     if names.is_empty() {
         return Err(Unavailable::NoDevice(None));
     }
@@ -208,6 +226,8 @@ mod tests {
     fn listing_devices_never_crashes() {
         match list_devices() {
             Ok(names) => assert!(names.iter().all(|n| !n.is_empty())),
+            // No device here, or no libibverbs at all: both are waivers with their reason.
+            Err(u @ Unavailable::Library { .. }) => assert!(u.to_string().contains("install rdma-core"), "{u}"),
             Err(u) => assert!(u.to_string().starts_with("no RDMA device"), "{u}"),
         }
     }

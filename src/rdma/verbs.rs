@@ -1,12 +1,14 @@
 //! Owned verbs objects (device context, protection domain, completion queue, RC queue pair,
-//! memory region), freed in dependency order through `Arc`s, and the two data-path calls that
-//! are inline functions in the C header (`ibv_post_send`, `ibv_poll_cq`), called through the
-//! context's ops table.
+//! memory region), freed in dependency order through `Arc`s. Every call goes through the
+//! run-time loaded table of [`super::loader`]; the data-path calls that are inline functions in
+//! the C header (`ibv_post_send`, `ibv_post_recv`, `ibv_poll_cq`) go through the context's ops
+//! table as the header's do.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use ibverbs_sys as ffi;
+use super::loader::{self, verbs, Verbs};
+use super::sys as ffi;
 
 use super::endpoint::{mtu_bytes, mtu_enum, Endpoint, Gid, LinkLayer};
 use super::plan::WriteOp;
@@ -15,6 +17,7 @@ use super::{list_devices, RdmaError, Unavailable};
 /// An open RDMA device and the attributes of the port in use.
 pub struct Device {
     ctx: *mut ffi::ibv_context,
+    v: &'static Verbs,
     /// Device name, e.g. `mlx5_0`.
     pub name: String,
     /// Port number (1-based).
@@ -39,6 +42,7 @@ impl Device {
     /// Opens device `name` (or the first one) and reads port `port`. A port that is not
     /// active is [`Unavailable::PortDown`].
     pub fn open(name: Option<&str>, port: u8) -> Result<Arc<Device>, RdmaError> {
+        let v = verbs()?;
         let names = list_devices()?;
         let want = match name {
             Some(n) => names
@@ -51,15 +55,15 @@ impl Device {
         // SAFETY: the list is freed below and the chosen device pointer is only used by
         // ibv_open_device before that; the context it returns outlives the list.
         let ctx = unsafe {
-            let list = ffi::ibv_get_device_list(&mut count);
+            let list = (v.get_device_list)(&mut count);
             if list.is_null() || want >= count.max(0) as usize {
                 if !list.is_null() {
-                    ffi::ibv_free_device_list(list);
+                    (v.free_device_list)(list);
                 }
                 return Err(Unavailable::NoDevice(Some("device list changed while opening".into())).into());
             }
-            let ctx = ffi::ibv_open_device(*list.add(want));
-            ffi::ibv_free_device_list(list);
+            let ctx = (v.open_device)(*list.add(want));
+            (v.free_device_list)(list);
             ctx
         };
         if ctx.is_null() {
@@ -67,6 +71,7 @@ impl Device {
         }
         let mut dev = Device {
             ctx,
+            v,
             name: names[want].clone(),
             port,
             link_layer: LinkLayer::Infiniband,
@@ -75,10 +80,8 @@ impl Device {
             max_msg_bytes: u32::MAX,
         };
         let mut attr = ffi::ibv_port_attr::default();
-        // SAFETY: the exported ibv_query_port fills the leading (compat) part of the struct,
-        // which `attr` (the full, zeroed struct) contains; `ctx` is open.
-        let rc =
-            unsafe { ffi::ibv_query_port(ctx, port, &mut attr as *mut ffi::ibv_port_attr as *mut ffi::_compat_ibv_port_attr) };
+        // SAFETY: `ctx` is open; `attr` is the full struct the header's wrapper passes.
+        let rc = unsafe { v.query_port(ctx, port, &mut attr) };
         if rc != 0 {
             return Err(RdmaError::from_ret("ibv_query_port", rc));
         }
@@ -86,7 +89,7 @@ impl Device {
             return Err(Unavailable::PortDown { device: dev.name.clone(), port, state: attr.state }.into());
         }
         dev.link_layer =
-            if u32::from(attr.link_layer) == ffi::IBV_LINK_LAYER_ETHERNET { LinkLayer::Ethernet } else { LinkLayer::Infiniband };
+            if attr.link_layer == ffi::IBV_LINK_LAYER_ETHERNET { LinkLayer::Ethernet } else { LinkLayer::Infiniband };
         dev.lid = attr.lid;
         dev.mtu_bytes = mtu_bytes(attr.active_mtu).unwrap_or(1024);
         dev.max_msg_bytes = attr.max_msg_sz;
@@ -97,7 +100,7 @@ impl Device {
     pub fn gid(&self, index: u8) -> Result<Gid, RdmaError> {
         let mut gid = ffi::ibv_gid::default();
         // SAFETY: `gid` is a writable 16-byte union; the context is open.
-        let rc = unsafe { ffi::ibv_query_gid(self.ctx, self.port, i32::from(index), &mut gid) };
+        let rc = unsafe { (self.v.query_gid)(self.ctx, self.port, i32::from(index), &mut gid) };
         if rc != 0 {
             // ibv_query_gid returns -1 and leaves the cause in errno (not in its result).
             return Err(RdmaError::from_status("ibv_query_gid", rc, std::io::Error::last_os_error().raw_os_error()));
@@ -111,7 +114,7 @@ impl Drop for Device {
     fn drop(&mut self) {
         // SAFETY: opened in `open`, closed once; every dependent object holds an Arc to this
         // device, so they are gone by now.
-        unsafe { ffi::ibv_close_device(self.ctx) };
+        unsafe { (self.v.close_device)(self.ctx) };
     }
 }
 
@@ -130,7 +133,7 @@ impl Pd {
     /// Allocates a protection domain on `dev`.
     pub fn new(dev: &Arc<Device>) -> Result<Arc<Pd>, RdmaError> {
         // SAFETY: the context is open for the life of `dev`.
-        let pd = unsafe { ffi::ibv_alloc_pd(dev.ctx) };
+        let pd = unsafe { (dev.v.alloc_pd)(dev.ctx) };
         if pd.is_null() {
             return Err(RdmaError::last_os("ibv_alloc_pd"));
         }
@@ -146,14 +149,14 @@ impl Pd {
 impl Drop for Pd {
     fn drop(&mut self) {
         // SAFETY: allocated in `new`, freed once after every MR and QP (they hold Arcs).
-        unsafe { ffi::ibv_dealloc_pd(self.pd) };
+        unsafe { (self.dev.v.dealloc_pd)(self.pd) };
     }
 }
 
 /// A completion queue.
 pub struct Cq {
     cq: *mut ffi::ibv_cq,
-    _dev: Arc<Device>,
+    dev: Arc<Device>,
 }
 
 // SAFETY: verbs objects are thread-safe; owned and freed once.
@@ -165,22 +168,18 @@ impl Cq {
     /// A completion queue of `depth` entries.
     pub fn new(dev: &Arc<Device>, depth: usize) -> Result<Arc<Cq>, RdmaError> {
         // SAFETY: the context is open; no channel and no context pointer are attached.
-        let cq = unsafe { ffi::ibv_create_cq(dev.ctx, depth as i32, std::ptr::null_mut(), std::ptr::null_mut(), 0) };
+        let cq = unsafe { (dev.v.create_cq)(dev.ctx, depth as i32, std::ptr::null_mut(), std::ptr::null_mut(), 0) };
         if cq.is_null() {
             return Err(RdmaError::last_os("ibv_create_cq"));
         }
-        Ok(Arc::new(Cq { cq, _dev: dev.clone() }))
+        Ok(Arc::new(Cq { cq, dev: dev.clone() }))
     }
 
     /// Polls up to `wc.len()` completions; returns how many were written.
     pub fn poll(&self, wc: &mut [ffi::ibv_wc]) -> Result<usize, RdmaError> {
         // SAFETY: `cq` is live; `context` and its ops table are set by the provider for the
         // life of the CQ; `wc` has room for `wc.len()` entries.
-        let n = unsafe {
-            let ctx = (*self.cq).context;
-            let poll = (*ctx).ops.poll_cq.ok_or_else(|| RdmaError::Invalid("provider has no poll_cq".into()))?;
-            poll(self.cq, wc.len() as i32, wc.as_mut_ptr())
-        };
+        let n = unsafe { loader::poll_cq(self.cq, wc) }.ok_or_else(|| RdmaError::Invalid("provider has no poll_cq".into()))?;
         if n < 0 {
             return Err(RdmaError::from_ret("ibv_poll_cq", libc::EIO));
         }
@@ -191,7 +190,7 @@ impl Cq {
 impl Drop for Cq {
     fn drop(&mut self) {
         // SAFETY: created in `new`, destroyed once after its QPs (they hold Arcs).
-        unsafe { ffi::ibv_destroy_cq(self.cq) };
+        unsafe { (self.dev.v.destroy_cq)(self.cq) };
     }
 }
 
@@ -211,14 +210,14 @@ unsafe impl Sync for Mr {}
 
 /// Access rights of every queue pair: local write (receives), remote write (the peer's writes).
 fn qp_access() -> i32 {
-    (ffi::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE | ffi::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE).0 as i32
+    (ffi::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE | ffi::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE) as i32
 }
 
 /// Access rights of every memory region: those of the queue pairs plus relaxed ordering (an
 /// optional flag: providers without it ignore it; with it, PCIe writes into GPU memory may
 /// pass each other, which GPUDirect needs for full rate on many root complexes).
 pub fn mr_access() -> i32 {
-    qp_access() | ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING.0 as i32
+    qp_access() | ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING as i32
 }
 
 impl Mr {
@@ -227,8 +226,9 @@ impl Mr {
     /// # Safety
     /// `[addr, addr+len)` must stay allocated until the returned region is dropped.
     pub unsafe fn register(pd: &Arc<Pd>, addr: *mut u8, len: usize) -> Result<Mr, RdmaError> {
-        // SAFETY: the caller keeps the range alive; the PD is live.
-        let mr = unsafe { ffi::ibv_reg_mr(pd.pd, addr as *mut std::ffi::c_void, len, mr_access()) };
+        // SAFETY: the caller keeps the range alive; the PD is live. With relaxed ordering (an
+        // optional flag) this is ibv_reg_mr_iova2, as verbs.h's ibv_reg_mr macro makes it.
+        let mr = unsafe { pd.dev.v.reg_mr(pd.pd, addr as *mut std::ffi::c_void, len, mr_access()) };
         if mr.is_null() {
             return Err(RdmaError::last_os("ibv_reg_mr"));
         }
@@ -237,9 +237,13 @@ impl Mr {
 
     /// Registers `len` bytes at `offset` inside dmabuf `fd`, addressed by the peer as `iova`.
     pub fn register_dmabuf(pd: &Arc<Pd>, fd: OwnedFd, offset: u64, len: usize, iova: u64) -> Result<Mr, RdmaError> {
+        let reg =
+            pd.dev.v.reg_dmabuf_mr.ok_or_else(|| {
+                RdmaError::Invalid(format!("{} has no ibv_reg_dmabuf_mr (rdma-core before 34)", loader::LIBRARY))
+            })?;
         // SAFETY: the descriptor is valid (owned) and kept open as long as the region; the
         // kernel validates offset and length against the dmabuf.
-        let mr = unsafe { ffi::ibv_reg_dmabuf_mr(pd.pd, offset, len, iova, fd.as_raw_fd(), mr_access()) };
+        let mr = unsafe { reg(pd.pd, offset, len, iova, fd.as_raw_fd(), mr_access()) };
         if mr.is_null() {
             return Err(RdmaError::last_os("ibv_reg_dmabuf_mr"));
         }
@@ -262,7 +266,7 @@ impl Mr {
 impl Drop for Mr {
     fn drop(&mut self) {
         // SAFETY: registered in a constructor, deregistered once.
-        unsafe { ffi::ibv_dereg_mr(self.mr) };
+        unsafe { (self._pd.dev.v.dereg_mr)(self.mr) };
     }
 }
 
@@ -305,10 +309,11 @@ impl Qp {
             },
             qp_type: ffi::ibv_qp_type::IBV_QPT_RC,
             sq_sig_all: 0,
-            ..Default::default()
+            qp_context: std::ptr::null_mut(),
+            srq: std::ptr::null_mut(),
         };
         // SAFETY: `init` is a fully initialised attribute struct; PD and CQ are live.
-        let qp = unsafe { ffi::ibv_create_qp(pd.pd, &mut init) };
+        let qp = unsafe { (pd.dev.v.create_qp)(pd.pd, &mut init) };
         if qp.is_null() {
             return Err(RdmaError::last_os("ibv_create_qp"));
         }
@@ -331,9 +336,9 @@ impl Qp {
         unsafe { (*self.qp).qp_num }
     }
 
-    fn modify(&self, attr: &mut ffi::ibv_qp_attr, mask: ffi::ibv_qp_attr_mask) -> Result<(), RdmaError> {
+    fn modify(&self, attr: &mut ffi::ibv_qp_attr, mask: i32) -> Result<(), RdmaError> {
         // SAFETY: `attr` is initialised for every field named in `mask`; the QP is live.
-        let rc = unsafe { ffi::ibv_modify_qp(self.qp, attr, mask.0 as i32) };
+        let rc = unsafe { (self._pd.dev.v.modify_qp)(self.qp, attr, mask) };
         if rc != 0 {
             return Err(RdmaError::from_ret("ibv_modify_qp", rc));
         }
@@ -369,7 +374,7 @@ impl Qp {
         }
         let mut rtr = ffi::ibv_qp_attr {
             qp_state: ffi::ibv_qp_state::IBV_QPS_RTR,
-            path_mtu: mtu_enum(mtu).unwrap_or(ffi::IBV_MTU_1024),
+            path_mtu: mtu_enum(mtu).unwrap_or(ffi::ibv_mtu::IBV_MTU_1024),
             dest_qp_num: remote_qpn,
             rq_psn: remote_psn,
             max_dest_rd_atomic: 1,
@@ -419,23 +424,20 @@ impl Qp {
         wr.wr_id = wr_id;
         wr.sg_list = &mut sge;
         wr.num_sge = i32::from(len > 0);
-        wr.send_flags = ffi::ibv_send_flags::IBV_SEND_SIGNALED.0;
-        wr.wr.rdma = ffi::ibv_send_wr__bindgen_ty_2__bindgen_ty_1 { remote_addr, rkey };
+        wr.send_flags = ffi::IBV_SEND_SIGNALED;
+        wr.wr.rdma = ffi::ibv_send_wr_rdma { remote_addr, rkey };
         match imm {
             Some(id) => {
                 wr.opcode = ffi::ibv_wr_opcode::IBV_WR_RDMA_WRITE_WITH_IMM;
-                wr.__bindgen_anon_1.imm_data = super::plan::imm_to_wire(id);
+                wr.imm_data = super::plan::imm_to_wire(id);
             }
             None => wr.opcode = ffi::ibv_wr_opcode::IBV_WR_RDMA_WRITE,
         }
         let mut bad: *mut ffi::ibv_send_wr = std::ptr::null_mut();
         // SAFETY: `wr` and `sge` live across the call (the provider copies them into the send
         // queue); the QP, its context and the ops table are live.
-        let rc = unsafe {
-            let ctx = (*self.qp).context;
-            let post = (*ctx).ops.post_send.ok_or_else(|| RdmaError::Invalid("provider has no post_send".into()))?;
-            post(self.qp, &mut wr, &mut bad)
-        };
+        let rc = unsafe { loader::post_send(self.qp, &mut wr, &mut bad) }
+            .ok_or_else(|| RdmaError::Invalid("provider has no post_send".into()))?;
         if rc != 0 {
             return Err(RdmaError::from_ret("ibv_post_send", rc));
         }
@@ -447,11 +449,8 @@ impl Qp {
         let mut wr = ffi::ibv_recv_wr { wr_id, next: std::ptr::null_mut(), sg_list: std::ptr::null_mut(), num_sge: 0 };
         let mut bad: *mut ffi::ibv_recv_wr = std::ptr::null_mut();
         // SAFETY: as in `post_write`; a receive with no SGE is valid for immediates.
-        let rc = unsafe {
-            let ctx = (*self.qp).context;
-            let post = (*ctx).ops.post_recv.ok_or_else(|| RdmaError::Invalid("provider has no post_recv".into()))?;
-            post(self.qp, &mut wr, &mut bad)
-        };
+        let rc = unsafe { loader::post_recv(self.qp, &mut wr, &mut bad) }
+            .ok_or_else(|| RdmaError::Invalid("provider has no post_recv".into()))?;
         if rc != 0 {
             return Err(RdmaError::from_ret("ibv_post_recv", rc));
         }
@@ -462,14 +461,32 @@ impl Qp {
 impl Drop for Qp {
     fn drop(&mut self) {
         // SAFETY: created in `new`, destroyed once before its CQ and PD (held by Arcs here).
-        unsafe { ffi::ibv_destroy_qp(self.qp) };
+        unsafe { (self._pd.dev.v.destroy_qp)(self.qp) };
     }
 }
 
 /// The status string of a failed completion.
 pub fn wc_status_str(status: ffi::ibv_wc_status::Type) -> String {
+    let Ok(v) = verbs() else { return format!("status {status}") };
     // SAFETY: ibv_wc_status_str returns a static NUL-terminated string for any value.
-    unsafe { std::ffi::CStr::from_ptr(ffi::ibv_wc_status_str(status)) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr((v.wc_status_str)(status)) }.to_string_lossy().into_owned()
+}
+
+impl ffi::ibv_wc {
+    /// The work request id the completion belongs to.
+    pub fn wr_id(&self) -> u64 {
+        self.wr_id
+    }
+
+    /// `Some((status, vendor syndrome))` when the work request failed.
+    pub fn error(&self) -> Option<(ffi::ibv_wc_status::Type, u32)> {
+        (self.status != ffi::ibv_wc_status::IBV_WC_SUCCESS).then_some((self.status, self.vendor_err))
+    }
+
+    /// The immediate data (as sent, network order) of a successful completion that carries one.
+    pub fn imm_data(&self) -> Option<u32> {
+        (self.error().is_none() && self.wc_flags & ffi::IBV_WC_WITH_IMM != 0).then_some(self.imm_data)
+    }
 }
 
 #[cfg(test)]
@@ -478,7 +495,7 @@ mod tests {
 
     #[test]
     fn regions_ask_for_relaxed_ordering_and_queue_pairs_do_not() {
-        let ro = ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING.0 as i32;
+        let ro = ffi::ibv_access_flags::IBV_ACCESS_RELAXED_ORDERING as i32;
         assert_ne!(mr_access() & ro, 0, "memory regions are registered with relaxed ordering");
         assert_eq!(qp_access() & ro, 0, "an optional MR flag is not a QP access flag");
         assert_eq!(mr_access() & qp_access(), qp_access());
