@@ -141,8 +141,10 @@ fn nixl_beside_host_tcp_on_the_emulated_rack() {
         for (name, eng) in &by_block {
             let (nj, nb, n_rate) = eng[k];
             assert_eq!((nj, nb), (j, bytes), "{name}-token blocks: the same routes and payloads");
-            // The engine crosses the same hops: it cannot beat them, and it moved every payload.
-            assert!(n_rate <= truth * 1.005 && n_rate > 0.0, "{name}: {j}->{j} {bytes} B at {n_rate} B/s, truth {truth}");
+            // The engine crosses the same hops: it cannot beat them (beyond what the tbf bucket
+            // lends a transfer after an idle gap, as for host TCP), and it moved every payload.
+            let limit = truth * (1.0 + bucket / bytes as f64 + 0.003);
+            assert!(n_rate <= limit && n_rate > 0.0, "{name}: {j}->{j} {bytes} B at {n_rate} B/s, truth {truth}");
             line.push_str(&format!(" {:>10.2} ({:.3})", n_rate / 1e6, n_rate / tcp_rate));
         }
         eprintln!("{line}");
