@@ -180,14 +180,25 @@ impl ResultsDir {
         if !rpath.exists() {
             return Err(missing_results(path, &rpath, jpath.as_deref()));
         }
-        let mut res: Results = super::load(&rpath, RESULTS_SCHEMA)?;
+        let text = crate::error::read_input(&rpath)?;
+        let journal = match &jpath {
+            Some(j) => Some((j.as_path(), crate::error::read_input(j)?)),
+            None => None,
+        };
+        Self::parse(&rpath, &text, journal.as_ref().map(|(j, t)| (*j, t.as_str())))
+    }
+
+    /// [`ResultsDir::load`] on texts already read: `results.json`'s (from `rpath`) and the
+    /// journal's (with its path), merged by the module's rule. Paths are named in errors only.
+    pub fn parse(rpath: &Path, results: &str, journal: Option<(&Path, &str)>) -> Result<(Results, Recovery), InputError> {
+        let mut res: Results = super::parse(rpath, results, RESULTS_SCHEMA)?;
         let mut rec = Recovery {
             in_results: res.measurements.len(),
             finished: res.provenance.finished_at.is_some(),
             ..Recovery::default()
         };
-        if let Some(j) = jpath {
-            let journal = read_journal(&j)?;
+        if let Some((j, text)) = journal {
+            let journal = parse_journal(j, text)?;
             rec.cut_off_line = journal.cut_off_line;
             let mut seen: HashSet<String> = res.measurements.iter().map(|m| m.id.clone()).collect();
             for m in journal.measurements {
@@ -294,7 +305,11 @@ struct JournalRead {
 /// Reads every complete line of a journal (first copy of an id kept); a last line without
 /// its newline is reported, not read.
 fn read_journal(path: &Path) -> Result<JournalRead, InputError> {
-    let text = crate::error::read_input(path)?;
+    parse_journal(path, &crate::error::read_input(path)?)
+}
+
+/// [`read_journal`] on text already read from `path`.
+fn parse_journal(path: &Path, text: &str) -> Result<JournalRead, InputError> {
     let cut = !text.is_empty() && !text.ends_with('\n');
     let mut lines: Vec<&str> = text.lines().collect();
     let cut_off_line = cut.then(|| {
@@ -312,6 +327,13 @@ fn read_journal(path: &Path) -> Result<JournalRead, InputError> {
                 format!("not a measurement: {e}; the journal is damaged here (move the line aside to keep the rest)"),
             )
         })?;
+        // The numbers a results file is held to (a journal line is one of its measurements).
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            super::check::check_numbers(path, &v).map_err(|mut e| {
+                e.field = Some(format!("line {}: {}", n + 1, e.field.take().unwrap_or_default()));
+                e
+            })?;
+        }
         if seen.insert(m.id.clone()) {
             measurements.push(m);
         }
