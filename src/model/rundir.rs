@@ -85,6 +85,9 @@ pub struct Recovery {
     pub finished: bool,
     /// Line number (from 1) of a cut-off last journal line that was ignored.
     pub cut_off_line: Option<usize>,
+    /// Measurements `results.json` lists as skipped (`skipped`: an agent died or stopped
+    /// answering, or a route stopped moving data), with the first one's reason.
+    pub skipped: Option<(usize, String)>,
 }
 
 impl Recovery {
@@ -93,9 +96,10 @@ impl Recovery {
         self.in_results + self.from_journal
     }
 
-    /// True when the run did not finish, or the journal holds measurements `results.json` lacks.
+    /// True when the run did not finish, the journal holds measurements `results.json` lacks,
+    /// or the run skipped measurements.
     pub fn is_partial(&self) -> bool {
-        !self.finished || self.from_journal > 0
+        !self.finished || self.from_journal > 0 || self.skipped.is_some()
     }
 
     /// One line for the operator when the run is partial or a journal line was ignored, e.g.
@@ -108,15 +112,23 @@ impl Recovery {
         if !self.is_partial() {
             return cut.map(|c| format!("complete run{c}"));
         }
+        let skipped = self.skipped.as_ref().map(|(n, why)| {
+            format!("; {n} measurements skipped (the first: {why}): `linkcal run --resume DIR` measures them")
+        });
+        if self.finished && self.from_journal == 0 {
+            let head = format!("partial run: {RESULTS_FILE} has {} measurements", self.in_results);
+            return Some(format!("{head}{}{}", skipped.unwrap_or_default(), cut.unwrap_or_default()));
+        }
         let head = if self.finished {
             format!("{RESULTS_FILE} has {} measurements", self.in_results)
         } else {
             format!("{RESULTS_FILE} has {} measurements and did not record the run's end (killed or failed)", self.in_results)
         };
         Some(format!(
-            "partial run: {head}; {} measurements recovered from {JOURNAL_FILE}; {} in all{}",
+            "partial run: {head}; {} measurements recovered from {JOURNAL_FILE}; {} in all{}{}",
             self.from_journal,
             self.total(),
+            skipped.unwrap_or_default(),
             cut.unwrap_or_default()
         ))
     }
@@ -195,6 +207,7 @@ impl ResultsDir {
         let mut rec = Recovery {
             in_results: res.measurements.len(),
             finished: res.provenance.finished_at.is_some(),
+            skipped: res.skipped.first().map(|s| (res.skipped.len(), format!("{}: {}", s.id, s.reason))),
             ..Recovery::default()
         };
         if let Some((j, text)) = journal {

@@ -79,7 +79,7 @@ fn a_finished_run_loads_complete_and_writes_csv() {
     w.finish(&fin).unwrap();
     let (r, rec) = ResultsDir::load(d.path()).unwrap();
     assert_eq!(ids(&r), ids(&fin));
-    assert_eq!(rec, Recovery { in_results: 2, from_journal: 0, finished: true, cut_off_line: None });
+    assert_eq!(rec, Recovery { in_results: 2, from_journal: 0, finished: true, cut_off_line: None, skipped: None });
     assert!(!rec.is_partial() && rec.note().is_none());
     // One CSV row per flow after the header line; no temp files left.
     let csv = std::fs::read_to_string(d.path().join(CSV_FILE)).unwrap();
