@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 
 use crate::control::{self, limits::AgentLimits, Frame, Reply, Request, MAX_REPLY, MAX_REQUEST};
 use crate::model::{Calibration, RackFile, ResultsDir, RACK_SCHEMA};
-use crate::spec::RouteSet;
 use crate::spec::RackShape;
+use crate::spec::RouteSet;
 
 /// The path readers name in their errors for fuzzed bytes.
 pub const FUZZ_FILE: &str = "fuzz-input";

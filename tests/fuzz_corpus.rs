@@ -115,7 +115,11 @@ fn run_one(target: &str, what: &str, entry: fn(&[u8]) -> bool, input: &[u8]) -> 
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(format!("{target}-{}", what.replace(['/', ' '], "_")));
         std::fs::write(&file, input).unwrap();
-        panic!("{target}: {what} {} after {took:?}; input saved as {}", if got.is_err() { "panicked" } else { "ran long" }, file.display());
+        panic!(
+            "{target}: {what} {} after {took:?}; input saved as {}",
+            if got.is_err() { "panicked" } else { "ran long" },
+            file.display()
+        );
     }
     got.unwrap()
 }

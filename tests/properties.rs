@@ -9,9 +9,7 @@ use proptest::prelude::*;
 
 use linkcal::payload::{payloads_with, preset, Dtype, Formula, Serving};
 use linkcal::sim::{maxmin_rates, simulate, Capacities, SimFlow};
-use linkcal::spec::{
-    handoff_pairs, stage_ranges, Dir, Hop, HopOptions, RackShape, RouteKind, RouteSet, SegmentKind, Workload,
-};
+use linkcal::spec::{handoff_pairs, stage_ranges, Dir, Hop, HopOptions, RackShape, RouteKind, RouteSet, SegmentKind, Workload};
 
 /// A u64 of any magnitude (1 to 2^64 - 1, spread over the exponents).
 fn magnitude() -> impl Strategy<Value = u64> {

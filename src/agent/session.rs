@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{AgentConfig, Slot};
 use crate::control::auth::{self, Role};
-use crate::control::{
-    self, Reply, Request, WindowResult, WindowSpec, MAX_PEERS, MAX_REPLY, MAX_REQUEST, PROTOCOL_VERSION,
-};
+use crate::control::{self, Reply, Request, WindowResult, WindowSpec, MAX_PEERS, MAX_REPLY, MAX_REQUEST, PROTOCOL_VERSION};
 use crate::transport::{ReceiverStats, Sender, TransportError, TransportKind};
 
 /// Write timeout of an authenticated session's replies.

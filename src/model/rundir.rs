@@ -112,9 +112,10 @@ impl Recovery {
         if !self.is_partial() {
             return cut.map(|c| format!("complete run{c}"));
         }
-        let skipped = self.skipped.as_ref().map(|(n, why)| {
-            format!("; {n} measurements skipped (the first: {why}): `linkcal run --resume DIR` measures them")
-        });
+        let skipped = self
+            .skipped
+            .as_ref()
+            .map(|(n, why)| format!("; {n} measurements skipped (the first: {why}): `linkcal run --resume DIR` measures them"));
         if self.finished && self.from_journal == 0 {
             let head = format!("partial run: {RESULTS_FILE} has {} measurements", self.in_results);
             return Some(format!("{head}{}{}", skipped.unwrap_or_default(), cut.unwrap_or_default()));

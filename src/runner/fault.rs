@@ -320,15 +320,14 @@ mod tests {
         // A host-level fault leaves the hops to other hosts alone.
         assert_eq!(b.blocks(&fp(&["gpu_p0", "gpu_d0"], &["GPU_P[0]_PCI"])), None);
         // A stalled route (every agent answers) blocks what crosses its hops.
-        let stalled =
-            Fault {
-                kind: FaultKind::Route,
-                host: None,
-                finding: String::new(),
-                routes: vec![route],
-                cause: "timed out".into(),
-                links: Vec::new(),
-            };
+        let stalled = Fault {
+            kind: FaultKind::Route,
+            host: None,
+            finding: String::new(),
+            routes: vec![route],
+            cause: "timed out".into(),
+            links: Vec::new(),
+        };
         assert!(stalled.to_string().contains("stopped moving data while every agent answers"), "{stalled}");
         let mut b = Blocked::default();
         b.add(&stalled);

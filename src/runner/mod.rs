@@ -96,8 +96,7 @@ impl RunError {
 
     /// True when the error came while flows moved data (a window), not while they were set up.
     pub fn in_data_plane(&self) -> bool {
-        matches!(self, RunError::DataPlane { .. } | RunError::Unresponsive { .. })
-            || self.route_unreachable()
+        matches!(self, RunError::DataPlane { .. } | RunError::Unresponsive { .. }) || self.route_unreachable()
     }
 
     /// True when an agent could not reach its peer's data address while setting up a flow (no
