@@ -24,8 +24,11 @@ pub const FUZZ_FILE: &str = "fuzz-input";
 /// text never holds).
 pub const RESULTS_JOURNAL_SEPARATOR: u8 = 0xFF;
 
+/// An entry point: the bytes in; true when the reader accepted them.
+pub type Entry = fn(&[u8]) -> bool;
+
 /// Every target: its name (the `fuzz/` target and corpus directory) and its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("control", control_frames),
     ("rack", rack),
     ("rates", rates),

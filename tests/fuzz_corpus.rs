@@ -134,7 +134,7 @@ fn replay(target: &str) {
         }
     }
     assert!(!accepted.is_empty(), "{target}: no seed is accepted, so the entry point stops at its first check");
-    let mut rng = SplitMix64::new(0x6c69_6e6b_6361_6c ^ target.len() as u64);
+    let mut rng = SplitMix64::new(0x006c_696e_6b63_616c ^ target.len() as u64);
     for n in 0..MUTATIONS {
         let (path, seed) = &seeds[rng.below(seeds.len())];
         let input = mutate(seed, &mut rng);
