@@ -183,6 +183,11 @@ fn restore(plan: &Plan, set_up: bool) -> Result<Repaired, EmulateError> {
         done.routes += lines.len();
         super::netns::batch("ip", Some(netns), &lines)?;
     }
+    // A neighbour that did not answer while its link was down stays FAILED for a while, and
+    // packets to it bounce as "No route to host": forget those, so the link carries at once.
+    for &n in &plan.nodes {
+        super::netns::batch("ip", Some(&plan.netns(n)), &["neigh flush nud failed".to_string()])?;
+    }
     if !set_up {
         done.still_down = down.into_iter().collect();
     }
