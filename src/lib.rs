@@ -16,7 +16,7 @@
 //!    agent says about its host);
 //! 6. [`runner`], [`agent`], [`emulate`], [`sim`], [`verdict`];
 //! 7. [`calibrate`], [`predict`], [`rackinit`], [`hwprobe`] (its contended sets use the runner's aggregate);
-//! 8. [`export`], [`report`];
+//! 8. [`export`], [`report`], [`readers`];
 //! 9. [`cli`] (with `exit`: the registry that maps typed errors onto exit codes), then `main`.
 //!
 //! - [`spec`]: the rack spec as code: parameters, segments, the three paths, NIC mapping, contention.
@@ -50,6 +50,8 @@
 //!   contended set carried, from delivered bytes; `fault`: dead and stalled agents.
 //! - [`rackinit`]: a real rack's rack file from an inventory: agents describe their hosts, roles
 //!   and routes are chosen and checked (`linkcal rack init|check`).
+//! - [`readers`]: one entry point per reader of outside bytes (bytes in, never a panic), for `fuzz/`
+//!   and the corpus replay test.
 //! - [`cli`]: the command line, one file per subcommand; thin over the library.
 
 pub mod agent;
@@ -67,6 +69,7 @@ pub mod pci;
 pub mod predict;
 pub mod rackinit;
 pub mod rdma;
+pub mod readers;
 pub mod report;
 pub mod runner;
 pub mod sim;

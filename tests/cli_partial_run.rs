@@ -118,3 +118,78 @@ fn a_cut_off_journal_line_is_ignored_and_said() {
     says_partial("calibrate", &o, 3);
     assert!(stderr(&o).contains("line 4 was cut off"), "{}", stderr(&o));
 }
+
+/// A finished run without the measurements of one route: `drop` removes them, and with
+/// `skip` lists them in `results.skipped` as `linkcal run` does when an agent died.
+fn finished_without_route(dir: &Path, full: &Results, skip: bool) -> (String, usize) {
+    let route = full.measurements[0].id.rsplit_once('/').unwrap().0.to_string();
+    let mut r = full.clone();
+    let (gone, kept): (Vec<_>, Vec<_>) = r.measurements.into_iter().partition(|m| m.id.starts_with(&format!("{route}/")));
+    r.measurements = kept;
+    if skip {
+        r.skipped = gone
+            .iter()
+            .map(|m| linkcal::model::results::Skipped {
+                id: m.id.clone(),
+                host: Some("gpu_d1".into()),
+                reason: "agent gpu_d1 died (connection reset)".into(),
+            })
+            .collect();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    linkcal::model::write_json(&dir.join("results.json"), &r).unwrap();
+    (route, gone.len())
+}
+
+#[test]
+fn a_run_that_skipped_measurements_is_partial_for_every_reader_and_never_passes() {
+    let d = tempfile::tempdir().unwrap();
+    let full = finished_run();
+    let skipped = d.path().join("skipped");
+    let (route, gone) = finished_without_route(&skipped, &full, true);
+    assert!(gone >= 1 && route.starts_with("solo/"), "{route}");
+    let complete = d.path().join("complete");
+    std::fs::create_dir_all(&complete).unwrap();
+    linkcal::model::write_json(&complete.join("results.json"), &full).unwrap();
+    let rules = d.path().join("r.toml");
+    std::fs::write(&rules, "schema = \"linkcal.rules/1\"\n[[rule]]\npaths = [\"*\"]\nfloor = \"1 MB/s\"\n").unwrap();
+    let said = |what: &str, o: &std::process::Output| {
+        let err = stderr(o);
+        assert!(err.contains("partial run") && err.contains(&format!("{gone} measurements skipped")), "{what}: {err}");
+        assert!(err.contains("gpu_d1 died"), "{what}: {err}");
+    };
+
+    let o = linkcal().args(["accept", "--rules"]).arg(&rules).arg("--results").arg(&skipped).output().unwrap();
+    said("accept", &o);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{md}");
+    assert!(md.contains("**INCOMPLETE**") && !md.contains("**PASS**"), "{md}");
+
+    let html = d.path().join("r.html");
+    let o = linkcal().args(["report", "--results"]).arg(&skipped).arg("--out").arg(&html).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    said("report", &o);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("Partial run"));
+
+    let o = linkcal().arg("compare").arg(&complete).arg(&skipped).output().unwrap();
+    said("compare", &o);
+
+    let o = linkcal().args(["calibrate", "--results"]).arg(&skipped).arg("--out").arg(d.path().join("c.json")).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    said("calibrate", &o);
+}
+
+#[test]
+fn accept_over_a_finished_run_missing_a_route_the_rules_ask_for_is_incomplete() {
+    let d = tempfile::tempdir().unwrap();
+    let full = finished_run();
+    let run = d.path().join("short");
+    let (route, _) = finished_without_route(&run, &full, false);
+    let rules = d.path().join("r.toml");
+    std::fs::write(&rules, "schema = \"linkcal.rules/1\"\n[[rule]]\npaths = [\"*\"]\nfloor = \"1 MB/s\"\n").unwrap();
+    let o = linkcal().args(["accept", "--rules"]).arg(&rules).arg("--results").arg(&run).output().unwrap();
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{md}");
+    assert!(md.contains("**INCOMPLETE**") && md.contains("not in the results"), "{md}");
+    assert!(md.contains(route.trim_start_matches("solo/")), "the unmeasured route is listed: {md}");
+}

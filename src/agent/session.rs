@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{AgentConfig, Slot};
 use crate::control::auth::{self, Role};
-use crate::control::{
-    self, Frame, Reply, Request, WindowResult, WindowSpec, MAX_PEERS, MAX_REPLY, MAX_REQUEST, PROTOCOL_VERSION,
-};
+use crate::control::{self, Reply, Request, WindowResult, WindowSpec, MAX_PEERS, MAX_REPLY, MAX_REQUEST, PROTOCOL_VERSION};
 use crate::transport::{ReceiverStats, Sender, TransportError, TransportKind};
 
 /// Write timeout of an authenticated session's replies.
@@ -123,7 +121,7 @@ impl<'a> Session<'a> {
         self.stream.set_write_timeout(Some(REPLY_WRITE_TIMEOUT))?;
         loop {
             let req = match control::recv_frame(&mut self.stream, MAX_REQUEST, None) {
-                Ok(f) => decode(f).map_err(std::io::Error::other)?,
+                Ok(f) => control::decode_request(f).map_err(std::io::Error::other)?,
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
                 Err(e) => return Err(e),
             };
@@ -136,7 +134,7 @@ impl<'a> Session<'a> {
     /// it sent something that is not a request.
     fn read_by(&mut self, deadline: Instant) -> std::io::Result<Option<Result<Request, String>>> {
         match control::recv_frame_by(&mut self.stream, MAX_REQUEST, deadline) {
-            Ok(f) => Ok(Some(decode(f))),
+            Ok(f) => Ok(Some(control::decode_request(f))),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e),
         }
@@ -302,22 +300,6 @@ impl<'a> Session<'a> {
             h.join().map_err(|_| TransportError::protocol(flow_id, "receiver thread panicked"))??;
         }
         Ok(())
-    }
-}
-
-/// A frame as a request, or why it is not one.
-fn decode(f: Frame) -> Result<Request, String> {
-    match f {
-        Frame::Body(b) => serde_json::from_slice(&b).map_err(|e| {
-            let version = serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("version")?.as_u64());
-            match version {
-                Some(v) if v != u64::from(PROTOCOL_VERSION) => {
-                    format!("speaks control protocol {PROTOCOL_VERSION}, the coordinator {v}: use the same linkcal build")
-                }
-                _ => format!("malformed request: {e}"),
-            }
-        }),
-        Frame::TooLarge(n) => Err(format!("request of {n} bytes over the bound of {MAX_REQUEST}")),
     }
 }
 

@@ -31,9 +31,16 @@ use crate::spec::{Dir, Hop};
 pub fn load_results_dir(dir: &Path) -> Result<(Results, Recovery), InputError> {
     let (res, rec) = ResultsDir::load(dir)?;
     let main = if dir.is_dir() { dir.join(RESULTS_FILE) } else { dir.to_path_buf() };
+    check_results(&main, &res)?;
+    Ok((res, rec))
+}
+
+/// Checks loaded results hold something to calibrate: at least one measurement, every flow
+/// with the hops it crossed (`main`: the results file, named in errors).
+pub fn check_results(main: &Path, res: &Results) -> Result<(), InputError> {
     if res.measurements.is_empty() {
         return Err(InputError::field(
-            &main,
+            main,
             "measurements",
             "is empty (and no journal.jsonl adds any): nothing to calibrate; run `linkcal run` first",
         ));
@@ -41,7 +48,7 @@ pub fn load_results_dir(dir: &Path) -> Result<(Results, Recovery), InputError> {
     for (n, m) in res.measurements.iter().enumerate() {
         if m.flows.is_empty() {
             return Err(InputError::field(
-                &main,
+                main,
                 format!("measurements[{n}].flows"),
                 format!("measurement {} has no flows", m.id),
             ));
@@ -49,14 +56,14 @@ pub fn load_results_dir(dir: &Path) -> Result<(Results, Recovery), InputError> {
         for (k, f) in m.flows.iter().enumerate() {
             if f.segments.is_empty() {
                 return Err(InputError::field(
-                    &main,
+                    main,
                     format!("measurements[{n}].flows[{k}].segments"),
                     format!("is empty in measurement {}: every flow must record the hops it crossed", m.id),
                 ));
             }
         }
     }
-    Ok((res, rec))
+    Ok(())
 }
 
 /// Inputs of one calibration.

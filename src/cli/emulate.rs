@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::emulate::{self, Rates, UpOptions};
+use crate::error::InputError;
+use crate::model::{RackFile, RACK_SCHEMA};
 
 /// Flags of `linkcal emulate`.
 #[derive(Debug, clap::Args)]
@@ -21,8 +23,42 @@ pub enum Action {
     Up(UpArgs),
     /// Remove every namespace (and the agents inside) of a prefix.
     Down(PrefixArgs),
-    /// Show the namespaces of a prefix and the processes inside them.
-    Status(PrefixArgs),
+    /// Show the namespaces of a prefix and the processes inside them, and any link that is down
+    /// or routes that are missing (exit 1 then).
+    Status(RackArgs),
+    /// Restore the rack as `up` built it after a link flap: every link up, every missing route
+    /// re-installed (Linux deletes a link's routes when it goes down).
+    Repair(RackArgs),
+}
+
+/// A prefix and its rack file.
+#[derive(Debug, clap::Args)]
+pub struct RackArgs {
+    /// Name prefix of namespaces.
+    #[arg(long, default_value = "lc")]
+    pub prefix: String,
+    /// The rack file `up` wrote (default out/emulate-PREFIX/rack.json): its shape says which
+    /// links and routes the rack has.
+    #[arg(long)]
+    pub rack: Option<PathBuf>,
+}
+
+impl RackArgs {
+    /// The plan of the rack built with this prefix, from its rack file.
+    fn plan(&self) -> anyhow::Result<emulate::Plan> {
+        let path = self.rack.clone().unwrap_or_else(|| PathBuf::from(format!("out/emulate-{}/rack.json", self.prefix)));
+        let rack: RackFile = crate::model::load(&path, RACK_SCHEMA)?;
+        let want = format!("{}_mgmt", self.prefix);
+        match emulate::health::plan_of(&rack) {
+            Some(plan) if rack.control_netns.as_deref() == Some(want.as_str()) => Ok(plan),
+            _ => Err(InputError::field(
+                &path,
+                "control_netns",
+                format!("is not '{want}': give the rack file `linkcal emulate up --prefix {}` wrote (--rack)", self.prefix),
+            )
+            .into()),
+        }
+    }
 }
 
 /// Flags of `emulate up`.
@@ -69,17 +105,56 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             println!("removed {} namespaces of prefix '{}'", gone.len(), p.prefix);
             Ok(0)
         }
-        Action::Status(p) => {
-            let st = emulate::status(&p.prefix)?;
-            if st.is_empty() {
-                println!("no emulated rack with prefix '{}'", p.prefix);
+        Action::Status(p) => status(&p),
+        Action::Repair(p) => {
+            emulate::check_prefix(&p.prefix)?;
+            let plan = p.plan()?;
+            let r = emulate::health::repair(&plan).with_context(|| format!("emulate repair --prefix {}", p.prefix))?;
+            let segs: Vec<String> = r.links_up.iter().map(|s| s.to_string()).collect();
+            println!(
+                "emulated rack '{}': {} links set up{}, {} routes re-installed",
+                p.prefix,
+                segs.len(),
+                if segs.is_empty() { String::new() } else { format!(" ({})", segs.join(", ")) },
+                r.routes
+            );
+            let left = emulate::health::check(&plan)?;
+            for problem in &left {
+                eprintln!("linkcal emulate repair: still wrong: {problem}");
             }
-            for (ns, pids) in st {
-                println!("{ns:<16} processes: {pids:?}");
-            }
-            Ok(0)
+            Ok(if left.is_empty() { crate::error::EXIT_OK } else { crate::error::EXIT_FAIL })
         }
     }
+}
+
+/// `emulate status`: namespaces and their processes, then the links and routes (exit 1 when
+/// one is wrong).
+fn status(p: &RackArgs) -> anyhow::Result<u8> {
+    let st = emulate::status(&p.prefix)?;
+    if st.is_empty() {
+        println!("no emulated rack with prefix '{}'", p.prefix);
+        return Ok(crate::error::EXIT_OK);
+    }
+    for (ns, pids) in st {
+        println!("{ns:<16} processes: {pids:?}");
+    }
+    let plan = match p.plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            println!("links and routes not checked: {e:#}");
+            return Ok(crate::error::EXIT_OK);
+        }
+    };
+    let problems = emulate::health::check(&plan)?;
+    if problems.is_empty() {
+        println!("links: all {} up; routes: all in place", plan.links.len());
+        return Ok(crate::error::EXIT_OK);
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    println!("restore the rack with `linkcal emulate repair --prefix {}`", p.prefix);
+    Ok(crate::error::EXIT_FAIL)
 }
 
 fn up(u: UpArgs) -> anyhow::Result<u8> {

@@ -277,6 +277,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     let (out, start) = out_dir(&a)?;
     opts.start = start;
+    emulated_links(&rack, &mut opts);
     let t0 = std::time::Instant::now();
     let results = match a.plan {
         Plan::Spec => runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &out).context("linkcal run")?,
@@ -285,6 +286,33 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let wall = t0.elapsed().as_secs_f64();
     print_summary(&results, &out, wall, a.json)?;
     Ok(report_skipped(&results, &out))
+}
+
+/// On an emulated rack: re-installs the routes a link flap removed (on links that are up),
+/// says which links are down, and has a stalled route's fault name its hops' link problems.
+fn emulated_links(rack: &RackFile, opts: &mut RunOptions) {
+    use crate::emulate::health;
+    let Some(plan) = health::plan_of(rack) else { return };
+    opts.link_check = Some(health::explain);
+    match health::restore_routes(&plan) {
+        Ok(r) => {
+            if r.routes > 0 {
+                eprintln!(
+                    "linkcal run: emulated rack '{}': re-installed {} routes that were missing (a link went down and \
+                     came back, which deletes its routes)",
+                    plan.prefix, r.routes
+                );
+            }
+            for s in &r.still_down {
+                eprintln!(
+                    "linkcal run: emulated rack '{}': the link of segment {s} is down; routes over it will stall and \
+                     be skipped (`linkcal emulate repair --prefix {}` sets it up)",
+                    plan.prefix, plan.prefix
+                );
+            }
+        }
+        Err(e) => eprintln!("linkcal run: emulated rack '{}': links not checked: {e}", plan.prefix),
+    }
 }
 
 /// Names every skipped measurement (id, host, reason) on stderr; the exit code: 1 when any

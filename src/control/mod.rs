@@ -302,9 +302,31 @@ pub enum Frame {
     TooLarge(usize),
 }
 
+/// A frame as a request, or why it is not one (the agent's answer to a bad frame).
+pub fn decode_request(f: Frame) -> Result<Request, String> {
+    match f {
+        Frame::Body(b) => serde_json::from_slice(&b).map_err(|e| {
+            let version = serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("version")?.as_u64());
+            match version {
+                Some(v) if v != u64::from(PROTOCOL_VERSION) => {
+                    format!("speaks control protocol {PROTOCOL_VERSION}, the coordinator {v}: use the same linkcal build")
+                }
+                _ => format!("malformed request: {e}"),
+            }
+        }),
+        Frame::TooLarge(n) => Err(format!("request of {n} bytes over the bound of {MAX_REQUEST}")),
+    }
+}
+
 /// Reads one frame within `timeout` (None = wait forever).
 pub fn recv_frame(stream: &mut TcpStream, max: usize, timeout: Option<Duration>) -> std::io::Result<Frame> {
     stream.set_read_timeout(timeout)?;
+    read_frame(stream, max)
+}
+
+/// Reads one frame from any reader: a 4-byte big-endian length, then that many bytes (nothing
+/// is allocated for a length over `max`: [`Frame::TooLarge`]).
+pub fn read_frame(stream: &mut impl Read, max: usize) -> std::io::Result<Frame> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;

@@ -4,6 +4,7 @@
 //! network for the control plane, and an agent in every endpoint namespace. Everything is
 //! named from a prefix, so `down` cleans up after a crash and parallel racks do not collide.
 
+pub mod health;
 pub mod link;
 pub mod netns;
 pub mod rates;

@@ -112,9 +112,18 @@ impl Rates {
 
     /// The defaults overridden by a rates file and an `--mtu` flag.
     pub fn load(shape: &RackShape, file: Option<&Path>, mtu: Option<u64>) -> Result<Rates, InputError> {
+        let file = match file {
+            Some(path) => Some((path, crate::error::read_input(path)?)),
+            None => None,
+        };
+        Rates::parse(shape, file.as_ref().map(|(p, t)| (*p, t.as_str())), mtu)
+    }
+
+    /// [`Rates::load`] on a rates file's text already read (with its path, named in errors).
+    pub fn parse(shape: &RackShape, file: Option<(&Path, &str)>, mtu: Option<u64>) -> Result<Rates, InputError> {
         let mut r = Rates::defaults(shape);
-        if let Some(path) = file {
-            let f: RatesFile = crate::error::read_json(path)?;
+        if let Some((path, text)) = file {
+            let f: RatesFile = crate::error::parse_json(path, text)?;
             r.file = Some(path.to_path_buf());
             r.shaped = f.shape;
             if let Some(cc) = f.tcp_congestion_control {
@@ -165,7 +174,7 @@ impl Rates {
             r.mtu = m;
         }
         if !(576..=65_535).contains(&r.mtu) {
-            let src = file.map(|p| p.display().to_string()).unwrap_or_else(|| "--mtu".into());
+            let src = file.map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "--mtu".into());
             return Err(InputError::field(src, "mtu", format!("is {}: use 576..=65535 (default {DEFAULT_MTU})", r.mtu)));
         }
         Ok(r)

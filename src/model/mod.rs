@@ -50,11 +50,16 @@ fn compatible(want: &str) -> &'static [&'static str] {
 /// [`check::check_numbers`]), then parses, naming file and field.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str) -> Result<T, InputError> {
     let text = crate::error::read_input(path)?;
-    check_schema(path, &text, want)?;
+    parse(path, &text, want)
+}
+
+/// [`load`] on text already read from `path` (named in errors only).
+pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str, want: &str) -> Result<T, InputError> {
+    check_schema(path, text, want)?;
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
     check::check_numbers(path, &value)?;
-    crate::error::parse_json(path, &text)
+    crate::error::parse_json(path, text)
 }
 
 /// Writes JSON atomically (temp file, fsync, rename) so a crash never leaves half a file; on

@@ -85,6 +85,9 @@ pub struct Recovery {
     pub finished: bool,
     /// Line number (from 1) of a cut-off last journal line that was ignored.
     pub cut_off_line: Option<usize>,
+    /// Measurements `results.json` lists as skipped (`skipped`: an agent died or stopped
+    /// answering, or a route stopped moving data), with the first one's reason.
+    pub skipped: Option<(usize, String)>,
 }
 
 impl Recovery {
@@ -93,9 +96,10 @@ impl Recovery {
         self.in_results + self.from_journal
     }
 
-    /// True when the run did not finish, or the journal holds measurements `results.json` lacks.
+    /// True when the run did not finish, the journal holds measurements `results.json` lacks,
+    /// or the run skipped measurements.
     pub fn is_partial(&self) -> bool {
-        !self.finished || self.from_journal > 0
+        !self.finished || self.from_journal > 0 || self.skipped.is_some()
     }
 
     /// One line for the operator when the run is partial or a journal line was ignored, e.g.
@@ -108,15 +112,24 @@ impl Recovery {
         if !self.is_partial() {
             return cut.map(|c| format!("complete run{c}"));
         }
+        let skipped = self
+            .skipped
+            .as_ref()
+            .map(|(n, why)| format!("; {n} measurements skipped (the first: {why}): `linkcal run --resume DIR` measures them"));
+        if self.finished && self.from_journal == 0 {
+            let head = format!("partial run: {RESULTS_FILE} has {} measurements", self.in_results);
+            return Some(format!("{head}{}{}", skipped.unwrap_or_default(), cut.unwrap_or_default()));
+        }
         let head = if self.finished {
             format!("{RESULTS_FILE} has {} measurements", self.in_results)
         } else {
             format!("{RESULTS_FILE} has {} measurements and did not record the run's end (killed or failed)", self.in_results)
         };
         Some(format!(
-            "partial run: {head}; {} measurements recovered from {JOURNAL_FILE}; {} in all{}",
+            "partial run: {head}; {} measurements recovered from {JOURNAL_FILE}; {} in all{}{}",
             self.from_journal,
             self.total(),
+            skipped.unwrap_or_default(),
             cut.unwrap_or_default()
         ))
     }
@@ -180,14 +193,26 @@ impl ResultsDir {
         if !rpath.exists() {
             return Err(missing_results(path, &rpath, jpath.as_deref()));
         }
-        let mut res: Results = super::load(&rpath, RESULTS_SCHEMA)?;
+        let text = crate::error::read_input(&rpath)?;
+        let journal = match &jpath {
+            Some(j) => Some((j.as_path(), crate::error::read_input(j)?)),
+            None => None,
+        };
+        Self::parse(&rpath, &text, journal.as_ref().map(|(j, t)| (*j, t.as_str())))
+    }
+
+    /// [`ResultsDir::load`] on texts already read: `results.json`'s (from `rpath`) and the
+    /// journal's (with its path), merged by the module's rule. Paths are named in errors only.
+    pub fn parse(rpath: &Path, results: &str, journal: Option<(&Path, &str)>) -> Result<(Results, Recovery), InputError> {
+        let mut res: Results = super::parse(rpath, results, RESULTS_SCHEMA)?;
         let mut rec = Recovery {
             in_results: res.measurements.len(),
             finished: res.provenance.finished_at.is_some(),
+            skipped: res.skipped.first().map(|s| (res.skipped.len(), format!("{}: {}", s.id, s.reason))),
             ..Recovery::default()
         };
-        if let Some(j) = jpath {
-            let journal = read_journal(&j)?;
+        if let Some((j, text)) = journal {
+            let journal = parse_journal(j, text)?;
             rec.cut_off_line = journal.cut_off_line;
             let mut seen: HashSet<String> = res.measurements.iter().map(|m| m.id.clone()).collect();
             for m in journal.measurements {
@@ -294,7 +319,11 @@ struct JournalRead {
 /// Reads every complete line of a journal (first copy of an id kept); a last line without
 /// its newline is reported, not read.
 fn read_journal(path: &Path) -> Result<JournalRead, InputError> {
-    let text = crate::error::read_input(path)?;
+    parse_journal(path, &crate::error::read_input(path)?)
+}
+
+/// [`read_journal`] on text already read from `path`.
+fn parse_journal(path: &Path, text: &str) -> Result<JournalRead, InputError> {
     let cut = !text.is_empty() && !text.ends_with('\n');
     let mut lines: Vec<&str> = text.lines().collect();
     let cut_off_line = cut.then(|| {
@@ -312,6 +341,13 @@ fn read_journal(path: &Path) -> Result<JournalRead, InputError> {
                 format!("not a measurement: {e}; the journal is damaged here (move the line aside to keep the rest)"),
             )
         })?;
+        // The numbers a results file is held to (a journal line is one of its measurements).
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            super::check::check_numbers(path, &v).map_err(|mut e| {
+                e.field = Some(format!("line {}: {}", n + 1, e.field.take().unwrap_or_default()));
+                e
+            })?;
+        }
         if seen.insert(m.id.clone()) {
             measurements.push(m);
         }

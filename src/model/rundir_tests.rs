@@ -81,7 +81,7 @@ fn a_finished_run_loads_complete_and_writes_csv() {
     w.finish(&fin).unwrap();
     let (r, rec) = ResultsDir::load(d.path()).unwrap();
     assert_eq!(ids(&r), ids(&fin));
-    assert_eq!(rec, Recovery { in_results: 2, from_journal: 0, finished: true, cut_off_line: None });
+    assert_eq!(rec, Recovery { in_results: 2, from_journal: 0, finished: true, cut_off_line: None, skipped: None });
     assert!(!rec.is_partial() && rec.note().is_none());
     // One CSV row per flow after the header line; no temp files left.
     let csv = std::fs::read_to_string(d.path().join(CSV_FILE)).unwrap();
@@ -222,4 +222,21 @@ fn a_failed_atomic_write_leaves_no_temp_file_and_the_old_file_whole() {
     assert!(crate::model::write_atomic(&blocked, b"x").is_err());
     assert!(!d.path().join("blocked.csv.tmp").exists());
     assert!(blocked.join("inside").is_dir());
+}
+
+#[test]
+fn a_journal_line_is_held_to_the_results_file_number_checks() {
+    // A measurement whose transfer time is negative: results.json refuses it by field path, and
+    // so must the journal (it used to be merged, and calibrate divided by it).
+    let mut bad = m(1 << 16, 1e8);
+    bad.flows[0].transfer_time_s.mean = -1.0;
+    let line = serde_json::to_string(&bad).unwrap() + "\n";
+    let text = serde_json::to_string(&header(shape())).unwrap();
+    let e = ResultsDir::parse(Path::new("results.json"), &text, Some((Path::new("journal.jsonl"), &line))).unwrap_err();
+    let field = e.field.unwrap_or_default();
+    assert!(e.file.ends_with("journal.jsonl") && field.starts_with("line 1: "), "{field}: {}", e.message);
+    assert!(field.ends_with("flows[0].transfer_time_s.mean"), "{field}");
+    let good = serde_json::to_string(&m(1 << 16, 1e8)).unwrap() + "\n";
+    let (r, rec) = ResultsDir::parse(Path::new("results.json"), &text, Some((Path::new("journal.jsonl"), &good))).unwrap();
+    assert_eq!((r.measurements.len(), rec.from_journal), (1, 1));
 }

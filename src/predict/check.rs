@@ -11,15 +11,19 @@ use crate::model::{Calibration, CALIBRATION_SCHEMA};
 /// Reads and checks a calibration file (schema `linkcal.calibration/2`), naming file and
 /// field on error.
 pub fn load_calibration(path: &Path) -> Result<Calibration, InputError> {
-    let text = crate::error::read_input(path)?;
-    if let Some((field, token, line)) = non_finite_literal(&text) {
+    parse_calibration(path, &crate::error::read_input(path)?)
+}
+
+/// [`load_calibration`] on text already read from `path` (named in errors only).
+pub fn parse_calibration(path: &Path, text: &str) -> Result<Calibration, InputError> {
+    if let Some((field, token, line)) = non_finite_literal(text) {
         return Err(InputError::field(
             path,
             field,
             format!("is {token} (line {line}): capacities, rates and times must be finite numbers; re-run `linkcal calibrate`"),
         ));
     }
-    let cal: Calibration = crate::model::load(path, CALIBRATION_SCHEMA)?;
+    let cal: Calibration = crate::model::parse(path, text, CALIBRATION_SCHEMA)?;
     check_values(path, &cal)?;
     Ok(cal)
 }

@@ -18,7 +18,7 @@ mod check;
 pub mod engine;
 mod scale;
 
-pub use check::{check_shape, check_values, load_calibration};
+pub use check::{check_shape, check_values, load_calibration, parse_calibration};
 pub use scale::{scaling, ScalePoint, SCALE_N, SCALE_T};
 
 use std::path::Path;

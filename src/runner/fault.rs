@@ -96,6 +96,10 @@ pub struct Fault {
     pub routes: Vec<FaultRoute>,
     /// The error the run saw first (it may name the live peer that noticed).
     pub cause: String,
+    /// What a check of the rack's links found on the routes' hops (a link down, routes
+    /// missing: [`crate::runner::RunOptions::link_check`]); empty when none was made or it
+    /// found nothing.
+    pub links: Vec<String>,
 }
 
 impl Fault {
@@ -104,8 +108,9 @@ impl Fault {
         let routes = routes.join("; ");
         match (&self.kind, &self.host) {
             (FaultKind::Route, _) | (_, None) => format!(
-                "route {routes} stopped moving data while every agent answers ({}); check the links of those hops, then `linkcal run --resume` measures what was skipped",
-                self.cause
+                "route {routes} stopped moving data while every agent answers ({}){}; check the links of those hops, then `linkcal run --resume` measures what was skipped",
+                self.cause,
+                self.links_said()
             ),
             (kind, Some(h)) => format!(
                 "agent {h} is {} ({}): route {routes} needed it (the run saw: {}); restart the agent on {h}, then `linkcal run --resume` measures what was skipped",
@@ -124,8 +129,13 @@ impl Fault {
             Some(h) if self.kind != FaultKind::Route => {
                 format!("agent {h} is {} (found on route {})", state(self.kind), routes.join("; "))
             }
-            _ => format!("route {} stopped moving data", routes.join("; ")),
+            _ => format!("route {} stopped moving data{}", routes.join("; "), self.links_said()),
         }
+    }
+
+    /// `; LINK FINDING; ...` for the links found wrong, or nothing.
+    fn links_said(&self) -> String {
+        self.links.iter().map(|l| format!("; {l}")).collect()
     }
 
     /// The segments of the fault's routes.
@@ -215,7 +225,7 @@ pub fn diagnose(err: RunError, flows: &[Resolved], token: &str) -> Result<Fault,
     };
     if let Some((host, kind, finding)) = gone {
         let routes = flows.iter().filter(|r| r.src.name == host || r.dst.name == host).map(route).collect();
-        return Ok(Fault { kind, host: Some(host), finding, routes, cause });
+        return Ok(Fault { kind, host: Some(host), finding, routes, cause, links: Vec::new() });
     }
     if !err.in_data_plane() {
         return Err(err);
@@ -226,7 +236,7 @@ pub fn diagnose(err: RunError, flows: &[Resolved], token: &str) -> Result<Fault,
     if routes.is_empty() {
         routes = flows.iter().map(route).collect();
     }
-    Ok(Fault { kind: FaultKind::Route, host: None, finding: "every agent answers".into(), routes, cause })
+    Ok(Fault { kind: FaultKind::Route, host: None, finding: "every agent answers".into(), routes, cause, links: Vec::new() })
 }
 
 fn route(r: &Resolved) -> FaultRoute {
@@ -298,6 +308,7 @@ mod tests {
             finding: "refuses connections".into(),
             routes: vec![route.clone()],
             cause: "agent gpu_p0: send: Connection reset by peer".into(),
+            links: Vec::new(),
         };
         let text = gone.to_string();
         assert!(text.starts_with("agent gpu_d1 is gone (refuses connections): route prefill_to_decode:0->1 (gpu_p0->gpu_d1) over [GPU_P[0]_PCI up, IB_Cable_D[1] down]"), "{text}");
@@ -309,8 +320,14 @@ mod tests {
         // A host-level fault leaves the hops to other hosts alone.
         assert_eq!(b.blocks(&fp(&["gpu_p0", "gpu_d0"], &["GPU_P[0]_PCI"])), None);
         // A stalled route (every agent answers) blocks what crosses its hops.
-        let stalled =
-            Fault { kind: FaultKind::Route, host: None, finding: String::new(), routes: vec![route], cause: "timed out".into() };
+        let stalled = Fault {
+            kind: FaultKind::Route,
+            host: None,
+            finding: String::new(),
+            routes: vec![route],
+            cause: "timed out".into(),
+            links: Vec::new(),
+        };
         assert!(stalled.to_string().contains("stopped moving data while every agent answers"), "{stalled}");
         let mut b = Blocked::default();
         b.add(&stalled);

@@ -96,7 +96,19 @@ impl RunError {
 
     /// True when the error came while flows moved data (a window), not while they were set up.
     pub fn in_data_plane(&self) -> bool {
-        matches!(self, RunError::DataPlane { .. } | RunError::Unresponsive { .. })
+        matches!(self, RunError::DataPlane { .. } | RunError::Unresponsive { .. }) || self.route_unreachable()
+    }
+
+    /// True when an agent could not reach its peer's data address while setting up a flow (no
+    /// route, network or host unreachable, connect timed out): the route is at fault, not the
+    /// agent that said so (a link that went down takes its routes with it).
+    pub fn route_unreachable(&self) -> bool {
+        let message = match self {
+            RunError::Control(ControlError::Remote { message, .. }) | RunError::Agent { message, .. } => message,
+            _ => return false,
+        };
+        const UNREACHABLE: [&str; 4] = ["No route to host", "Network is unreachable", "Host is unreachable", "timed out"];
+        message.contains("connect to") && UNREACHABLE.iter().any(|u| message.contains(u))
     }
 }
 
@@ -146,7 +158,13 @@ pub struct RunOptions {
     pub kv_block_tokens: Option<u64>,
     /// What to do with a run already in the output directory: refuse (default), resume, start over.
     pub start: Start,
+    /// Checks the rack's links on the hops of a route that stopped moving data, one finding a
+    /// line (the emulated rack's: `emulate::health::explain`); None: no check.
+    pub link_check: Option<LinkCheck>,
 }
+
+/// A check of the links of some segments of a rack (see [`RunOptions::link_check`]).
+pub type LinkCheck = fn(&RackFile, &std::collections::BTreeSet<crate::spec::SegmentId>) -> Vec<String>;
 
 impl RunOptions {
     /// The full run's defaults.
@@ -172,6 +190,7 @@ impl RunOptions {
             nixl: serde_json::Value::Null,
             kv_block_tokens: None,
             start: Start::Fresh,
+            link_check: None,
         }
     }
 
@@ -440,7 +459,10 @@ fn run_experiment(sh: &Shared, exp: &Experiment, sizes: Vec<(usize, u64)>, tx: &
             Err(e) => {
                 let flows: Result<Vec<_>, _> = exp.flows.iter().map(|p| resolve::resolve(sh.rack, sh.rack_path, p)).collect();
                 match flows.map_err(RunError::from).and_then(|fl| fault::diagnose(e, &fl, sh.token)) {
-                    Ok(f) => {
+                    Ok(mut f) => {
+                        if let (None, Some(check)) = (&f.host, sh.opts.link_check) {
+                            f.links = check(sh.rack, &f.segments());
+                        }
                         let reason = f.summary();
                         let skipped = std::iter::once(bytes)
                             .chain(left.map(|(_, b)| b))

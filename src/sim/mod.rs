@@ -11,7 +11,7 @@ mod scenario;
 pub mod synth;
 mod validate;
 
-pub use scenario::{capacities, flows_for, load_flows, scenario_flows, FlowFile, FlowSpec, Scenario};
+pub use scenario::{capacities, flows_for, load_flows, parse_flows, scenario_flows, FlowFile, FlowSpec, Scenario};
 pub use validate::{check, validate, Check};
 
 use std::collections::BTreeMap;

@@ -161,7 +161,12 @@ pub struct FlowSpec {
 
 /// Reads a flow file and turns it into simulator flows, naming file and field on error.
 pub fn load_flows(file: &Path, cal: &Calibration, ideal: bool) -> Result<Vec<SimFlow>, InputError> {
-    let ff: FlowFile = crate::error::read_json(file)?;
+    parse_flows(file, &crate::error::read_input(file)?, cal, ideal)
+}
+
+/// [`load_flows`] on a flow file's text already read from `file` (named in errors only).
+pub fn parse_flows(file: &Path, text: &str, cal: &Calibration, ideal: bool) -> Result<Vec<SimFlow>, InputError> {
+    let ff: FlowFile = crate::error::parse_json(file, text)?;
     if ff.flows.is_empty() {
         return Err(InputError::field(file, "flows", "is empty: give at least one flow"));
     }

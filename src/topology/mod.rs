@@ -17,7 +17,7 @@ pub mod nccl;
 pub mod report;
 pub mod smi;
 pub mod text;
-mod xmlcheck;
+pub mod xmlcheck;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::locality::LocalityClass;
 use super::{Loaded, TopologyError};
 
-mod tree;
+pub mod tree;
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,7 +79,10 @@ impl AcceptReport {
     /// Marks the results judged as a partial run (`why` says which and what was recovered):
     /// the verdict becomes incomplete unless something failed.
     pub fn mark_partial(&mut self, why: String) {
-        self.partial = Some(why);
+        self.partial = Some(match self.partial.take() {
+            Some(before) => format!("{why}; {before}"),
+            None => why,
+        });
         self.outcome = overall(&self.counts, true);
     }
 }
@@ -137,7 +140,15 @@ pub fn accept(rules: &Rules, inputs: AcceptInputs<'_>) -> Result<AcceptReport, I
             Outcome::NotMeasured => counts.not_measured += 1,
         }
     }
-    let outcome = overall(&counts, false);
+    // A run that lacks a route the rules ask for is not a passed run.
+    let unmeasured = items.iter().filter(|i| i.kind == ItemKind::Path && i.outcome == Outcome::NotMeasured).count();
+    let partial = (inputs.results.is_some() && unmeasured > 0).then(|| {
+        format!(
+            "{unmeasured} route measurements the rules ask for are not in the results (never measured or skipped): \
+             measure them (`linkcal run --resume DIR`) before accepting"
+        )
+    });
+    let outcome = overall(&counts, partial.is_some());
     let mut files = Vec::new();
     files.extend(inputs.calibration.map(|(p, _)| p.display().to_string()));
     files.extend(inputs.results.map(|(p, _)| p.display().to_string()));
@@ -151,7 +162,7 @@ pub fn accept(rules: &Rules, inputs: AcceptInputs<'_>) -> Result<AcceptReport, I
         items,
         counts,
         outcome,
-        partial: None,
+        partial,
     })
 }
 
