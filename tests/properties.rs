@@ -48,7 +48,7 @@ proptest! {
         let got = payloads_with(&model, &w, &shape, &serving);
 
         let fits = |x: u128| u64::try_from(x).ok();
-        let kvptl = 2u128.checked_mul(kv_heads as u128).and_then(|x| x.checked_mul(head_dim as u128)).map(|x| x * 2);
+        let kvptl = 2u128.checked_mul(kv_heads as u128).and_then(|x| x.checked_mul(head_dim as u128)).and_then(|x| x.checked_mul(2));
         let layer = kvptl.and_then(|k| (n as u128).checked_mul(t as u128).and_then(|x| x.checked_mul(k)));
         let stages: Vec<Option<u128>> =
             stage_ranges(layers, p).iter().map(|&(a, b)| layer.and_then(|l| l.checked_mul((b - a) as u128))).collect();
