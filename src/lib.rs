@@ -38,7 +38,8 @@
 //! - [`gpu`]: CUDA backend (cudarc, driver API loaded at run time): devices by PCI bus id, peer access, start gate, timed copy-engine copies, staging pipeline.
 //! - [`rdma`]: RDMA backend (raw ibverbs): RC queue pairs, memory registration (dmabuf or peermem), RDMA WRITE with immediate, endpoint exchange, NUMA pinning.
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
-//! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers.
+//! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers; `stop`: the one
+//!   stopping rule of every measurement (run and probe --run).
 //! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP, NIXL, Mooncake).
 //! - [`control`]: the control plane: typed, versioned, size-bounded messages; HMAC challenge-response
 //!   auth (`auth`), the limits agents enforce (`limits`).
