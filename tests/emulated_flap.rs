@@ -29,7 +29,12 @@ fn text(b: &[u8]) -> String {
 /// Sets the device end of `segment`'s veth pair down or up.
 fn set_link(plan: &Plan, segment: SegmentId, state: &str) {
     let l = plan.links.iter().find(|l| l.segment == segment).expect("the segment's link");
-    let ok = Command::new("ip").args(["-n", &plan.netns(l.lower), "link", "set", &l.lower_if, state]).status().unwrap();
+    // nsenter --net, not `ip -n`: that also needs a mount namespace, which fails in a chroot.
+    let ok = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", plan.netns(l.lower)))
+        .args(["ip", "link", "set", &l.lower_if, state])
+        .status()
+        .unwrap();
     assert!(ok.success(), "ip link set {} {state}", l.lower_if);
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use launch_support::openssh::{have_openssh, keygen, start_sshd, wait_listening_in, Sshd};
-use launch_support::slurm::{self, have_slurm, Place};
+use launch_support::slurm::{self, have_slurm, in_netns, Place};
 use rack_support::{can_emulate, emulate_up_221, unique_prefix, RackGuard};
 use serde_json::Value;
 
@@ -59,7 +59,7 @@ impl Rack {
             .iter()
             .map(|(name, short)| {
                 let ns = format!("{prefix}_{short}");
-                let o = Command::new("ip").args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "mgmt"]).output().unwrap();
+                let o = in_netns(Some(&ns), "ip").args(["-4", "-o", "addr", "show", "dev", "mgmt"]).output().unwrap();
                 let line = String::from_utf8_lossy(&o.stdout).to_string();
                 let addr = line.split_whitespace().nth(3).and_then(|a| a.split('/').next()).unwrap_or_default().to_string();
                 assert!(!addr.is_empty(), "{ns}: no management address: {line}");
@@ -134,6 +134,7 @@ impl Rack {
         // No agent is left in any host's namespace.
         for (name, ns, _) in &self.hosts {
             let pids = Command::new("ip").args(["netns", "pids", ns]).output().unwrap();
+            assert!(pids.status.success(), "ip netns pids {ns}: {}", String::from_utf8_lossy(&pids.stderr));
             for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
@@ -236,8 +237,8 @@ fn an_emulated_rack_as_a_real_one_through_openssh() {
     }
     let up = t0.elapsed().as_secs_f64();
     let bin = cargo_bin("linkcal");
-    let o = Command::new("ip")
-        .args(["netns", "exec", &rack.mgmt_ns(), "timeout", "600"])
+    let o = in_netns(Some(&rack.mgmt_ns()), "timeout")
+        .arg("600")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/launch-ssh"))
         .args(["run", "inventory.toml", "--", "sh", "-c", &rack.chain()])
         .current_dir(dir)

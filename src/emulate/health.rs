@@ -70,7 +70,7 @@ pub fn plan_of(rack: &RackFile) -> Option<Plan> {
 
 /// Interfaces of a namespace that are up with a carrier (`ip -o link show`: flags UP and LOWER_UP).
 fn links_up(ns: &str) -> Result<BTreeMap<String, bool>, EmulateError> {
-    let text = super::netns::run(&["ip", "-n", ns, "-o", "link", "show"])?;
+    let text = super::netns::run_in(ns, &["ip", "-o", "link", "show"])?;
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let mut parts = line.splitn(3, ": ");
@@ -85,7 +85,7 @@ fn links_up(ns: &str) -> Result<BTreeMap<String, bool>, EmulateError> {
 
 /// IPv4 destinations of a namespace's routes (`ip -4 route show`).
 fn route_dsts(ns: &str) -> Result<BTreeSet<String>, EmulateError> {
-    let text = super::netns::run(&["ip", "-n", ns, "-4", "route", "show"])?;
+    let text = super::netns::run_in(ns, &["ip", "-4", "route", "show"])?;
     Ok(text.lines().filter_map(|l| l.split_whitespace().next()).map(|d| d.trim_end_matches("/32").to_string()).collect())
 }
 

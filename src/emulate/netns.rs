@@ -78,8 +78,22 @@ fn explain(stderr: &str, lines: &[String]) -> String {
 
 /// Runs one command; its stderr in the error.
 pub fn run(args: &[&str]) -> Result<String, EmulateError> {
-    let out =
-        Command::new(args[0]).args(&args[1..]).output().map_err(|e| EmulateError::Tool { tool: args[0].into(), source: e })?;
+    output(Command::new(args[0]).args(&args[1..]), args)
+}
+
+/// Runs `args` inside network namespace `ns` (setns before exec, as [`batch`] does: `ip -n`
+/// would also need a mount namespace of its own, which fails where `/` is no mount point, e.g.
+/// in a chroot) and returns its stdout, or the command and its stderr.
+pub fn run_in(ns: &str, args: &[&str]) -> Result<String, EmulateError> {
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..]);
+    let _nsfile = in_netns(&mut cmd, ns)?;
+    let shown: Vec<&str> = [args[0], "-n", ns].into_iter().chain(args[1..].iter().copied()).collect();
+    output(&mut cmd, &shown)
+}
+
+fn output(cmd: &mut Command, args: &[&str]) -> Result<String, EmulateError> {
+    let out = cmd.output().map_err(|e| EmulateError::Tool { tool: args[0].into(), source: e })?;
     if !out.status.success() {
         return Err(EmulateError::Command {
             command: args.join(" "),

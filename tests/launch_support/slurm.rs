@@ -44,8 +44,9 @@ pub fn have_slurm(what: &str) -> bool {
 }
 
 /// `bin` run inside network namespace `netns`, or here. `nsenter --net` switches only the
-/// network namespace: `ip netns exec` would also remount /sys for it, hiding /sys/fs/cgroup,
-/// without which slurmd 22.05 does not start ("Unable to initialize cgroup plugin").
+/// network namespace: `ip netns exec` (and `ip -n`) would also make a mount namespace and
+/// remount /sys, which hides /sys/fs/cgroup (slurmd 22.05 then stops: "Unable to initialize
+/// cgroup plugin") and fails outright where `/` is no mount point (a chroot).
 pub fn in_netns(netns: Option<&str>, bin: &str) -> Command {
     match netns {
         Some(ns) => {
