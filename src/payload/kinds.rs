@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::config::{check_kv, show, Src};
+use super::fields::{check_kv, show, Src};
 use super::layers::{gated_delta_net, mamba2, LayerKv};
 use super::{Mla, PayloadError};
 

@@ -5,6 +5,7 @@
 mod compute;
 mod config;
 mod engine;
+mod fields;
 mod kinds;
 mod layers;
 mod presets;

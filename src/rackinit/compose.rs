@@ -2,11 +2,10 @@
 //! data-plane addresses and every route with its hops. Every choice is recorded with why it was
 //! made and which inventory field overrides it.
 
-use std::net::IpAddr;
 use std::path::Path;
 
 use super::inventory::{HostSpec, Place, RackInventory};
-use super::routes::{self, Hosts, NetAddrs};
+use super::routes::{self, Hosts, Mapped, NetAddrs};
 use super::HostDescription;
 use super::RackInitError;
 use crate::error::InputError;
@@ -14,27 +13,6 @@ use crate::model::rack::{Choice, HostEntry, HostFacts, HostRole};
 use crate::model::{RackFile, RACK_SCHEMA};
 use crate::spec::RackShape;
 use crate::topology::{conformance, Conformance, Inventory, RoleRequest};
-
-/// One host mapped onto its role.
-#[derive(Debug, Clone, Default)]
-pub struct Mapped {
-    /// GPUs used, by PCI bus id.
-    pub gpus: Vec<String>,
-    /// RDMA NICs used (device names), in spec order k.
-    pub rdma: Vec<String>,
-    /// The Ethernet NIC (decode), when any.
-    pub eth: Option<String>,
-    /// Failed conformance checks.
-    pub deviations: Vec<String>,
-    /// Address of flows arriving over IB (Path 2, host RDMA).
-    pub ib_addr: Option<IpAddr>,
-    /// Address of flows over Ethernet (Path 3).
-    pub eth_addr: Option<IpAddr>,
-    /// Address of flows inside the host.
-    pub data_addr: Option<IpAddr>,
-    /// Its addresses on the inventory's networks.
-    pub on: NetAddrs,
-}
 
 /// What `compose` produced: the rack file (without route checks yet) and every choice.
 pub struct Composed {

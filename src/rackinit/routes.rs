@@ -4,11 +4,31 @@
 
 use std::net::IpAddr;
 
-use super::compose::Mapped;
 use super::inventory::{Cidr, Networks, Place};
 use super::{HostDescription, RackInitError};
 use crate::model::rack::RouteEndpoints;
 use crate::spec::{HopOptions, PathRef, RackShape, RouteKind, RouteSet};
+
+/// One host mapped onto its role (by `compose`): what routes are built from.
+#[derive(Debug, Clone, Default)]
+pub struct Mapped {
+    /// GPUs used, by PCI bus id.
+    pub gpus: Vec<String>,
+    /// RDMA NICs used (device names), in spec order k.
+    pub rdma: Vec<String>,
+    /// The Ethernet NIC (decode), when any.
+    pub eth: Option<String>,
+    /// Failed conformance checks.
+    pub deviations: Vec<String>,
+    /// Address of flows arriving over IB (Path 2, host RDMA).
+    pub ib_addr: Option<IpAddr>,
+    /// Address of flows over Ethernet (Path 3).
+    pub eth_addr: Option<IpAddr>,
+    /// Address of flows inside the host.
+    pub data_addr: Option<IpAddr>,
+    /// Its addresses on the inventory's networks.
+    pub on: NetAddrs,
+}
 
 /// The fabric a flow's address is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

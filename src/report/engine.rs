@@ -77,7 +77,7 @@ pub fn section(h: &mut String, cal: &Calibration) {
     }
     h.push_str("<h2 id=\"engine-efficiency\">KV engine efficiency vs host TCP</h2>");
     h.push_str("<p class=\"note\">Solo Path-2 runs through the engine and over host TCP on the same route and payload: ratio = host TCP's mean transfer time / the engine's (the engine's goodput as a fraction of host TCP's). <code>linkcal predict --kv-engine</code> divides Path 2's link times by it.</p>");
-    h.push_str(&super::html::svg_or_error(ratio_svg(&cal.engine_efficiency)));
+    h.push_str(&super::plots::svg_or_error(ratio_svg(&cal.engine_efficiency)));
     h.push_str("<table><tr><th>engine</th><th>route</th><th>KV block</th><th>payload</th><th>host TCP</th><th>engine</th><th>ratio</th></tr>");
     for c in &cal.engine_efficiency {
         let tokens = c.kv_block_tokens.map(|t| format!(" ({t} tokens)")).unwrap_or_default();

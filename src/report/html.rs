@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::junit::xml_escape as esc;
-use super::plots::{bars_svg, goodput_svg, Bar, GoodputSeries};
+use super::plots::{bars_svg, goodput_svg, svg_or_error, Bar, GoodputSeries};
 use super::topo_svg::{topology_svg, EdgeInfo, Figure};
 use crate::model::calibration::Method;
 use crate::model::results::{MeasurementKind, Results};
@@ -46,14 +46,6 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums;wh
 
 fn badge(class: &str, text: &str) -> String {
     format!("<span class=\"badge {class}\">{}</span>", esc(text))
-}
-
-pub(super) fn svg_or_error(r: Result<String, String>) -> String {
-    match r {
-        // Drop the XML declaration if any: inline SVG in HTML needs only the <svg> element.
-        Ok(s) => s.find("<svg").map(|i| s[i..].to_string()).unwrap_or(s),
-        Err(e) => format!("<p class=\"note\">{}</p>", esc(&e)),
-    }
 }
 
 /// Renders the whole report.

@@ -301,6 +301,15 @@ pub fn time_lines_svg(title: &str, x_desc: &str, lines: &[Line]) -> PlotResult {
     Ok(buf)
 }
 
+/// A drawing inline in HTML: the `<svg>` element, or the drawing error as a note.
+pub fn svg_or_error(r: Result<String, String>) -> String {
+    match r {
+        // Drop the XML declaration if any: inline SVG in HTML needs only the <svg> element.
+        Ok(s) => s.find("<svg").map(|i| s[i..].to_string()).unwrap_or(s),
+        Err(e) => format!("<p class=\"note\">{}</p>", super::junit::xml_escape(&e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
