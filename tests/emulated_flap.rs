@@ -29,12 +29,11 @@ fn text(b: &[u8]) -> String {
 /// Sets the device end of `segment`'s veth pair down or up.
 fn set_link(plan: &Plan, segment: SegmentId, state: &str) {
     let l = plan.links.iter().find(|l| l.segment == segment).expect("the segment's link");
-    // nsenter --net, not `ip -n`: that also needs a mount namespace, which fails in a chroot.
-    let ok = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", plan.netns(l.lower)))
-        .args(["ip", "link", "set", &l.lower_if, state])
-        .status()
-        .unwrap();
+    // linkcal's setns, not `ip -n`: that also needs a mount namespace, which fails in a chroot.
+    let mut c = Command::new("ip");
+    c.args(["link", "set", &l.lower_if, state]);
+    let _ns = linkcal::emulate::netns::in_netns(&mut c, &plan.netns(l.lower)).expect("enter namespace");
+    let ok = c.status().unwrap();
     assert!(ok.success(), "ip link set {} {state}", l.lower_if);
 }
 

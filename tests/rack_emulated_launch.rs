@@ -18,8 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
+use launch_support::in_netns;
 use launch_support::openssh::{have_openssh, keygen, start_sshd, wait_listening_in, Sshd};
-use launch_support::slurm::{self, have_slurm, in_netns, Place};
+use launch_support::slurm::{self, have_slurm, Place};
 use rack_support::{can_emulate, emulate_up_221, unique_prefix, RackGuard};
 use serde_json::Value;
 
@@ -117,6 +118,17 @@ impl Rack {
 
     fn log(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    /// The launcher ran the chain: exit 0 and every line in `wants` in its output (else the
+    /// output and the chain's own logs).
+    fn launched(&self, o: &Output, wants: &[&str]) {
+        let out = text(o);
+        let logs = format!("{out}\ninit:\n{}\nrun:\n{}", self.log("init.log"), self.log("run.log"));
+        assert_eq!(o.status.code(), Some(0), "{logs}");
+        for want in wants {
+            assert!(out.contains(want), "missing '{want}' in:\n{logs}");
+        }
     }
 
     /// Every check on what the chain wrote; returns a line for the closing note.
@@ -248,12 +260,7 @@ fn an_emulated_rack_as_a_real_one_through_openssh() {
         .env("PATH", format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap()))
         .output()
         .unwrap();
-    let out = text(&o);
-    let logs = format!("{out}\ninit:\n{}\nrun:\n{}", rack.log("init.log"), rack.log("run.log"));
-    assert_eq!(o.status.code(), Some(0), "{logs}");
-    for want in ["copied", "all agents up", "stopped agent gpu_p0", "stopped agent host_d1"] {
-        assert!(out.contains(want), "missing '{want}' in:\n{logs}");
-    }
+    rack.launched(&o, &["copied", "all agents up", "stopped agent gpu_p0", "stopped agent host_d1"]);
     let summary = rack.verify();
     drop(sshds);
     eprintln!(
@@ -280,12 +287,7 @@ fn an_emulated_rack_as_a_real_one_under_slurm() {
     let up = t0.elapsed().as_secs_f64();
     let names: Vec<&str> = rack.hosts.iter().map(|h| h.0.as_str()).collect();
     let o = cluster.salloc(dir, names.len(), &names.join(","), &rack.chain(), 600);
-    let out = text(&o);
-    let logs = format!("{out}\ninit:\n{}\nrun:\n{}", rack.log("init.log"), rack.log("run.log"));
-    assert_eq!(o.status.code(), Some(0), "{logs}");
-    for want in ["all agents up", "agents stopped"] {
-        assert!(out.contains(want), "missing '{want}' in:\n{logs}");
-    }
+    rack.launched(&o, &["all agents up", "agents stopped"]);
     std::thread::sleep(Duration::from_millis(500));
     let summary = rack.verify();
     // Fewer nodes than hosts: exit 2 naming the allocation, before any agent starts.

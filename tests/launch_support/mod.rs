@@ -88,3 +88,18 @@ pub fn wait_listening(addr: &str, limit: Duration) -> bool {
 pub fn nothing_listens(addr: &str) -> bool {
     std::net::TcpStream::connect(addr).is_err()
 }
+
+/// `bin` run inside network namespace `netns`, or here. `nsenter --net` switches only the
+/// network namespace: `ip netns exec` (and `ip -n`) would also make a mount namespace and
+/// remount /sys, which hides /sys/fs/cgroup (slurmd 22.05 then stops: "Unable to initialize
+/// cgroup plugin") and fails outright where `/` is no mount point (a chroot).
+pub fn in_netns(netns: Option<&str>, bin: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}

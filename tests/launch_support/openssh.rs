@@ -53,7 +53,7 @@ pub fn start_sshd(dir: &Path, listen: &str, netns: Option<&str>, tag: &str) -> S
     // sshd's privilege separation directory (compiled in; the package normally creates it).
     let _ = std::fs::create_dir_all("/run/sshd");
     let log = std::fs::File::create(dir.join(format!("sshd-{tag}.log"))).unwrap();
-    let mut cmd = super::slurm::in_netns(netns, &sshd_bin().unwrap().display().to_string());
+    let mut cmd = super::in_netns(netns, &sshd_bin().unwrap().display().to_string());
     let child = cmd.args(["-D", "-e", "-f"]).arg(&cfg).stdout(Stdio::null()).stderr(log).spawn().unwrap();
     Sshd(child)
 }
@@ -64,7 +64,7 @@ pub fn wait_listening_in(netns: Option<&str>, addr: &str, limit: Duration) -> bo
     let probe = format!("exec 3<>/dev/tcp/{ip}/{port}");
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let mut c = super::slurm::in_netns(netns, "bash");
+        let mut c = super::in_netns(netns, "bash");
         c.args(["-c", &probe]);
         if c.stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
             return true;

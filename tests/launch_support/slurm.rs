@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, in_netns};
 
 /// Daemons started here, stopped on drop (last started first).
 pub struct Daemons(pub Vec<Child>);
@@ -41,21 +41,6 @@ pub fn have_slurm(what: &str) -> bool {
     );
     eprintln!("SKIP: {what}: needs root and slurm-wlm + munge (root: {root}, binaries: {found})");
     false
-}
-
-/// `bin` run inside network namespace `netns`, or here. `nsenter --net` switches only the
-/// network namespace: `ip netns exec` (and `ip -n`) would also make a mount namespace and
-/// remount /sys, which hides /sys/fs/cgroup (slurmd 22.05 then stops: "Unable to initialize
-/// cgroup plugin") and fails outright where `/` is no mount point (a chroot).
-pub fn in_netns(netns: Option<&str>, bin: &str) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    }
 }
 
 fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Child {
