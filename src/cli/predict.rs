@@ -121,7 +121,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         crate::predict::engine::apply(&mut ans.prediction, &cal, &a.calibration, &engine, block)?;
     }
     if let Some(f) = &a.svg {
-        let svg = scaling_svg(&ans.prediction, &ans.scaling).map_err(anyhow::Error::msg)?;
+        let svg = scaling_svg(&ans.prediction, &ans.scaling)?;
         std::fs::write(f, svg).with_context(|| format!("writing {}", f.display()))?;
     }
     if a.json {

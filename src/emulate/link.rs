@@ -204,8 +204,8 @@ fn measure_pair(a: &str, b: &str, mtu: u64) -> Result<f64, EmulateError> {
         }
         Ok(())
     });
-    let sent = client.join().unwrap_or_else(|_| Err(EmulateError::Shape("capacity probe thread panicked".into())));
-    let got = server.join().unwrap_or_else(|_| Err(EmulateError::Shape("capacity probe thread panicked".into())));
+    let sent = client.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let got = server.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     sent?;
     got
 }

@@ -56,8 +56,8 @@ pub enum EmulateError {
     #[error("--prefix '{0}': use 1 to 8 lowercase letters or digits, starting with a letter")]
     Prefix(String),
     /// Bad shape for emulation.
-    #[error("{0}")]
-    Shape(String),
+    #[error(transparent)]
+    Shape(#[from] topo::PlanError),
     /// Cannot join a namespace.
     #[error("cannot enter network namespace {netns}: {message} (is the emulated rack up? `linkcal emulate status`)")]
     Enter {
@@ -170,7 +170,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport, EmulateError> {
         }
         down(&o.prefix)?;
     }
-    let plan = Plan::new(&o.prefix, &o.shape).map_err(EmulateError::Shape)?;
+    let plan = Plan::new(&o.prefix, &o.shape)?;
     if o.rates.shaped {
         let top = o.rates.segments.values().flat_map(|r| [r.up_Bps, r.down_Bps]).fold(0.0, f64::max);
         let veth = link::veth_capacity(&o.prefix, o.rates.mtu, top / link::MAX_SHARE_OF_VETH)?;
@@ -417,7 +417,8 @@ pub fn wait_agents(
         Ok(())
     })
     .join()
-    .unwrap_or_else(|_| Err(EmulateError::Shape("agent wait thread panicked".into())))
+    // A panic there is a bug: carry it on here rather than dress it as an input error.
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 fn write_files(plan: &Plan, o: &UpOptions, cc: link::CcMode) -> Result<(PathBuf, PathBuf), EmulateError> {

@@ -136,13 +136,38 @@ pub struct Plan {
 /// Largest rack the address plan supports (namespaces).
 pub const MAX_NODES: usize = 60_000;
 
+/// Largest Num_IB_Cards the address plan supports (one /24 block per prefill NIC).
+pub const MAX_IB_CARDS: usize = 200;
+
+// Every shape the spec accepts fits the address plan, so planning never fails on size.
+const _: () = assert!(
+    crate::spec::MAX_IB_CARDS <= MAX_IB_CARDS && 4 + 6 * crate::spec::MAX_STAGES + crate::spec::MAX_IB_CARDS <= MAX_NODES
+);
+
+/// Why a rack cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A route's node sequence steps between two nodes with no link (a bug in the plan).
+    #[error("no link between {0} and {1}")]
+    NoLink(String, String),
+    /// Two routes to one destination leave a namespace by different links (a bug in the plan).
+    #[error("route conflict in {node} for {dst}: {first} vs {second}")]
+    RouteConflict {
+        /// The namespace's node.
+        node: String,
+        /// The destination address.
+        dst: Ipv4Addr,
+        /// The device of the route installed first.
+        first: String,
+        /// The device of the conflicting route.
+        second: String,
+    },
+}
+
 impl Plan {
     /// Plans the rack for `shape` with namespaces named `{prefix}_...`.
-    pub fn new(prefix: &str, shape: &RackShape) -> Result<Plan, String> {
+    pub fn new(prefix: &str, shape: &RackShape) -> Result<Plan, PlanError> {
         let (p, d, k) = (shape.pp_prefill, shape.pp_decode, shape.ib_cards);
-        if k > 200 {
-            return Err(format!("--ib-cards {k} is more than the emulated rack's address plan allows (200)"));
-        }
         let mut nodes = vec![Node::PrefillSwitch, Node::IbSwitch, Node::EthSwitch, Node::PrefillHost];
         nodes.extend((0..p).map(Node::PrefillGpu));
         nodes.extend((0..k).map(Node::PrefillNic));
@@ -154,9 +179,6 @@ impl Plan {
                 Node::DecodeEthNic(j),
                 Node::DecodeHost(j),
             ]);
-        }
-        if nodes.len() > MAX_NODES {
-            return Err(format!("a rack of {} namespaces is too large to emulate", nodes.len()));
         }
         let links = shape.segments().into_iter().map(link_of).collect();
         let mut plan = Plan {
@@ -253,15 +275,21 @@ impl Plan {
         nodes.windows(2).filter_map(|w| self.link_between(w[0], w[1]).map(|(l, dir)| Hop { id: l.segment, dir })).collect()
     }
 
-    fn install(&mut self, nodes: &[Node], dst: Ipv4Addr, src: Option<Ipv4Addr>) -> Result<(), String> {
+    fn install(&mut self, nodes: &[Node], dst: Ipv4Addr, src: Option<Ipv4Addr>) -> Result<(), PlanError> {
         for (m, w) in nodes.windows(2).enumerate() {
-            let (l, dir) = self.link_between(w[0], w[1]).ok_or_else(|| format!("no link between {:?} and {:?}", w[0], w[1]))?;
+            let (l, dir) =
+                self.link_between(w[0], w[1]).ok_or_else(|| PlanError::NoLink(format!("{:?}", w[0]), format!("{:?}", w[1])))?;
             let dev = if dir == Dir::Up { l.lower_if.clone() } else { l.upper_if.clone() };
             let entry = RouteEntry { dst, dev, via: self.router(w[1]), src: if m == 0 { src } else { None } };
             let table = self.routes.entry(w[0]).or_default();
             match table.iter().find(|r| r.dst == dst) {
                 Some(r) if r.dev != entry.dev => {
-                    return Err(format!("route conflict in {:?} for {dst}: {} vs {}", w[0], r.dev, entry.dev));
+                    return Err(PlanError::RouteConflict {
+                        node: format!("{:?}", w[0]),
+                        dst,
+                        first: r.dev.clone(),
+                        second: entry.dev,
+                    });
                 }
                 Some(_) => {}
                 None => table.push(entry),

@@ -55,6 +55,21 @@ pub struct Results {
     pub skipped: Vec<Skipped>,
 }
 
+impl Results {
+    /// The header of a run (this schema): no measurements, waivers or skips yet.
+    pub fn header(provenance: Provenance, rack: RackSummary) -> Results {
+        Results {
+            schema: RESULTS_SCHEMA.into(),
+            provenance,
+            rack,
+            payloads: None,
+            measurements: Vec::new(),
+            waivers: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+}
+
 /// A measurement a run skipped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Skipped {
@@ -84,6 +99,14 @@ pub struct RackSummary {
     /// How the emulated rack shaped its links (null on hardware, or not recorded).
     #[serde(default)]
     pub emulation: Option<crate::model::rack::Emulation>,
+}
+
+impl RackSummary {
+    /// A rack of `shape` with only whether it is emulated recorded: payloads unscaled, MTU,
+    /// TCP congestion control and shaping not recorded.
+    pub fn bare(shape: RackShape, emulated: bool) -> RackSummary {
+        RackSummary { shape, emulated, payload_scale: 1.0, mtu_bytes: None, tcp_congestion_control: None, emulation: None }
+    }
 }
 
 /// Solo (one flow alone) or contended (several flows started on one barrier).

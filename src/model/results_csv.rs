@@ -103,18 +103,12 @@ mod tests {
             stop: StopReason::TimeCap,
             transfer_times_s: vec![5.0],
         };
+        let rack = RackSummary {
+            payload_scale: 500.0,
+            mtu_bytes: Some(9000),
+            ..RackSummary::bare(RackShape::new(2, 2, 1).unwrap(), true)
+        };
         let r = Results {
-            schema: RESULTS_SCHEMA.into(),
-            provenance: crate::model::Provenance::now(vec![]),
-            rack: RackSummary {
-                shape: RackShape::new(2, 2, 1).unwrap(),
-                emulated: true,
-                payload_scale: 500.0,
-                mtu_bytes: Some(9000),
-                tcp_congestion_control: None,
-                emulation: None,
-            },
-            payloads: None,
             measurements: vec![Measurement {
                 id: "solo/x/10".into(),
                 kind: MeasurementKind::Solo,
@@ -127,8 +121,7 @@ mod tests {
                 flows: vec![f.clone(), f],
                 aggregate: None,
             }],
-            waivers: vec![],
-            skipped: vec![],
+            ..Results::header(crate::model::Provenance::now(vec![]), rack)
         };
         let text = to_string(&r).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -3,22 +3,7 @@ use crate::model::results::{FlowResult, MeasurementKind, RackSummary, StopReason
 use crate::spec::{PathRef, RackShape, RouteKind};
 
 fn header(shape: RackShape) -> Results {
-    Results {
-        schema: RESULTS_SCHEMA.into(),
-        provenance: crate::model::Provenance::now(vec!["h".into()]),
-        rack: RackSummary {
-            shape,
-            emulated: true,
-            payload_scale: 1.0,
-            mtu_bytes: None,
-            tcp_congestion_control: None,
-            emulation: None,
-        },
-        payloads: None,
-        measurements: Vec::new(),
-        waivers: Vec::new(),
-        skipped: Vec::new(),
-    }
+    Results::header(crate::model::Provenance::now(vec!["h".into()]), RackSummary::bare(shape, true))
 }
 
 fn shape() -> RackShape {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use super::junit::xml_escape as esc;
-use super::plots::{color, PlotResult};
+use super::plots::{color, dots, err, legend, PlotError, PlotResult};
 use crate::model::calibration::EngineCurve;
 use crate::model::Calibration;
 use crate::units::{fmt_bytes, fmt_rate};
@@ -24,20 +24,19 @@ fn ratio_svg(curves: &[EngineCurve]) -> PlotResult {
         pts.clone().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.payload_bytes as f64), a.1.max(p.payload_bytes as f64)));
     let ymax = pts.fold(1.0_f64, |a, p| a.max(p.ratio));
     if xmin > xmax || xmin <= 0.0 {
-        return Err("plot failed: no points".into());
+        return Err(PlotError::Empty("no points"));
     }
-    let e = |x: DrawingAreaErrorKind<_>| format!("plot failed: {x:?}");
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (760, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
+        root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption("KV engine goodput / host TCP goodput, solo", ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(56)
             .build_cartesian_2d((xmin / 1.5..xmax * 1.5).log_scale(), 0.0..ymax * 1.1)
-            .map_err(e)?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("payload (bytes, log scale)")
@@ -46,26 +45,14 @@ fn ratio_svg(curves: &[EngineCurve]) -> PlotResult {
             .light_line_style(RGBColor(235, 235, 235))
             .label_style(("sans-serif", 12))
             .draw()
-            .map_err(e)?;
+            .map_err(err)?;
         for (i, c) in curves.iter().enumerate() {
             let col = color(i);
             let p: Vec<(f64, f64)> = c.points.iter().map(|p| (p.payload_bytes as f64, p.ratio)).collect();
-            chart.draw_series(LineSeries::new(p.clone(), col.stroke_width(2))).map_err(e)?;
-            chart
-                .draw_series(p.iter().map(|q| Circle::new(*q, 3, col.filled())))
-                .map_err(e)?
-                .label(label(c))
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, col.filled()));
+            dots(&mut chart, &p, col, true, label(c))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(e)?;
-        root.present().map_err(e)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        root.present().map_err(err)?;
     }
     Ok(buf)
 }

@@ -8,11 +8,68 @@ use plotters::prelude::*;
 use crate::model::calibration::AlphaBeta;
 use crate::units::rate_scale;
 
-/// Any plotters error, as text (the report says which plot failed instead of panicking).
-pub type PlotResult = Result<String, String>;
+/// Why a plot was not drawn (the report shows it in the plot's place instead of panicking).
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// Nothing in range to draw (no points, or none positive on a log axis).
+    #[error("plot failed: {0}")]
+    Empty(&'static str),
+    /// plotters refused a drawing step; its own error, as it prints itself.
+    #[error("plot failed: {0}")]
+    Draw(String),
+}
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("plot failed: {e:?}")
+/// An SVG document, or why it was not drawn.
+pub type PlotResult = Result<String, PlotError>;
+
+/// plotters' error of any backend, as a [`PlotError`].
+pub fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+    PlotError::Draw(format!("{e:?}"))
+}
+
+/// Draws `pts` as dots of color `c`, joined by a line when `joined`, with one legend entry.
+pub fn dots<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    pts: &[(f64, f64)],
+    c: RGBColor,
+    joined: bool,
+    label: String,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    if joined {
+        chart.draw_series(LineSeries::new(pts.to_vec(), c.stroke_width(2))).map_err(err)?;
+    }
+    let r = if joined { 3 } else { 4 };
+    chart
+        .draw_series(pts.iter().map(|p| Circle::new(*p, r, c.filled())))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+    Ok(())
+}
+
+/// Draws the legend of every labelled series at `pos`.
+pub fn legend<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    pos: SeriesLabelPosition,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(err)
 }
 
 /// Colors for series, chosen to stay apart for the first eight.
@@ -123,20 +180,10 @@ pub fn goodput_svg(title: &str, series: &[GoodputSeries]) -> PlotResult {
                         .map_err(err)?;
                 }
             }
-            chart
-                .draw_series(s.points.iter().map(|p| Circle::new((p.0 as f64, p.1 / div), 4, c.filled())))
-                .map_err(err)?
-                .label(s.label.clone())
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+            let measured: Vec<(f64, f64)> = s.points.iter().map(|p| (p.0 as f64, p.1 / div)).collect();
+            dots(&mut chart, &measured, c, false, s.label.clone())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(err)?;
     }
     Ok(buf)
@@ -255,7 +302,7 @@ pub fn time_lines_svg(title: &str, x_desc: &str, lines: &[Line]) -> PlotResult {
     let (xmin, xmax) = pts.clone().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.0), a.1.max(p.0)));
     let (ymin, ymax) = pts.fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
     if xmin > xmax {
-        return Err("plot failed: no positive points".into());
+        return Err(PlotError::Empty("no positive points"));
     }
     let (div, unit) = time_scale(ymax);
     let mut buf = String::new();
@@ -281,32 +328,20 @@ pub fn time_lines_svg(title: &str, x_desc: &str, lines: &[Line]) -> PlotResult {
         for (i, l) in lines.iter().enumerate() {
             let c = color(i);
             let pts: Vec<(f64, f64)> = l.points.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0).map(|p| (p.0, p.1 / div)).collect();
-            chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2))).map_err(err)?;
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled())))
-                .map_err(err)?
-                .label(l.label.clone())
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+            dots(&mut chart, &pts, c, true, l.label.clone())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(err)?;
     }
     Ok(buf)
 }
 
 /// A drawing inline in HTML: the `<svg>` element, or the drawing error as a note.
-pub fn svg_or_error(r: Result<String, String>) -> String {
+pub fn svg_or_error(r: PlotResult) -> String {
     match r {
         // Drop the XML declaration if any: inline SVG in HTML needs only the <svg> element.
         Ok(s) => s.find("<svg").map(|i| s[i..].to_string()).unwrap_or(s),
-        Err(e) => format!("<p class=\"note\">{}</p>", super::junit::xml_escape(&e)),
+        Err(e) => format!("<p class=\"note\">{}</p>", super::junit::xml_escape(&e.to_string())),
     }
 }
 

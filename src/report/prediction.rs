@@ -4,11 +4,11 @@
 use std::fmt::Write;
 
 use super::junit::xml_escape as esc;
-use super::plots::{time_lines_svg, Line};
+use super::plots::{svg_or_error, time_lines_svg, Line, PlotResult};
 use crate::predict::{Prediction, ScalePoint};
 
 /// The KV burst (all prefill stages at once) against T, one line per N (log-log).
-pub fn scaling_svg(p: &Prediction, pts: &[ScalePoint]) -> Result<String, String> {
+pub fn scaling_svg(p: &Prediction, pts: &[ScalePoint]) -> PlotResult {
     let mut ns: Vec<u64> = pts.iter().map(|x| x.n).collect();
     ns.dedup();
     let lines: Vec<Line> = ns
@@ -60,10 +60,5 @@ pub fn section(h: &mut String, p: &Prediction, pts: &[ScalePoint]) {
         let _ = write!(h, "<li>{}</li>", esc(n));
     }
     h.push_str("</ul>");
-    match scaling_svg(p, pts) {
-        Ok(s) => h.push_str(s.find("<svg").map_or(s.as_str(), |i| &s[i..])),
-        Err(e) => {
-            let _ = write!(h, "<p class=\"note\">{}</p>", esc(&e));
-        }
-    }
+    h.push_str(&svg_or_error(scaling_svg(p, pts)));
 }

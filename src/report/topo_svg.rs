@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use plotters::prelude::*;
 
+use super::plots::{err, PlotError, PlotResult};
+
 use crate::spec::{RackShape, SegmentId, SegmentKind};
 use crate::units::fmt_rate;
 use crate::verdict::Outcome;
@@ -58,30 +60,28 @@ struct Canvas<'a, 'b> {
 }
 
 impl Canvas<'_, '_> {
-    fn node(&self, c: Pt, w: i32, label: &str, fill: RGBColor) -> Result<(), String> {
+    fn node(&self, c: Pt, w: i32, label: &str, fill: RGBColor) -> Result<(), PlotError> {
         let (x, y) = c;
-        let e = |e| format!("topology drawing failed: {e:?}");
-        self.area.draw(&Rectangle::new([(x - w / 2, y - 14), (x + w / 2, y + 14)], fill.filled())).map_err(e)?;
+        self.area.draw(&Rectangle::new([(x - w / 2, y - 14), (x + w / 2, y + 14)], fill.filled())).map_err(err)?;
         self.area
             .draw(&Rectangle::new([(x - w / 2, y - 14), (x + w / 2, y + 14)], RGBColor(60, 60, 60).stroke_width(1)))
-            .map_err(e)?;
+            .map_err(err)?;
         let style = ("sans-serif", 12).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
             plotters::style::text_anchor::HPos::Center,
             plotters::style::text_anchor::VPos::Center,
         ));
-        self.area.draw(&Text::new(label.to_string(), (x, y), style)).map_err(e)
+        self.area.draw(&Text::new(label.to_string(), (x, y), style)).map_err(err)
     }
 
     /// An edge for `seg` from `a` to `b`, its label placed at fraction `t` along it.
-    fn edge(&self, seg: SegmentId, a: Pt, b: Pt, t: f64) -> Result<(), String> {
-        let e = |e| format!("topology drawing failed: {e:?}");
+    fn edge(&self, seg: SegmentId, a: Pt, b: Pt, t: f64) -> Result<(), PlotError> {
         let info = self.edges.get(&seg).cloned().unwrap_or_default();
         let col = outcome_color(info.outcome);
         let width = if matches!(info.outcome, Some(Outcome::Fail) | Some(Outcome::Warn)) { 3 } else { 2 };
         if seg.outside_spec() {
-            self.area.draw(&plotters::element::DashedPathElement::new(vec![a, b], 6, 4, col.stroke_width(width))).map_err(e)?;
+            self.area.draw(&plotters::element::DashedPathElement::new(vec![a, b], 6, 4, col.stroke_width(width))).map_err(err)?;
         } else {
-            self.area.draw(&PathElement::new(vec![a, b], col.stroke_width(width))).map_err(e)?;
+            self.area.draw(&PathElement::new(vec![a, b], col.stroke_width(width))).map_err(err)?;
         }
         let m = (a.0 + ((b.0 - a.0) as f64 * t) as i32, a.1 + ((b.1 - a.1) as f64 * t) as i32);
         let lines = [seg.to_string(), format!("↑{} ↓{}", fig(info.up), fig(info.down))];
@@ -89,28 +89,27 @@ impl Canvas<'_, '_> {
         Ok(())
     }
 
-    fn draw_labels(&self) -> Result<(), String> {
-        let e = |e| format!("topology drawing failed: {e:?}");
+    fn draw_labels(&self) -> Result<(), PlotError> {
         for (m, [l1, l2], col) in self.labels.borrow().iter() {
             let w = (l1.chars().count().max(l2.chars().count()) as f64 * 5.6) as i32 + 8;
             self.area
                 .draw(&Rectangle::new([(m.0 - w / 2, m.1 - 14), (m.0 + w / 2, m.1 + 14)], WHITE.mix(0.92).filled()))
-                .map_err(e)?;
+                .map_err(err)?;
             let style = |size| {
                 ("sans-serif", size).into_font().color(col).pos(plotters::style::text_anchor::Pos::new(
                     plotters::style::text_anchor::HPos::Center,
                     plotters::style::text_anchor::VPos::Center,
                 ))
             };
-            self.area.draw(&Text::new(l1.clone(), (m.0, m.1 - 6), style(11))).map_err(e)?;
-            self.area.draw(&Text::new(l2.clone(), (m.0, m.1 + 7), style(11))).map_err(e)?;
+            self.area.draw(&Text::new(l1.clone(), (m.0, m.1 - 6), style(11))).map_err(err)?;
+            self.area.draw(&Text::new(l2.clone(), (m.0, m.1 + 7), style(11))).map_err(err)?;
         }
         Ok(())
     }
 }
 
 /// Draws the rack. `edges` holds the figures per segment; segments without figures show `–`.
-pub fn topology_svg(shape: &RackShape, edges: &BTreeMap<SegmentId, EdgeInfo>) -> Result<String, String> {
+pub fn topology_svg(shape: &RackShape, edges: &BTreeMap<SegmentId, EdgeInfo>) -> PlotResult {
     let (p, k, d) = (shape.pp_prefill as i32, shape.ib_cards as i32, shape.pp_decode as i32);
     let prefill_gap = 70;
     let decode_gap = 160;
@@ -120,21 +119,20 @@ pub fn topology_svg(shape: &RackShape, edges: &BTreeMap<SegmentId, EdgeInfo>) ->
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (width as u32, height as u32)).into_drawing_area();
-        let e = |e| format!("topology drawing failed: {e:?}");
-        root.fill(&WHITE).map_err(e)?;
+        root.fill(&WHITE).map_err(err)?;
         let c = Canvas { area: &root, edges, labels: Default::default() };
         let span = height - top - 50;
         let ys = |n: i32, i: i32| top + span * (2 * i + 1) / (2 * n.max(1));
         let mid = top + span / 2;
         let title = ("sans-serif", 14).into_font().color(&BLACK);
-        root.draw(&Text::new("prefill server (PCIe switch)", (20, 20), title.clone())).map_err(e)?;
-        root.draw(&Text::new("decode servers", (880, 20), title.clone())).map_err(e)?;
+        root.draw(&Text::new("prefill server (PCIe switch)", (20, 20), title.clone())).map_err(err)?;
+        root.draw(&Text::new("decode servers", (880, 20), title.clone())).map_err(err)?;
         root.draw(&Text::new(
             "edge: segment, ↑ up ↓ down per direction (≥ = lower bound only); green pass, orange warn, red fail, grey not judged; dashed = outside the spec",
             (20, 42),
             ("sans-serif", 11).into_font().color(&RGBColor(80, 80, 80)),
         ))
-        .map_err(e)?;
+        .map_err(err)?;
         let plx = (310, mid);
         let host = (310, top);
         let ibsw = (740, mid);
@@ -180,7 +178,7 @@ pub fn topology_svg(shape: &RackShape, edges: &BTreeMap<SegmentId, EdgeInfo>) ->
             c.node(*pt, *w, label, *fill)?;
         }
         c.draw_labels()?;
-        root.present().map_err(e)?;
+        root.present().map_err(err)?;
     }
     Ok(buf)
 }

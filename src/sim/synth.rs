@@ -5,7 +5,7 @@
 
 use super::{maxmin_rates, simulate, Capacities, SimFlow};
 use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, StopReason, Summary};
-use crate::model::{Provenance, Results, RESULTS_SCHEMA};
+use crate::model::{Provenance, Results};
 use crate::spec::{Dir, Experiment, Hop, HopOptions, PathRef, RackShape, RouteSet};
 use crate::stats::rng::SplitMix64;
 use crate::stats::{RATE_QUANTUM, TIME_QUANTUM};
@@ -99,26 +99,10 @@ pub fn replay(cfg: &SynthConfig, measured: &Results) -> Results {
 }
 
 fn results_of(shape: RackShape, measurements: Vec<Measurement>) -> Results {
-    Results {
-        schema: RESULTS_SCHEMA.into(),
-        // A synthetic run is a finished one (a run directory built from it is complete).
-        provenance: Provenance {
-            finished_at: Some(crate::model::provenance::rfc3339_now()),
-            ..Provenance::now(vec!["synthetic".into()])
-        },
-        rack: RackSummary {
-            shape,
-            emulated: true,
-            payload_scale: 1.0,
-            mtu_bytes: None,
-            tcp_congestion_control: None,
-            emulation: None,
-        },
-        payloads: None,
-        measurements,
-        waivers: Vec::new(),
-        skipped: Vec::new(),
-    }
+    // A synthetic run is a finished one (a run directory built from it is complete).
+    let provenance =
+        Provenance { finished_at: Some(crate::model::provenance::rfc3339_now()), ..Provenance::now(vec!["synthetic".into()]) };
+    Results { measurements, ..Results::header(provenance, RackSummary::bare(shape, true)) }
 }
 
 /// One experiment at one size through the max-min simulator.
