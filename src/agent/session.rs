@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{AgentConfig, Slot};
 use crate::control::auth::{self, Role};
+use crate::control::refusal::Refusal;
 use crate::control::{self, Reply, Request, WindowResult, WindowSpec, MAX_PEERS, MAX_REPLY, MAX_REQUEST, PROTOCOL_VERSION};
 use crate::transport::{ReceiverStats, Sender, TransportError, TransportKind};
 
@@ -78,15 +79,12 @@ impl<'a> Session<'a> {
         let refuse = |s: &mut Self, why: String| s.reply_by(&Reply::Error { message: format!("agent {name}: {why}") }, deadline);
         let (expected, client_nonce) = match self.read_by(deadline)? {
             Some(Ok(Request::Hello { version, .. })) if version != PROTOCOL_VERSION => {
-                refuse(
-                    self,
-                    format!("speaks control protocol {PROTOCOL_VERSION}, the coordinator {version}: use the same linkcal build"),
-                )?;
+                refuse(self, Refusal::Version(u64::from(version)).to_string())?;
                 return Ok(false);
             }
             Some(Ok(Request::Hello { agent, client_nonce, .. })) => (agent, client_nonce),
             Some(Ok(_)) => return refuse(self, "the first message must be hello".into()).map(|_| false),
-            Some(Err(why)) => return refuse(self, why).map(|_| false),
+            Some(Err(why)) => return refuse(self, why.to_string()).map(|_| false),
             None => return Ok(false),
         };
         if expected != self.cfg.name {
@@ -132,7 +130,7 @@ impl<'a> Session<'a> {
 
     /// The next handshake message by `deadline`: `None` when the peer closed, `Some(Err)` when
     /// it sent something that is not a request.
-    fn read_by(&mut self, deadline: Instant) -> std::io::Result<Option<Result<Request, String>>> {
+    fn read_by(&mut self, deadline: Instant) -> std::io::Result<Option<Result<Request, Refusal>>> {
         match control::recv_frame_by(&mut self.stream, MAX_REQUEST, deadline) {
             Ok(f) => Ok(Some(control::decode_request(f))),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
@@ -155,13 +153,15 @@ impl<'a> Session<'a> {
         let err = move |e: String| Reply::Error { message: format!("agent {name}: {e}") };
         match req {
             Request::Hello { .. } | Request::Auth { .. } => err("already authenticated".into()),
-            Request::Peers { addrs } if addrs.len() > MAX_PEERS => err(format!("{} peers: at most {MAX_PEERS}", addrs.len())),
+            Request::Peers { addrs } if addrs.len() > MAX_PEERS => {
+                err(Refusal::TooManyPeers { count: addrs.len(), max: MAX_PEERS }.to_string())
+            }
             Request::Peers { addrs } => {
                 self.peers = addrs.into_iter().collect();
                 Reply::PeersSet { count: self.peers.len() }
             }
             Request::Prepare { flow } => match self.admit(&flow, false) {
-                Err(e) => err(e),
+                Err(e) => err(e.to_string()),
                 Ok(()) => match flow.transport.instance().prepare_receiver(&flow) {
                     Ok(p) => {
                         let receiver = p.receiver;
@@ -173,8 +173,8 @@ impl<'a> Session<'a> {
                 },
             },
             Request::Connect { flow, endpoint } => {
-                match self.admit(&flow, true).and_then(|()| self.target_allowed(flow.transport, &endpoint)) {
-                    Err(e) => err(format!("flow {}: {e}", flow.id)),
+                match self.admit(&flow, true).and_then(|()| self.target_allowed(&flow, &endpoint)) {
+                    Err(e) => err(e.to_string()),
                     Ok(()) => match flow.transport.instance().connect_sender(&flow, &endpoint) {
                         Ok(s) => {
                             self.senders.insert(flow.id, s);
@@ -186,7 +186,7 @@ impl<'a> Session<'a> {
                 }
             }
             Request::Arm { windows } => match self.check_windows(&windows) {
-                Err(e) => err(e),
+                Err(e) => err(e.to_string()),
                 Ok(()) => {
                     self.armed = windows;
                     Reply::Armed
@@ -208,57 +208,50 @@ impl<'a> Session<'a> {
 
     /// Whether a new flow end fits the limits: its own bounds, a free id, the session's flow
     /// count and memory budget.
-    fn admit(&self, flow: &crate::transport::FlowSpec, sender: bool) -> Result<(), String> {
-        let l = &self.cfg.limits;
+    fn admit(&self, flow: &crate::transport::FlowSpec, sender: bool) -> Result<(), Refusal> {
+        let (l, id) = (&self.cfg.limits, flow.id);
         l.check_flow(flow)?;
-        if self.open.contains_key(&(flow.id, sender)) {
-            return Err(format!("flow {} is already open here", flow.id));
+        if self.open.contains_key(&(id, sender)) {
+            return Err(Refusal::FlowOpen(id));
         }
         if self.open.len() >= l.max_flows as usize {
-            return Err(format!("flow {}: {} flows already open in this session (limit)", flow.id, self.open.len()));
+            return Err(Refusal::TooManyFlows { id, open: self.open.len() });
         }
         let open: u64 = self.open.values().sum();
         if open.saturating_add(flow.max_bytes) > l.max_open_bytes {
-            return Err(format!(
-                "flow {}: max_bytes {} on top of {open} B of open flows exceeds this session's {} B",
-                flow.id, flow.max_bytes, l.max_open_bytes
-            ));
+            return Err(Refusal::OverBudget { id, bytes: flow.max_bytes, open, limit: l.max_open_bytes });
         }
         Ok(())
     }
 
     /// A networked transport's sender may connect only to a rack peer's data address.
-    fn target_allowed(&self, kind: TransportKind, endpoint: &serde_json::Value) -> Result<(), String> {
-        if !kind.is_networked() {
+    fn target_allowed(&self, flow: &crate::transport::FlowSpec, endpoint: &serde_json::Value) -> Result<(), Refusal> {
+        if !flow.transport.is_networked() {
             return Ok(());
         }
-        let addr: SocketAddr = crate::transport::net::endpoint_addr(endpoint)
-            .ok_or_else(|| format!("endpoint description {endpoint} has no valid \"addr\""))?;
+        let id = flow.id;
+        let addr: SocketAddr =
+            crate::transport::net::endpoint_addr(endpoint).ok_or_else(|| Refusal::Endpoint { id, endpoint: endpoint.clone() })?;
         if !self.peers.contains(&addr.ip()) {
-            return Err(format!(
-                "connect to {addr} refused: {} is not a data-plane address of this rack's hosts ({} known)",
-                addr.ip(),
-                self.peers.len()
-            ));
+            return Err(Refusal::NotPeer { id, addr, known: self.peers.len() });
         }
         Ok(())
     }
 
-    fn check_windows(&self, windows: &[WindowSpec]) -> Result<(), String> {
+    fn check_windows(&self, windows: &[WindowSpec]) -> Result<(), Refusal> {
         let mut seen = HashSet::new();
         for w in windows {
             if !self.senders.contains_key(&w.flow_id) {
-                return Err(format!("arm: flow {} is not connected here", w.flow_id));
+                return Err(Refusal::NotConnected(w.flow_id));
             }
             if !seen.insert(w.flow_id) {
-                return Err(format!("arm: flow {} has two windows", w.flow_id));
+                return Err(Refusal::TwoWindows(w.flow_id));
             }
-            self.cfg.limits.check_window(w).map_err(|e| format!("arm: {e}"))?;
+            self.cfg.limits.check_window(w)?;
         }
         Ok(())
     }
 
-    /// Runs every armed window at once, timed from this instant.
     fn go(&mut self) -> Result<Vec<WindowResult>, TransportError> {
         let t0 = Instant::now();
         let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();

@@ -5,6 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::refusal::Refusal;
 use super::WindowSpec;
 use crate::transport::FlowSpec;
 pub use crate::transport::{MAX_CHUNK_BYTES, MAX_TIMEOUT_S};
@@ -67,51 +68,49 @@ pub fn timeout_ok(t: f64, max: f64) -> bool {
 impl AgentLimits {
     /// Checks a flow before anything is allocated for it; the error says which field is out of
     /// bounds and the bound.
-    pub fn check_flow(&self, flow: &FlowSpec) -> Result<(), String> {
+    pub fn check_flow(&self, flow: &FlowSpec) -> Result<(), Refusal> {
         let id = flow.id;
         if flow.max_bytes == 0 || flow.max_bytes > self.max_bytes {
-            return Err(format!(
-                "flow {id}: max_bytes {} is outside 1..={} bytes (this agent's limit; `linkcal agent --max-bytes` raises it)",
-                flow.max_bytes, self.max_bytes
-            ));
+            return Err(Refusal::MaxBytes { id, bytes: flow.max_bytes, limit: self.max_bytes });
         }
         if !timeout_ok(flow.timeout_s, self.max_timeout_s) {
-            return Err(format!("flow {id}: timeout_s {} is not a finite time in (0, {}] s", flow.timeout_s, self.max_timeout_s));
+            return Err(Refusal::Timeout { id, timeout_s: flow.timeout_s, limit_s: self.max_timeout_s });
         }
         match flow.options.get("chunk_bytes") {
             None | Some(serde_json::Value::Null) => {}
             Some(v) => match v.as_u64() {
                 Some(n) if (1..=self.max_chunk_bytes).contains(&n) => {}
-                _ => return Err(format!("flow {id}: option chunk_bytes {v} is outside 1..={} bytes", self.max_chunk_bytes)),
+                _ => return Err(Refusal::ChunkBytes { id, value: v.clone(), limit: self.max_chunk_bytes }),
             },
         }
         if let Some(cc) = &flow.tcp_congestion {
             // Linux names congestion controls in at most 15 characters (TCP_CA_NAME_MAX).
             if cc.is_empty() || cc.len() > 15 || !cc.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
-                return Err(format!("flow {id}: tcp_congestion {cc:?} is not a congestion-control name"));
+                return Err(Refusal::Congestion { id, name: cc.clone() });
             }
         }
         Ok(())
     }
 
     /// Checks a window before it runs.
-    pub fn check_window(&self, w: &WindowSpec) -> Result<(), String> {
+    pub fn check_window(&self, w: &WindowSpec) -> Result<(), Refusal> {
         let id = w.flow_id;
         let bytes_ok = |b: u64| (1..=self.max_bytes).contains(&b);
         if !bytes_ok(w.bytes) || (w.warmup > 0 && !bytes_ok(w.warmup_bytes)) {
-            return Err(format!(
-                "window of flow {id}: payload {} B / warmup {} B outside 1..={} bytes",
-                w.bytes, w.warmup_bytes, self.max_bytes
-            ));
+            return Err(Refusal::WindowBytes { id, bytes: w.bytes, warmup_bytes: w.warmup_bytes, limit: self.max_bytes });
         }
         if w.max_count > self.max_count || w.min_count > w.max_count || w.warmup > self.max_warmup {
-            return Err(format!(
-                "window of flow {id}: counts min {} max {} warmup {} outside min <= max <= {}, warmup <= {}",
-                w.min_count, w.max_count, w.warmup, self.max_count, self.max_warmup
-            ));
+            return Err(Refusal::WindowCounts {
+                id,
+                min: w.min_count,
+                max: w.max_count,
+                warmup: w.warmup,
+                max_count: self.max_count,
+                max_warmup: self.max_warmup,
+            });
         }
         if !(w.duration_s.is_finite() && (0.0..=self.max_window_s).contains(&w.duration_s)) {
-            return Err(format!("window of flow {id}: duration_s {} is not in [0, {}] s", w.duration_s, self.max_window_s));
+            return Err(Refusal::WindowLength { id, duration_s: w.duration_s, limit_s: self.max_window_s });
         }
         Ok(())
     }
@@ -151,12 +150,12 @@ mod tests {
             (flow(1, 30.0, serde_json::json!({"chunk_bytes": "x"})), "chunk_bytes"),
         ];
         for (f, want) in cases {
-            let e = l.check_flow(&f).unwrap_err();
+            let e = l.check_flow(&f).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("flow 7"), "{e}");
         }
         let mut f = flow(1, 30.0, serde_json::Value::Null);
         f.tcp_congestion = Some("cubic; rm".into());
-        assert!(l.check_flow(&f).unwrap_err().contains("tcp_congestion"));
+        assert!(matches!(l.check_flow(&f), Err(Refusal::Congestion { id: 7, .. })));
         f.tcp_congestion = Some("bbr".into());
         assert!(l.check_flow(&f).is_ok());
     }
@@ -186,7 +185,7 @@ mod tests {
             WindowSpec { duration_s: -1.0, ..ok.clone() },
         ];
         for w in bad {
-            assert!(l.check_window(&w).unwrap_err().contains("flow 1"), "{w:?}");
+            assert!(l.check_window(&w).unwrap_err().to_string().contains("arm: window of flow 1"), "{w:?}");
         }
         // No warmup: its payload size does not matter.
         assert!(l.check_window(&WindowSpec { warmup: 0, warmup_bytes: 0, ..ok }).is_ok());

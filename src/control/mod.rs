@@ -21,6 +21,7 @@ pub mod auth;
 pub mod describe;
 pub mod limits;
 pub mod netns;
+pub mod refusal;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -303,18 +304,17 @@ pub enum Frame {
 }
 
 /// A frame as a request, or why it is not one (the agent's answer to a bad frame).
-pub fn decode_request(f: Frame) -> Result<Request, String> {
+pub fn decode_request(f: Frame) -> Result<Request, refusal::Refusal> {
+    use refusal::Refusal;
     match f {
         Frame::Body(b) => serde_json::from_slice(&b).map_err(|e| {
             let version = serde_json::from_slice::<serde_json::Value>(&b).ok().and_then(|v| v.get("version")?.as_u64());
             match version {
-                Some(v) if v != u64::from(PROTOCOL_VERSION) => {
-                    format!("speaks control protocol {PROTOCOL_VERSION}, the coordinator {v}: use the same linkcal build")
-                }
-                _ => format!("malformed request: {e}"),
+                Some(v) if v != u64::from(PROTOCOL_VERSION) => Refusal::Version(v),
+                _ => Refusal::Malformed(e.to_string()),
             }
         }),
-        Frame::TooLarge(n) => Err(format!("request of {n} bytes over the bound of {MAX_REQUEST}")),
+        Frame::TooLarge(size) => Err(Refusal::TooLarge { size, max: MAX_REQUEST }),
     }
 }
 
