@@ -30,7 +30,7 @@ use crate::spec::{Dir, Hop};
 /// Returns the results and what the merge recovered (say it when the run is partial).
 pub fn load_results_dir(dir: &Path) -> Result<(Results, Recovery), InputError> {
     let (res, rec) = ResultsDir::load(dir)?;
-    let main = if dir.is_dir() { dir.join(RESULTS_FILE) } else { dir.to_path_buf() };
+    let main = ResultsDir::results_file(dir);
     check_results(&main, &res)?;
     Ok((res, rec))
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::model::rundir::RESULTS_FILE;
 use crate::model::{Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA};
 use crate::verdict::{AcceptInputs, AcceptReport, Baseline, Rules};
 
@@ -38,7 +37,7 @@ pub struct Args {
 /// Loads a run (a run directory, or its results.json) through [`ResultsDir::load`]: journal
 /// and results merged, so a killed run is judged on what it finished; says so on stderr.
 pub(crate) fn load_results(cmd: &str, path: &Path) -> anyhow::Result<LoadedRun> {
-    let file = if path.is_dir() { path.join(RESULTS_FILE) } else { path.to_path_buf() };
+    let file = ResultsDir::results_file(path);
     let (r, rec) = ResultsDir::load(path).with_context(|| format!("loading results {}", path.display()))?;
     note_run(cmd, path, &rec);
     Ok((file, r, rec))

@@ -178,16 +178,26 @@ impl ResultsDir {
         Ok(())
     }
 
+    /// The results file of a run given as a directory or a file (the path errors name).
+    pub fn results_file(path: &Path) -> PathBuf {
+        if path.is_dir() {
+            path.join(RESULTS_FILE)
+        } else {
+            path.to_path_buf()
+        }
+    }
+
     /// Loads a run: a run directory, or a results file (a file named `results.json` is read with
     /// the journal beside it; any other file alone). Returns the merged results (see the module
     /// doc for the rule) and what was recovered. Every error is bad input naming the file.
     pub fn load(path: &Path) -> Result<(Results, Recovery), InputError> {
-        let (rpath, jpath) = if path.is_dir() {
-            (path.join(RESULTS_FILE), Some(path.join(JOURNAL_FILE)))
+        let rpath = Self::results_file(path);
+        let jpath = if path.is_dir() {
+            Some(path.join(JOURNAL_FILE))
         } else if path.file_name().is_some_and(|n| n == RESULTS_FILE) {
-            (path.to_path_buf(), path.parent().map(|d| d.join(JOURNAL_FILE)))
+            path.parent().map(|d| d.join(JOURNAL_FILE))
         } else {
-            (path.to_path_buf(), None)
+            None
         };
         let jpath = jpath.filter(|j| j.exists());
         if !rpath.exists() {

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::InputError;
-use crate::model::rundir::RESULTS_FILE;
 use crate::model::{
     Calibration, Recovery, Results, ResultsDir, CALIBRATION_SCHEMA, RESULTS_SCHEMA, RESULTS_SCHEMA_V1, RESULTS_SCHEMA_V2,
 };
@@ -27,7 +26,7 @@ impl Baseline {
 
     /// [`Self::load`], with what [`ResultsDir::load`] recovered when it is a run.
     pub fn load_with_recovery(path: &Path) -> Result<(Baseline, Option<Recovery>), InputError> {
-        let file = if path.is_dir() { path.join(RESULTS_FILE) } else { path.to_path_buf() };
+        let file = ResultsDir::results_file(path);
         if path.is_dir() {
             let (r, rec) = ResultsDir::load(path)?;
             return Ok((Baseline::Results(file, Box::new(r)), Some(rec)));
