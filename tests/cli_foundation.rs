@@ -283,6 +283,17 @@ fn schema_files_have_not_drifted() {
 }
 
 #[test]
+fn a_drifted_schema_file_is_a_finding_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    linkcal().args(["schema", "--dir"]).arg(d.path()).assert().success();
+    let f = d.path().join("results.schema.json");
+    std::fs::write(&f, std::fs::read_to_string(&f).unwrap().replacen("Median", "Mean", 1)).unwrap();
+    let o = linkcal().args(["schema", "--check", "--dir"]).arg(d.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "--help says exit 1 on drift");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&f.display().to_string()));
+}
+
+#[test]
 fn closed_stdout_is_not_a_panic() {
     // `linkcal paths --json | head -c 10`: the reader goes away mid-output.
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("linkcal"))

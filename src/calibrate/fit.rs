@@ -8,15 +8,7 @@ use crate::model::calibration::{AlphaBeta, EfficiencyPoint, RawPoint};
 use crate::model::results::FlowResult;
 use crate::spec::Hop;
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
+use crate::stats::median_in_place as median;
 
 /// Theil-Sen fit of time = alpha + bytes / beta over (bytes, seconds) points. Alpha is clamped
 /// at 0 (then beta is the median of bytes/time). None when no positive slope exists.

@@ -197,7 +197,8 @@ pub struct FlowResult {
 /// Summary of a sample. Quantiles come from an hdrhistogram; the interval is for the mean.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
-    /// Median.
+    /// Median: the middle sample, or the mean of the two middle ones (files written before
+    /// 2026-12-01 took the lower of the two).
     pub p50: f64,
     /// Arithmetic mean.
     pub mean: f64,

@@ -65,8 +65,10 @@ pub fn summarize(x: &[f64], quantum: f64) -> Option<Summary> {
     let (mean, sd, hw) = mean_ci(x);
     let min = x.iter().copied().fold(f64::INFINITY, f64::min);
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    // Histogram quantiles are bucket edges: clamp into the observed range.
-    let p50 = if x.len() == 1 { x[0] } else { q(0.5).clamp(min, max) };
+    // The median from the samples themselves: the middle one, or the mean of the two middle
+    // ones (the histogram's nearest rank would take the lower of the two, which reads low
+    // when delays only ever slow a transfer).
+    let p50 = median(x);
     Some(Summary {
         p50,
         mean,
@@ -77,6 +79,28 @@ pub fn summarize(x: &[f64], quantum: f64) -> Option<Summary> {
         p99: (x.len() >= 2).then(|| q(0.99).clamp(min, max)),
         stddev: sd,
     })
+}
+
+/// The median of samples: the middle one, or the mean of the two middle ones (NaN when
+/// empty); sorts a copy.
+pub fn median(x: &[f64]) -> f64 {
+    median_in_place(&mut x.to_vec())
+}
+
+/// [`median`], reordering `v` (O(n)).
+pub fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (_, hi, _) = v.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
+    let hi = *hi;
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
 }
 
 /// The histogram quantum of rates: 1 B/s.
@@ -140,6 +164,17 @@ mod tests {
         assert_eq!((t.p50, t.ci95_low, t.p99), (0.5, None, None));
         assert!(summarize_time(&[]).is_none());
         assert!(relative_half_width(&[100.0, 100.0, 100.0]).unwrap() == 0.0);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_between_the_middle_two() {
+        // Six transfers, two slowed: the lower middle would be 113.31.
+        let x = [110.7, 114.61, 115.11, 113.31, 115.24, 115.13];
+        assert_eq!(summarize_rate(&x).unwrap().p50, (114.61 + 115.11) / 2.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[4.0]), 4.0);
+        assert!(median(&[]).is_nan());
     }
 
     #[test]

@@ -7,27 +7,7 @@
 
 use crate::stats::rng::SplitMix64;
 
-/// Median of a slice (NaN when empty); sorts a copy.
-pub fn median(x: &[f64]) -> f64 {
-    let mut v = x.to_vec();
-    median_in_place(&mut v)
-}
-
-/// Median, reordering `v` (O(n)).
-fn median_in_place(v: &mut [f64]) -> f64 {
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    let (_, hi, _) = v.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
-    let hi = *hi;
-    if n % 2 == 1 {
-        hi
-    } else {
-        let lo = v[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (lo + hi) / 2.0
-    }
-}
+use crate::stats::median_in_place;
 
 /// Block length for a sample of `n`: about n^(1/3), at least 1.
 pub fn block_len(n: usize) -> usize {
@@ -149,13 +129,6 @@ mod tests {
                 }
             })
             .collect()
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
     }
 
     #[test]

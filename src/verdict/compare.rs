@@ -14,12 +14,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::baseline::Baseline;
-use super::bootstrap::{change_interval_from_ci, median, median_change_interval, MIN_SAMPLES};
+use super::bootstrap::{change_interval_from_ci, median_change_interval, MIN_SAMPLES};
 use crate::error::InputError;
 use crate::model::calibration::Method;
 use crate::model::results::{FlowResult, MeasurementKind, Results, Summary};
 use crate::model::Calibration;
 use crate::spec::{Hop, PathRef};
+use crate::stats::median;
 use crate::units::fmt_bytes;
 
 /// Schema id of comparison reports.
