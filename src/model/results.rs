@@ -194,7 +194,9 @@ pub struct FlowResult {
     pub transfer_times_s: Vec<f64>,
 }
 
-/// Summary of a sample. Quantiles come from an hdrhistogram; the interval is for the mean.
+/// Summary of a sample, every figure in the sample's unit (B/s for `goodput_Bps`, seconds
+/// for `transfer_time_s` and `makespan_s`). The median comes from the samples, the 99th
+/// percentile from an hdrhistogram; the interval is for the mean.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Median: the middle sample, or the mean of the two middle ones (files written before
@@ -210,7 +212,7 @@ pub struct Summary {
     pub min: f64,
     /// Largest value.
     pub max: f64,
-    /// 99th percentile.
+    /// 99th percentile (nearest rank; null with fewer than 2 samples).
     pub p99: Option<f64>,
     /// Sample standard deviation (null with fewer than 2 samples).
     pub stddev: Option<f64>,

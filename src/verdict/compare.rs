@@ -127,7 +127,7 @@ pub struct CompareReport {
     pub new: String,
     /// `results` or `calibration`.
     pub compared: String,
-    /// Minimum effect used.
+    /// Smallest relative change reported as a regression, as a fraction (0.05 = 5%).
     pub min_effect: f64,
     /// Family-wise confidence: every interval in the table holds together with this probability.
     pub confidence: f64,
