@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fault;
 pub mod local;
 pub mod measure;
+pub mod phases;
 pub mod resolve;
 pub mod waves;
 
