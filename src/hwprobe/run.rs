@@ -101,7 +101,7 @@ impl RunConfig {
     }
 
     /// A plan's flow options with this run's extra options (the plan's own win).
-    fn options(&self, plan: &FlowPlan) -> serde_json::Value {
+    pub fn flow_options(&self, plan: &FlowPlan) -> serde_json::Value {
         let mut options = plan.options.clone();
         if let Some(o) = options.as_object_mut() {
             for (k, v) in &self.options {
@@ -118,7 +118,7 @@ pub fn measure(make: Factory, plans: &[FlowPlan], first_id: u64, bytes: u64, cfg
     let flows = plans
         .iter()
         .enumerate()
-        .map(|(n, p)| LocalFlow { id: first_id + n as u64, kind: p.kind, options: cfg.options(p) })
+        .map(|(n, p)| LocalFlow { id: first_id + n as u64, kind: p.kind, options: cfg.flow_options(p) })
         .collect();
     let mut d = InProcess::new(make, flows, cfg.timeout_s);
     engine::measure(&mut d, &cfg.engine(), bytes, &SystemClock::new())
