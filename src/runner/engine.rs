@@ -189,7 +189,7 @@ pub fn measure_open<D: FlowDriver + ?Sized>(
 /// flow made one).
 fn first_round_span(res: &[WindowResult]) -> Option<f64> {
     let firsts: Vec<(f64, f64)> =
-        res.iter().map(|r| Some((*r.starts_s.first()?, r.starts_s[0] + r.times_s.first()?))).collect::<Option<_>>()?;
+        res.iter().map(|r| r.times_s.first().and(Some((*r.starts_s.first()?, r.end_s(0))))).collect::<Option<_>>()?;
     let first = firsts.iter().map(|x| x.0).fold(f64::MAX, f64::min);
     Some(firsts.iter().map(|x| x.1).fold(f64::MIN, f64::max) - first)
 }

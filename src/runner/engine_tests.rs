@@ -78,14 +78,7 @@ impl FlowDriver for FakeDriver {
                 t += d;
             }
             longest = longest.max(t);
-            out.push(WindowResult {
-                flow_id: n as u64,
-                starts_s: starts,
-                times_s: times,
-                warmup_done: w.warmup,
-                go_epoch_s: None,
-                delivered: Vec::new(),
-            });
+            out.push(WindowResult { starts_s: starts, times_s: times, warmup_done: w.warmup, ..WindowResult::empty(n as u64) });
         }
         self.clock.0.set(self.clock.0.get() + longest);
         Ok(out)

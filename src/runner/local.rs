@@ -121,18 +121,8 @@ impl InProcess {
         let kind = self.flows[0].kind;
         let t = (self.make)(kind);
         let copies = self.flows.iter().map(|f| copies_per_sample(&f.options)).max().unwrap_or(MIN_COPIES_PER_SAMPLE);
-        let mut out: Vec<WindowResult> = self
-            .flows
-            .iter()
-            .map(|f| WindowResult {
-                flow_id: f.id,
-                starts_s: Vec::new(),
-                times_s: Vec::new(),
-                warmup_done: 0,
-                go_epoch_s: None,
-                delivered: Vec::new(),
-            })
-            .collect();
+        let mut out: Vec<WindowResult> =
+            self.flows.iter().map(|f| WindowResult { copies, ..WindowResult::empty(f.id) }).collect();
         let t0 = Instant::now();
         let mut moved = vec![0u64; self.flows.len()];
         for n in 1..=w.max_count.max(1) {
@@ -145,6 +135,7 @@ impl InProcess {
                 r.delivered.push((start, *m));
                 *m += w.bytes * u64::from(lane.copies);
                 r.delivered.push((start + lane.elapsed_s, *m));
+                r.copies = lane.copies.max(1);
                 o.transfers += lane.transfers;
             }
             if n >= w.min_count && t0.elapsed().as_secs_f64() >= w.duration_s {

@@ -265,7 +265,7 @@ impl FlowDriver for Agents<'_, '_> {
         let timeout = Duration::from_secs_f64(dur + n * w.bytes as f64 / fault::STALL_FLOOR_BPS + self.stall_s);
         let windows = self.flows.iter().map(|f| (f, window(f.id, w))).collect();
         let mut res = barrier(self.ctx, windows, timeout)?;
-        Ok(self.flows.iter().map(|f| res.remove(&f.id).unwrap_or_else(|| empty(f.id))).collect())
+        Ok(self.flows.iter().map(|f| res.remove(&f.id).unwrap_or_else(|| WindowResult::empty(f.id))).collect())
     }
 
     fn close(&mut self) -> Result<(), RunError> {
@@ -277,11 +277,6 @@ impl FlowDriver for Agents<'_, '_> {
         let hosts = self.ctx.watch.clone();
         self.ctx.forget(&hosts);
     }
-}
-
-/// A flow's result when its agent returned none.
-fn empty(flow_id: u64) -> WindowResult {
-    WindowResult { flow_id, starts_s: Vec::new(), times_s: Vec::new(), warmup_done: 0, go_epoch_s: None, delivered: Vec::new() }
 }
 
 /// Burst rounds per contended measurement (each gives one makespan).

@@ -393,6 +393,16 @@ mod tests {
     }
 
     #[test]
+    fn senders_of_other_transports_run_as_threaded_lanes_not_behind_the_gate() {
+        // No CUDA sender among them: the copy transport's multi-lane call says it could not
+        // hold them behind one gate (threads and a barrier), and still runs every copy.
+        let (mut a, mut b) = (super::super::lanes::tests::sleepy(1, None), super::super::lanes::tests::sleepy(1, None));
+        let run = CudaCopy(CopyKind::P2p).run_lanes(&mut [&mut a, &mut b], 1, 8).unwrap();
+        assert_eq!(run.gate, LaneGate::Threads);
+        assert_eq!((a.made, b.made), (8, 8));
+    }
+
+    #[test]
     fn senders_refuse_foreign_or_unknown_endpoints() {
         let t = CudaCopy(CopyKind::P2p);
         let f = flow(serde_json::Value::Null);

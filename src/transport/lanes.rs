@@ -85,3 +85,57 @@ pub fn by_threads(senders: &mut [&mut dyn Sender], bytes: u64, copies: u32) -> R
     let lanes = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(LaneRun { gate: LaneGate::Threads, lanes })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A sender that sleeps `each` per transfer and fails once it has made `fail_after`.
+    pub(crate) struct Sleepy {
+        pub each: Duration,
+        pub made: u64,
+        pub fail_after: Option<u64>,
+    }
+
+    impl Sender for Sleepy {
+        fn transfer(&mut self, _bytes: u64) -> Result<Duration, TransportError> {
+            if self.fail_after == Some(self.made) {
+                return Err(TransportError::protocol(7, "stand-in lane failure"));
+            }
+            std::thread::sleep(self.each);
+            self.made += 1;
+            Ok(self.each)
+        }
+        fn finish(self: Box<Self>) -> Result<(), TransportError> {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn sleepy(ms: u64, fail_after: Option<u64>) -> Sleepy {
+        Sleepy { each: Duration::from_millis(ms), made: 0, fail_after }
+    }
+
+    #[test]
+    fn threads_start_every_lane_together_and_time_all_its_copies() {
+        let (mut a, mut b) = (sleepy(2, None), sleepy(4, None));
+        let run = by_threads(&mut [&mut a, &mut b], 1, MIN_COPIES_PER_SAMPLE).unwrap();
+        assert_eq!(run.gate, LaneGate::Threads);
+        assert_eq!((a.made, b.made), (8, 8), "every lane makes all its copies");
+        assert!(run.lanes.iter().all(|l| l.copies == 8 && l.transfers == 8));
+        // Each lane's interval holds its 8 sleeps; both were released by one barrier, so the
+        // lanes ran at the same time (one started before the other's interval ended).
+        let l = &run.lanes;
+        assert!(l[0].elapsed_s >= 0.016 && l[1].elapsed_s >= 0.032, "{l:?}");
+        assert!((l[0].start_s - l[1].start_s).abs() < l[0].elapsed_s.min(l[1].elapsed_s), "{l:?}");
+    }
+
+    #[test]
+    fn a_failing_lane_does_not_hold_the_others() {
+        let (mut a, mut b) = (sleepy(1, None), sleepy(1, Some(3)));
+        let e = by_threads(&mut [&mut a, &mut b], 1, 8).unwrap_err();
+        assert!(e.to_string().contains("stand-in lane failure"));
+        assert_eq!((a.made, b.made), (8, 3), "the healthy lane ran its sample to the end");
+    }
+}

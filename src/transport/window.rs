@@ -55,6 +55,39 @@ pub struct WindowResult {
     /// transport cannot tell (see `transport::Sender::delivery_probe`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered: Vec<(f64, u64)>,
+    /// Payloads each measured transfer moved back to back (a gated loop of copies in a
+    /// multi-lane sample): its `times_s` entry is the time per payload, and the transfer ran
+    /// from its start for `copies` times that. 1 (the default) for a single payload.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub copies: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl WindowResult {
+    /// A result with nothing measured yet.
+    pub fn empty(flow_id: u64) -> Self {
+        WindowResult {
+            flow_id,
+            starts_s: Vec::new(),
+            times_s: Vec::new(),
+            warmup_done: 0,
+            go_epoch_s: None,
+            delivered: Vec::new(),
+            copies: 1,
+        }
+    }
+
+    /// When measured transfer `k` ended, seconds after the gate.
+    pub fn end_s(&self, k: usize) -> f64 {
+        self.starts_s[k] + self.times_s[k] * f64::from(self.copies.max(1))
+    }
 }
 
 /// Runs one window of one flow: warmup, then timed transfers (their delivered bytes sampled
@@ -65,14 +98,7 @@ pub fn run_window(
     t0: Instant,
     go_epoch_s: Option<f64>,
 ) -> (u64, Box<dyn Sender>, Result<WindowResult, TransportError>) {
-    let mut r = WindowResult {
-        flow_id: w.flow_id,
-        starts_s: Vec::new(),
-        times_s: Vec::new(),
-        warmup_done: 0,
-        go_epoch_s,
-        delivered: Vec::new(),
-    };
+    let mut r = WindowResult { warmup_done: 0, go_epoch_s, ..WindowResult::empty(w.flow_id) };
     for _ in 0..w.warmup {
         if let Err(e) = sender.transfer(w.warmup_bytes) {
             return (w.flow_id, sender, Err(e));
