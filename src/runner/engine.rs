@@ -6,7 +6,7 @@
 //! [`super::local`]); time comes from a [`Clock`], so the loop is tested with a fake driver
 //! and a fake clock, without root or sockets.
 
-use crate::control::WindowResult;
+use crate::control::{WindowResult, WindowSpec};
 use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, StopReason};
 use crate::spec::{Hop, PathRef};
 use crate::stats::{self, StopRule};
@@ -58,6 +58,21 @@ pub struct Window {
     pub max_count: u32,
     /// Keep going until this long after the gate, seconds.
     pub duration_s: f64,
+}
+
+impl Window {
+    /// What flow `flow_id`'s sender is told: this window, as agents are armed with it.
+    pub fn of_flow(&self, flow_id: u64) -> WindowSpec {
+        WindowSpec {
+            flow_id,
+            bytes: self.bytes,
+            warmup: self.warmup,
+            warmup_bytes: self.warmup_bytes,
+            min_count: self.min_count,
+            max_count: self.max_count,
+            duration_s: self.duration_s,
+        }
+    }
 }
 
 /// Moves the data of one measurement's flows.

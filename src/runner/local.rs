@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::engine::{FlowDriver, Window};
-use crate::control::{WindowResult, WindowSpec};
+use crate::control::WindowResult;
 use crate::transport::lanes::{LaneRun, MIN_COPIES_PER_SAMPLE};
 use crate::transport::window::run_window;
 use crate::transport::{FlowSpec, ReceiverStats, Sender, Transport, TransportError, TransportKind};
@@ -86,15 +86,7 @@ impl InProcess {
         let mut handles = Vec::new();
         for (f, o) in self.flows.iter().zip(&mut self.open) {
             let sender = o.sender.take().ok_or_else(|| TransportError::protocol(f.id, "flow failed earlier"))?;
-            let spec = WindowSpec {
-                flow_id: f.id,
-                bytes: w.bytes,
-                warmup: w.warmup,
-                warmup_bytes: w.warmup_bytes,
-                min_count: w.min_count,
-                max_count: w.max_count,
-                duration_s: w.duration_s,
-            };
+            let spec = w.of_flow(f.id);
             handles.push(std::thread::spawn(move || run_window(sender, spec, t0, None)));
         }
         let mut out = Vec::new();

@@ -263,7 +263,7 @@ impl FlowDriver for Agents<'_, '_> {
         let n = self.flows.len() as f64;
         let dur = if w.warmup > 0 { f64::from(w.warmup) * w.warmup_bytes as f64 * n / 1e6 } else { w.duration_s };
         let timeout = Duration::from_secs_f64(dur + n * w.bytes as f64 / fault::STALL_FLOOR_BPS + self.stall_s);
-        let windows = self.flows.iter().map(|f| (f, window(f.id, w))).collect();
+        let windows = self.flows.iter().map(|f| (f, w.of_flow(f.id))).collect();
         let mut res = barrier(self.ctx, windows, timeout)?;
         Ok(self.flows.iter().map(|f| res.remove(&f.id).unwrap_or_else(|| WindowResult::empty(f.id))).collect())
     }
@@ -284,18 +284,6 @@ const BURSTS: u32 = 3;
 
 fn setup_timeout(o: &RunOptions) -> Duration {
     Duration::from_secs_f64(o.timeout_s + 5.0)
-}
-
-fn window(flow_id: u64, w: &Window) -> WindowSpec {
-    WindowSpec {
-        flow_id,
-        bytes: w.bytes,
-        warmup: w.warmup,
-        warmup_bytes: w.warmup_bytes,
-        min_count: w.min_count,
-        max_count: w.max_count,
-        duration_s: w.duration_s,
-    }
 }
 
 /// Arms every sender, releases them together, collects their results by flow id.
