@@ -12,13 +12,11 @@ fn stats(c: &mut Criterion) {
     c.bench_function("summarize_rate_1000", |b| b.iter(|| linkcal::stats::summarize_rate(black_box(&x))));
     let w: Vec<WindowResult> = (0..8)
         .map(|f| WindowResult {
-            flow_id: f,
             starts_s: (0..100).map(|n| n as f64 * 0.01 + f as f64 * 1e-4).collect(),
             times_s: vec![0.0099; 100],
-            warmup_done: 0,
-            go_epoch_s: None,
             // Samples every 5 ms over the window's 1 s, as the agents take them.
             delivered: (0..200).map(|n| (n as f64 * 0.005, n * 5_000_000)).collect(),
+            ..WindowResult::empty(f)
         })
         .collect();
     let refs: Vec<&WindowResult> = w.iter().collect();

@@ -15,7 +15,7 @@
 //! 5. [`control`] (with `netns`: joining the rack's control namespace; `describe`: what an
 //!    agent says about its host);
 //! 6. [`runner`], [`agent`], [`emulate`], [`sim`], [`verdict`];
-//! 7. [`calibrate`], [`predict`], [`rackinit`], [`hwprobe`] (its contended sets use the runner's aggregate);
+//! 7. [`calibrate`], [`predict`], [`rackinit`], [`hwprobe`] (`probe --run` measures through the runner's engine);
 //! 8. [`export`], [`report`], [`readers`];
 //! 9. [`cli`] (with `exit`: the registry that maps typed errors onto exit codes), then `main`.
 //!
@@ -40,13 +40,17 @@
 //! - [`hwprobe`]: the hardware probes of one host: inventory (CUDA GPUs by bus id, AMD GPUs, RDMA NICs) and which probes apply or are waived, with the reason.
 //! - [`stats`]: hdrhistogram summaries, confidence interval of the mean, outliers; `stop`: the one
 //!   stopping rule of every measurement (run and probe --run).
-//! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP, NIXL, Mooncake).
+//! - [`transport`]: the one Transport trait, one file per link kind (host TCP, staged TCP, CUDA P2P and copies, GPUDirect/host RDMA, GPU-staged TCP, NIXL, Mooncake);
+//!   `window`: one window of a flow's transfers (what agents and the in-process driver run);
+//!   `lanes`: multi-lane sets started from one gate.
 //! - [`control`]: the control plane: typed, versioned, size-bounded messages; HMAC challenge-response
 //!   auth (`auth`), the limits agents enforce (`limits`).
 //! - [`agent`]: the per-host agent that runs flows for the coordinator.
 //! - [`emulate`]: the emulated rack: namespaces, veth + tbf per segment, routes, agents; `link`:
 //!   what keeps its shaping exact (offloads off, congestion control per socket, veth capacity).
-//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, resume; `waves`:
+//! - [`runner`]: solo and contended runs, barrier start, warmup, stopping rule, resume; `engine`:
+//!   the one measurement loop over a `FlowDriver` (agents: `measure`; in-process transports:
+//!   `local`) with an injected clock; `phases`: the two-phase `run --plan calibrate`; `waves`:
 //!   experiments that share no segment and no host, run side by side; `aggregate`: what a
 //!   contended set carried, from delivered bytes; `fault`: dead and stalled agents.
 //! - [`rackinit`]: a real rack's rack file from an inventory: agents describe their hosts, roles

@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 
 use crate::control::{AgentLimits, HELLO_TIMEOUT_S};
 
-pub use session::run_window;
-
 /// Default most connections in their handshake at once.
 pub const DEFAULT_MAX_PENDING: usize = 16;
 /// Default most authenticated sessions at once.

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -260,7 +259,7 @@ impl<'a> Session<'a> {
         for w in windows {
             let sender =
                 self.senders.remove(&w.flow_id).ok_or_else(|| TransportError::protocol(w.flow_id, "go: flow not armed"))?;
-            threads.push(std::thread::spawn(move || run_window(sender, w, t0, epoch)));
+            threads.push(std::thread::spawn(move || crate::transport::window::run_window(sender, w, t0, epoch)));
         }
         let mut out = Vec::new();
         let mut first_err = None;
@@ -293,93 +292,5 @@ impl<'a> Session<'a> {
             h.join().map_err(|_| TransportError::protocol(flow_id, "receiver thread panicked"))??;
         }
         Ok(())
-    }
-}
-
-/// Runs one window of one flow: warmup, then timed transfers (their delivered bytes sampled
-/// beside them where the transport can tell).
-pub fn run_window(
-    mut sender: Box<dyn Sender>,
-    w: WindowSpec,
-    t0: Instant,
-    go_epoch_s: Option<f64>,
-) -> (u64, Box<dyn Sender>, Result<WindowResult, TransportError>) {
-    let mut r = WindowResult {
-        flow_id: w.flow_id,
-        starts_s: Vec::new(),
-        times_s: Vec::new(),
-        warmup_done: 0,
-        go_epoch_s,
-        delivered: Vec::new(),
-    };
-    for _ in 0..w.warmup {
-        if let Err(e) = sender.transfer(w.warmup_bytes) {
-            return (w.flow_id, sender, Err(e));
-        }
-        r.warmup_done += 1;
-    }
-    // The first reading is taken here, before the first timed transfer starts.
-    let mut probe = sender.delivery_probe();
-    let first = probe.as_mut().and_then(|p| Some((t0.elapsed().as_secs_f64(), p()?)));
-    let stop = AtomicBool::new(false);
-    let stop = &stop;
-    let timed = std::thread::scope(|s| {
-        let sampler = probe.zip(first).map(|(p, first)| s.spawn(move || sample_delivered(p, first, t0, stop)));
-        let timed = timed_transfers(sender.as_mut(), &w, t0, &mut r);
-        stop.store(true, Ordering::Relaxed);
-        if let Some(h) = sampler {
-            // Wake it now: a sampler asleep until its next tick would hold the window open
-            // (and leave the link idle, refilling the emulator's buckets) for up to a tick.
-            h.thread().unpark();
-            r.delivered = h.join().unwrap_or_default();
-        }
-        timed
-    });
-    match timed {
-        Ok(()) => (w.flow_id, sender, Ok(r)),
-        Err(e) => (w.flow_id, sender, Err(e)),
-    }
-}
-
-/// The window's timed transfers, recorded into `r`.
-fn timed_transfers(sender: &mut dyn Sender, w: &WindowSpec, t0: Instant, r: &mut WindowResult) -> Result<(), TransportError> {
-    while (r.times_s.len() as u32) < w.max_count {
-        let start = t0.elapsed().as_secs_f64();
-        let d = sender.transfer(w.bytes)?;
-        r.starts_s.push(start);
-        r.times_s.push(d.as_secs_f64());
-        if r.times_s.len() as u32 >= w.min_count && t0.elapsed().as_secs_f64() >= w.duration_s {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Delivered-bytes samples every [`DELIVERY_SAMPLE`] while a window runs (a final one once it
-/// ended), bytes counted from the first sample; at most [`MAX_DELIVERY_SAMPLES`] (beyond,
-/// every other sample is dropped and the spacing doubles).
-const DELIVERY_SAMPLE: Duration = Duration::from_millis(5);
-const MAX_DELIVERY_SAMPLES: usize = 20_000;
-
-fn sample_delivered(
-    mut probe: crate::transport::DeliveryProbe,
-    (t_first, base): (f64, u64),
-    t0: Instant,
-    stop: &AtomicBool,
-) -> Vec<(f64, u64)> {
-    let mut out = vec![(t_first, 0)];
-    let mut every = DELIVERY_SAMPLE;
-    loop {
-        std::thread::park_timeout(every);
-        let done = stop.load(Ordering::Relaxed);
-        let Some(b) = probe() else { return Vec::new() };
-        out.push((t0.elapsed().as_secs_f64(), b.saturating_sub(base)));
-        if done {
-            return out;
-        }
-        if out.len() >= MAX_DELIVERY_SAMPLES {
-            out = out.into_iter().step_by(2).collect();
-            every *= 2;
-        }
     }
 }

@@ -285,5 +285,74 @@ mod tests {
             assert_eq!(c.options.get(key), Some(&serde_json::json!(v)), "{flag} must reach flow option '{key}'");
         }
         assert_eq!(c.options.len(), flags.len(), "no flow option without a flag: {:?}", c.options);
+        // --loops reaches the flows the in-process driver opens, and sets a contended set's
+        // copies per lane per sample (never under the multi-lane minimum).
+        let plan = crate::hwprobe::run::FlowPlan {
+            kind: crate::transport::TransportKind::CudaP2p,
+            options: serde_json::json!({"src_gpu": 0, "dst_gpu": 1}),
+            path: None,
+            label: "p".into(),
+        };
+        let flow = c.flow_options(&plan);
+        assert_eq!(flow["loops"], serde_json::json!(8));
+        assert_eq!(flow["src_gpu"], serde_json::json!(0), "the plan's own options stay");
+        assert_eq!(crate::runner::local::copies_per_sample(&flow), 8);
+        let c = run_config(&Cli::try_parse_from(["probe", "--run", "--loops", "32"]).unwrap().args, vec![1]);
+        assert_eq!(crate::runner::local::copies_per_sample(&c.flow_options(&plan)), 32);
+        let c = run_config(&Cli::try_parse_from(["probe", "--run", "--loops", "2"]).unwrap().args, vec![1]);
+        assert_eq!(
+            crate::runner::local::copies_per_sample(&c.flow_options(&plan)),
+            crate::transport::lanes::MIN_COPIES_PER_SAMPLE
+        );
+    }
+
+    /// Every flag of `probe` is either a run option (checked to reach the run's configuration
+    /// here or in [`every_flow_flag_reaches_the_run_options`]) or says what to probe or where to
+    /// write: a new flag fails this test until it is classified (and, if it is a run option,
+    /// wired and checked).
+    #[test]
+    fn every_probe_flag_is_a_checked_run_option_or_not_one() {
+        use clap::{CommandFactory, Parser};
+        const RUN_OPTIONS: [&str; 14] = [
+            "loops",
+            "chunk_bytes",
+            "qps",
+            "write_bytes",
+            "outstanding",
+            "gid_index",
+            "traffic_class",
+            "quick",
+            "sizes",
+            "model",
+            "n",
+            "t",
+            "m",
+            "max_bytes",
+        ];
+        const OTHERS: [&str; 11] =
+            ["list", "role", "gpus", "nic_map", "nvidia_smi_topo", "nccl_topo", "json", "run", "out", "pp_prefill", "help"];
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(RUN_OPTIONS.contains(&id) || OTHERS.contains(&id), "flag '{id}' of `probe` is not classified");
+        }
+        let parse = |argv: &[&str]| Cli::try_parse_from([&["probe", "--run"], argv].concat()).unwrap().args;
+        // --quick: fewer samples and a shorter cap than the default.
+        let (d, q) = (run_config(&parse(&[]), vec![1]), run_config(&parse(&["--quick"]), vec![1]));
+        assert!(q.max_samples < d.max_samples && q.time_cap_s < d.time_cap_s && q.warmup < d.warmup);
+        // --sizes in the run's grammar, capped by --max-bytes.
+        let a = parse(&["--sizes", "16MiB,4K", "--max-bytes", "8388608"]);
+        assert_eq!(sizes(&a, 1).unwrap(), vec![4096, 8 << 20]);
+        let a = parse(&["--sizes", "16MiB"]);
+        assert_eq!(sizes(&a, 1).unwrap(), vec![16 << 20]);
+        // --model with N, T, M (and PP_prefill) gives the model's payloads.
+        let a = parse(&["--model", "llama-3.1-8b", "--n", "1", "--t", "1024", "--m", "512", "--pp-prefill", "2"]);
+        let model = crate::payload::preset("llama-3.1-8b").unwrap();
+        let shape = RackShape::new(2, 2, 1).unwrap();
+        let p = crate::payload::payloads(&model, &Workload::new(1, 1024, 512).unwrap(), &shape, None).unwrap();
+        let kv = p.stages.iter().map(|s| s.kv_handoff_bytes).max().unwrap();
+        let mut want = vec![p.chunk_activation_bytes, kv, p.decode_activation_bytes];
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(sizes(&a, 8).unwrap(), want);
     }
 }

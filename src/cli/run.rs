@@ -281,7 +281,17 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let t0 = std::time::Instant::now();
     let results = match a.plan {
         Plan::Spec => runner::run(&rack, &a.rack, &experiments, &sweep, &opts, &out).context("linkcal run")?,
-        Plan::Calibrate => super::calibrate::run_plan(&rack, &a.rack, experiments, layers, &sweep, &opts, &out)?,
+        Plan::Calibrate => runner::phases::run_two_phase(
+            &rack,
+            &a.rack,
+            experiments,
+            layers,
+            &sweep,
+            &opts,
+            &out,
+            &super::calibrate::CalibratePlanner,
+        )
+        .context("linkcal run --plan calibrate")?,
     };
     let wall = t0.elapsed().as_secs_f64();
     print_summary(&results, &out, wall, a.json)?;

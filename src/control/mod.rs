@@ -27,6 +27,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+/// A window's spec and result travel in `arm` and `done`; they are the data plane's ([`crate::transport::window`]).
+pub use crate::transport::window::{WindowResult, WindowSpec};
 pub use auth::read_token;
 pub use limits::AgentLimits;
 
@@ -234,50 +236,6 @@ pub enum Reply {
         /// What went wrong.
         message: String,
     },
-}
-
-/// What a sender does in one window: `warmup` transfers (not timed into results), then
-/// back-to-back transfers of `bytes` until `duration_s` has passed (at least `min_count`,
-/// at most `max_count`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct WindowSpec {
-    /// Flow id.
-    pub flow_id: u64,
-    /// Payload per transfer, bytes.
-    pub bytes: u64,
-    /// Warmup transfers before the measured ones.
-    pub warmup: u32,
-    /// Payload of each warmup transfer, bytes.
-    pub warmup_bytes: u64,
-    /// Measured transfers at least.
-    pub min_count: u32,
-    /// Measured transfers at most.
-    pub max_count: u32,
-    /// Keep going until this much time has passed since the barrier, seconds.
-    pub duration_s: f64,
-}
-
-/// Per-transfer timings of one window, as offsets from the barrier release on the agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct WindowResult {
-    /// Flow id.
-    pub flow_id: u64,
-    /// Start of each measured transfer, seconds after the barrier.
-    pub starts_s: Vec<f64>,
-    /// Duration of each measured transfer, seconds.
-    pub times_s: Vec<f64>,
-    /// Warmup transfers done.
-    pub warmup_done: u32,
-    /// The agent's wall clock (`CLOCK_REALTIME`, seconds since the Unix epoch) at its barrier
-    /// instant: `starts_s` of agents released a little apart are put on one time line with it
-    /// (agents of one machine share the clock; on a rack it is as good as the hosts' NTP/PTP).
-    #[serde(default)]
-    pub go_epoch_s: Option<f64>,
-    /// Bytes the receiver had acknowledged, sampled every few milliseconds while the timed
-    /// transfers ran: (seconds after the barrier, bytes since the first sample). Empty where the
-    /// transport cannot tell (see `transport::Sender::delivery_probe`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub delivered: Vec<(f64, u64)>,
 }
 
 /// Writes one message: 4-byte big-endian length, then JSON.

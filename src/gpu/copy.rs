@@ -124,10 +124,11 @@ impl Lane {
 /// Seconds per copy, one value per timed sample, for each lane (same order as `lanes`).
 pub type LaneTimes = Vec<Vec<f64>>;
 
-/// Runs `lanes` together: per sample, every lane's stream is held by its context's gate, the
-/// copies are enqueued between a start and end event, then all gates open at once. Warmup
-/// samples run the same way and are discarded.
-pub fn run_lanes(gates: &[(Arc<CudaContext>, Gate)], lanes: &[Lane], opt: &CopyOptions) -> Result<LaneTimes, GpuError> {
+/// Runs `lanes` together behind ONE gate: per sample the gate is armed, every lane's stream
+/// (on whichever GPU) is held by it, each lane's `loops` copies are enqueued between its start
+/// and end event, then one host write opens the gate for all. Warmup samples run the same way
+/// and are discarded.
+pub fn run_lanes(gate: &Gate, lanes: &[&Lane], opt: &CopyOptions) -> Result<LaneTimes, GpuError> {
     opt.validate()?;
     for l in lanes {
         if l.len() < opt.bytes {
@@ -136,7 +137,7 @@ pub fn run_lanes(gates: &[(Arc<CudaContext>, Gate)], lanes: &[Lane], opt: &CopyO
     }
     let mut times = vec![Vec::with_capacity(opt.samples as usize); lanes.len()];
     for round in 0..opt.warmup + opt.samples {
-        let t = one_sample(gates, lanes, opt)?;
+        let t = one_sample(gate, lanes, opt)?;
         if round >= opt.warmup {
             for (acc, v) in times.iter_mut().zip(t) {
                 acc.push(v);
@@ -146,31 +147,17 @@ pub fn run_lanes(gates: &[(Arc<CudaContext>, Gate)], lanes: &[Lane], opt: &CopyO
     Ok(times)
 }
 
-fn gate_of<'a>(gates: &'a [(Arc<CudaContext>, Gate)], ctx: &Arc<CudaContext>) -> Result<&'a Gate, GpuError> {
-    gates
-        .iter()
-        .find(|(c, _)| c.cu_ctx() == ctx.cu_ctx())
-        .map(|(_, g)| g)
-        .ok_or_else(|| GpuError::Invalid(format!("no start gate loaded for GPU {}", ctx.ordinal())))
-}
-
-fn one_sample(gates: &[(Arc<CudaContext>, Gate)], lanes: &[Lane], opt: &CopyOptions) -> Result<Vec<f64>, GpuError> {
-    for (_, g) in gates {
-        g.arm();
-    }
+fn one_sample(gate: &Gate, lanes: &[&Lane], opt: &CopyOptions) -> Result<Vec<f64>, GpuError> {
+    gate.arm();
     for l in lanes {
-        let ctx = l.stream.context();
-        ctx.bind_to_thread().call("cuCtxSetCurrent")?;
-        gate_of(gates, ctx)?.hold(&l.stream)?;
+        gate.hold(&l.stream)?;
         l.start.record(&l.stream).call("cuEventRecord")?;
         for _ in 0..opt.loops {
             l.enqueue(opt.bytes)?;
         }
         l.end.record(&l.stream).call("cuEventRecord")?;
     }
-    for (_, g) in gates {
-        g.release();
-    }
+    gate.release();
     let deadline = Instant::now() + Duration::from_secs_f64(opt.timeout_s);
     let mut out = Vec::with_capacity(lanes.len());
     for l in lanes {

@@ -124,24 +124,30 @@ impl Gate {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Enqueues the spin kernel on `stream`, which must belong to this gate's context.
+    /// Enqueues the spin kernel on `stream`, of this gate's context or of another device's:
+    /// the flag is portable, mapped host memory, so one gate (one flag, one host write) holds
+    /// streams on every GPU of a multi-lane set; the kernel is the stream's device's module.
     pub fn hold(&self, stream: &CudaStream) -> Result<(), GpuError> {
-        if stream.context().cu_ctx() != self.ctx.cu_ctx() {
-            return Err(GpuError::Invalid(format!(
-                "stream of GPU {} held by the gate of GPU {}",
-                stream.context().ordinal(),
-                self.ctx.ordinal()
-            )));
-        }
-        self.ctx.bind_to_thread().call("cuCtxSetCurrent")?;
-        let mut flag = self.flag_dev;
+        let ctx = stream.context();
+        ctx.bind_to_thread().call("cuCtxSetCurrent")?;
+        let (func, mut flag) = if ctx.cu_ctx() == self.ctx.cu_ctx() {
+            (self.func, self.flag_dev)
+        } else {
+            let func = MODULES.get_or_try_init(ctx.ordinal(), || load(ctx))?.func;
+            let mut dev: sys::CUdeviceptr = 0;
+            // SAFETY: `flag_host` was allocated PORTABLE | DEVICEMAP, so it is mapped into every
+            // context, this (current) one included; the driver writes its alias into `dev`.
+            unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, self.flag_host as *mut c_void, 0) }
+                .result()
+                .call("cuMemHostGetDevicePointer")?;
+            (func, dev)
+        };
         let mut timeout = self.timeout_clocks;
         let mut params = [&mut flag as *mut u64 as *mut c_void, &mut timeout as *mut u64 as *mut c_void];
-        // SAFETY: `func` is a live kernel of this context taking (u64, u64); `params` holds
-        // pointers to two u64 values that the driver copies during the launch call. One
+        // SAFETY: `func` is a live kernel of the current context taking (u64, u64); `params`
+        // holds pointers to two u64 values that the driver copies during the launch call. One
         // thread, no shared memory.
-        unsafe { result::launch_kernel(self.func, (1, 1, 1), (1, 1, 1), 0, stream.cu_stream(), &mut params) }
-            .call("cuLaunchKernel")
+        unsafe { result::launch_kernel(func, (1, 1, 1), (1, 1, 1), 0, stream.cu_stream(), &mut params) }.call("cuLaunchKernel")
     }
 
     /// Opens the gate: every stream held by this gate starts its queued work.

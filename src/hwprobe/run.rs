@@ -1,6 +1,6 @@
-//! Runs this host's applicable hardware probes in one process, through the transports' own
-//! trait (receiver prepared and served on a thread, sender connected to its endpoint), and
-//! writes the results files the emulated rack writes, through [`ResultsDir`]: `journal.jsonl`
+//! Runs this host's applicable hardware probes in one process, through the runner's one
+//! measurement loop ([`engine`]) over the in-process flow driver ([`InProcess`]: both ends of
+//! each flow here; a contended set is one multi-lane operation per sample), and writes the results files the emulated rack writes, through [`ResultsDir`]: `journal.jsonl`
 //! (each measurement made durable before the next starts), `results.json`, `results.csv`.
 //!
 //! Measured here, as the routes they are: copy-engine P2P between neighbouring GPUs (Path 1,
@@ -9,25 +9,20 @@
 //! a local socket do not cross a spec route, so they go to `loopback.json`, labelled as such.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::{routes::local_flow, Probe, ProbeKind, Status};
-use crate::control::WindowResult;
 use crate::model::provenance::{rfc3339_now, Provenance};
-use crate::model::results::{
-    Aggregate, FlowResult, Measurement, MeasurementKind, RackSummary, Results, StopReason, Summary, Waiver, RESULTS_SCHEMA,
-};
+use crate::model::results::{Measurement, RackSummary, Results, Summary, Waiver, RESULTS_SCHEMA};
 use crate::model::rundir::{ResultsDir, RunWriter, Start, CSV_FILE, JOURNAL_FILE, RESULTS_FILE};
-use crate::runner::aggregate::window_aggregate;
+use crate::runner::engine::{self, EngineOptions, Label, Outcome, SystemClock};
+pub use crate::runner::local::Factory;
+use crate::runner::local::{InProcess, LocalFlow};
 use crate::spec::{HopOptions, PathRef, RackShape, Route, RouteKind};
 use crate::stats;
-use crate::transport::{FlowSpec, ReceiverStats, Sender, Transport, TransportError, TransportKind};
-
-/// Makes the transport of a kind: [`TransportKind::instance`], or a stand-in in tests.
-pub type Factory = fn(TransportKind) -> Box<dyn Transport>;
+use crate::transport::{TransportError, TransportKind};
 
 /// How the local probes repeat.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,66 +73,6 @@ pub struct FlowPlan {
     pub label: String,
 }
 
-/// Times of one flow: warmup transfers done, measured seconds per transfer, why it stopped.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlowTimes {
-    /// Warmup transfers.
-    pub warmup: u64,
-    /// Seconds per measured transfer.
-    pub times: Vec<f64>,
-    /// When each measured transfer started, seconds since the set began (contended sets).
-    pub starts: Vec<f64>,
-    /// Why repetition stopped.
-    pub stop: StopReason,
-}
-
-struct Open {
-    sender: Box<dyn Sender>,
-    serve: std::thread::JoinHandle<Result<ReceiverStats, TransportError>>,
-}
-
-fn open(make: Factory, plan: &FlowPlan, id: u64, bytes: u64, cfg: &RunConfig) -> Result<Open, TransportError> {
-    let mut options = plan.options.clone();
-    if let Some(o) = options.as_object_mut() {
-        for (k, v) in &cfg.options {
-            o.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    let flow = FlowSpec {
-        id,
-        transport: plan.kind,
-        local_addr: Some("127.0.0.1".into()),
-        max_bytes: bytes,
-        timeout_s: cfg.timeout_s,
-        options,
-        tcp_congestion: None,
-    };
-    let t = make(plan.kind);
-    let prepared = t.prepare_receiver(&flow)?;
-    let receiver = prepared.receiver;
-    let serve = std::thread::spawn(move || receiver.serve());
-    match t.connect_sender(&flow, &prepared.endpoint) {
-        Ok(sender) => Ok(Open { sender, serve }),
-        Err(e) => {
-            // The receiver gives up on its own timeout; do not leave its thread behind.
-            let _ = serve.join();
-            Err(e)
-        }
-    }
-}
-
-fn close(o: Open, id: u64, transfers: u64) -> Result<(), TransportError> {
-    o.sender.finish()?;
-    let stats = o.serve.join().map_err(|_| TransportError::protocol(id, "receiver thread panicked"))??;
-    if stats.transfers != transfers {
-        return Err(TransportError::protocol(
-            id,
-            format!("receiver saw {} transfers, the sender made {transfers}", stats.transfers),
-        ));
-    }
-    Ok(())
-}
-
 impl RunConfig {
     /// The stopping rule (the runner's; no hard cap: each transfer is bounded by `timeout_s`).
     pub fn stop_rule(&self) -> stats::StopRule {
@@ -149,125 +84,44 @@ impl RunConfig {
             hard_cap_s: f64::INFINITY,
         }
     }
-}
 
-/// Runs one flow alone: warmup, then transfers until the stopping rule.
-pub fn solo(make: Factory, plan: &FlowPlan, id: u64, bytes: u64, cfg: &RunConfig) -> Result<FlowTimes, TransportError> {
-    let mut o = open(make, plan, id, bytes, cfg)?;
-    let run = (|| {
-        for _ in 0..cfg.warmup {
-            o.sender.transfer(bytes)?;
+    /// The measurement loop's options: `warmup` transfers of the payload itself, then one
+    /// sample per flow per window (a solo transfer, or one multi-lane sample of a set) until
+    /// the stop rule says stop; each window of a set gives its sum and makespan.
+    pub fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            stop: self.stop_rule(),
+            warmup: self.warmup,
+            warmup_max_bytes: u64::MAX,
+            warmup_full: true,
+            window_s: 0.0,
+            contended_min_count: 1,
+            bursts: 0,
         }
-        let started = Instant::now();
-        let mut times = Vec::new();
-        loop {
-            times.push(o.sender.transfer(bytes)?.as_secs_f64());
-            if let Some(stop) = cfg.stop_rule().decide(&[&times], bytes, &[], started.elapsed().as_secs_f64()) {
-                return Ok(FlowTimes { warmup: u64::from(cfg.warmup), times, starts: Vec::new(), stop });
+    }
+
+    /// A plan's flow options with this run's extra options (the plan's own win).
+    pub fn flow_options(&self, plan: &FlowPlan) -> serde_json::Value {
+        let mut options = plan.options.clone();
+        if let Some(o) = options.as_object_mut() {
+            for (k, v) in &self.options {
+                o.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-    })();
-    match run {
-        Ok(t) => {
-            close(o, id, t.warmup + t.times.len() as u64)?;
-            Ok(t)
-        }
-        Err(e) => {
-            let _ = o.sender.finish();
-            let _ = o.serve.join();
-            Err(e)
-        }
+        options
     }
 }
 
-/// Rounds of a contended run: a fixed count every flow knows in advance, so no flow waits at
-/// the barrier for one that already stopped.
-pub fn contended_rounds(cfg: &RunConfig) -> u32 {
-    (cfg.min_samples.max(1) * 4).min(cfg.max_samples.max(1))
-}
-
-/// Runs flows together: each round starts every flow's transfer on one barrier, and every
-/// transfer's start is kept (on one clock) for [`aggregate`]. A flow that fails keeps meeting
-/// the barrier (without transferring) so the others finish, then its error is returned.
-pub fn contended(
-    make: Factory,
-    plans: &[FlowPlan],
-    first_id: u64,
-    bytes: u64,
-    cfg: &RunConfig,
-) -> Result<Vec<FlowTimes>, TransportError> {
-    let mut opened = Vec::new();
-    for (n, p) in plans.iter().enumerate() {
-        match open(make, p, first_id + n as u64, bytes, cfg) {
-            Ok(o) => opened.push(o),
-            Err(e) => {
-                for o in opened {
-                    let _ = o.sender.finish();
-                    let _ = o.serve.join();
-                }
-                return Err(e);
-            }
-        }
-    }
-    let rounds = contended_rounds(cfg);
-    let barrier = Arc::new(Barrier::new(plans.len()));
-    let origin = Instant::now();
-    type Timed = Result<(Vec<f64>, Vec<f64>), TransportError>;
-    let outcomes: Vec<(Open, Timed)> = std::thread::scope(|s| {
-        let handles: Vec<_> = opened
-            .into_iter()
-            .map(|mut o| {
-                let barrier = barrier.clone();
-                s.spawn(move || {
-                    let mut err = None;
-                    for _ in 0..cfg.warmup {
-                        if let Err(e) = o.sender.transfer(bytes) {
-                            err = Some(e);
-                            break;
-                        }
-                    }
-                    let (mut times, mut starts) = (Vec::new(), Vec::new());
-                    for _ in 0..rounds {
-                        barrier.wait();
-                        if err.is_none() {
-                            let start = origin.elapsed().as_secs_f64();
-                            match o.sender.transfer(bytes) {
-                                Ok(d) => {
-                                    times.push(d.as_secs_f64());
-                                    starts.push(start);
-                                }
-                                Err(e) => err = Some(e),
-                            }
-                        }
-                    }
-                    (o, err.map_or(Ok((times, starts)), Err))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("flow threads do not panic")).collect()
-    });
-    let mut flows = Vec::new();
-    let mut first_err = None;
-    for (n, (o, r)) in outcomes.into_iter().enumerate() {
-        let id = first_id + n as u64;
-        match r {
-            Ok((times, starts)) => {
-                if let Err(e) = close(o, id, u64::from(cfg.warmup) + times.len() as u64) {
-                    first_err.get_or_insert(e);
-                }
-                flows.push(FlowTimes { warmup: u64::from(cfg.warmup), times, starts, stop: StopReason::SampleCap });
-            }
-            Err(e) => {
-                let _ = o.sender.finish();
-                let _ = o.serve.join();
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(flows),
-    }
+/// Measures `plans` together (one flow: solo) at `bytes` per flow, flow ids from `first_id`,
+/// through the in-process driver under the runner's measurement loop.
+pub fn measure(make: Factory, plans: &[FlowPlan], first_id: u64, bytes: u64, cfg: &RunConfig) -> Result<Outcome, TransportError> {
+    let flows = plans
+        .iter()
+        .enumerate()
+        .map(|(n, p)| LocalFlow { id: first_id + n as u64, kind: p.kind, options: cfg.flow_options(p) })
+        .collect();
+    let mut d = InProcess::new(make, flows, cfg.timeout_s);
+    engine::measure(&mut d, &cfg.engine(), bytes, &SystemClock::new())
 }
 
 /// The hops a local flow crosses (the spec's, plus the uplink for host ends). A peer copy
@@ -284,60 +138,6 @@ pub fn segments(path: &PathRef) -> Vec<crate::spec::Hop> {
         RouteKind::DecodeInterRank => Route::decode_inter_rank(path.src, opt).segments,
         kind => Route::isolation(kind, path.src, path.dst, opt).segments,
     }
-}
-
-/// A flow result from its times (`None` when nothing was measured).
-pub fn flow_result(path: PathRef, bytes: u64, t: &FlowTimes) -> Option<FlowResult> {
-    let goodputs: Vec<f64> = t.times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect();
-    Some(FlowResult {
-        path,
-        segments: segments(&path),
-        payload_bytes: bytes,
-        goodput_Bps: stats::summarize_rate(&goodputs)?,
-        transfer_time_s: stats::summarize_time(&t.times)?,
-        samples: t.times.len() as u64,
-        warmup: t.warmup,
-        stop: t.stop,
-        transfer_times_s: t.times.clone(),
-    })
-}
-
-/// Aggregate of concurrent flows, as the runner defines it ([`window_aggregate`]): each round
-/// is a window of one transfer per flow, whose sum is the rate carried while all were active
-/// and whose makespan runs from the first start to the last end (start skew included).
-pub fn aggregate(bytes: u64, flows: &[FlowTimes]) -> Option<Aggregate> {
-    let rounds = flows.iter().map(|f| f.times.len().min(f.starts.len())).min()?;
-    let (mut sums, mut makespans) = (Vec::new(), Vec::new());
-    for r in 0..rounds {
-        let windows: Vec<WindowResult> = flows
-            .iter()
-            .enumerate()
-            .map(|(n, f)| WindowResult {
-                flow_id: n as u64,
-                starts_s: vec![f.starts[r]],
-                times_s: vec![f.times[r]],
-                warmup_done: 0,
-                go_epoch_s: None,
-                delivered: Vec::new(),
-            })
-            .collect();
-        if let Some((sum, span)) = window_aggregate(&windows.iter().collect::<Vec<_>>(), bytes) {
-            sums.push(sum);
-            makespans.push(span);
-        }
-    }
-    let p50: Vec<f64> = flows
-        .iter()
-        .filter_map(|f| {
-            stats::summarize_rate(&f.times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect::<Vec<_>>()).map(|s| s.p50)
-        })
-        .collect();
-    let (max, min) = (p50.iter().copied().fold(f64::MIN, f64::max), p50.iter().copied().fold(f64::MAX, f64::min));
-    Some(Aggregate {
-        goodput_sum_Bps: stats::summarize_rate(&sums)?,
-        makespan_s: stats::summarize_time(&makespans),
-        fairness_max_over_min: (min > 0.0).then(|| max / min),
-    })
 }
 
 /// A loopback figure: measured, but not a spec route.
@@ -358,7 +158,7 @@ pub struct Loopback {
 
 /// Everything one local run produced.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct LocalRun {
     /// The results (also on disk).
     pub results: Results,
     /// Loopback figures (also on disk).
@@ -457,73 +257,59 @@ impl Sink<'_> {
         }
     }
 
-    fn solo(&mut self, make: Factory, p: &FlowPlan, bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
-        let (t0, started_at) = (Instant::now(), rfc3339_now());
-        let id = self.ids(1);
-        let path = p.path.expect("solo plans measure routes");
-        match solo(make, p, id, bytes, cfg) {
-            Ok(t) => match flow_result(path, bytes, &t) {
-                Some(f) => self.keep(Measurement {
-                    id: format!("solo/{path}/{bytes}"),
-                    kind: MeasurementKind::Solo,
-                    set: None,
-                    transport: p.kind.to_string(),
-                    kv_block_bytes: None,
-                    kv_block_tokens: None,
-                    started_at,
-                    duration_s: t0.elapsed().as_secs_f64(),
-                    flows: vec![f],
-                    aggregate: None,
-                }),
-                None => Ok(()),
-            },
-            Err(e) => {
-                self.note(&p.label, p.path, p.kind, e);
-                Ok(())
-            }
-        }
-    }
-
-    fn set(&mut self, make: Factory, name: &str, group: &[FlowPlan], bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
+    /// Measures `group` (one plan: solo) and keeps its measurement; a flow that did not run is noted.
+    fn measure(
+        &mut self,
+        make: Factory,
+        set: Option<&str>,
+        group: &[FlowPlan],
+        bytes: u64,
+        cfg: &RunConfig,
+    ) -> std::io::Result<()> {
         let (t0, started_at) = (Instant::now(), rfc3339_now());
         let id = self.ids(group.len());
-        match contended(make, group, id, bytes, cfg) {
-            Ok(flows) => {
-                let fr: Option<Vec<FlowResult>> = group.iter().zip(&flows).map(|(p, t)| flow_result(p.path?, bytes, t)).collect();
-                match fr {
-                    Some(fr) => self.keep(Measurement {
-                        id: format!("contended/{name}/{bytes}"),
-                        kind: MeasurementKind::Contended,
-                        set: Some(name.to_string()),
-                        transport: group[0].kind.to_string(),
-                        kv_block_bytes: None,
-                        kv_block_tokens: None,
-                        started_at,
-                        duration_s: t0.elapsed().as_secs_f64(),
-                        flows: fr,
-                        aggregate: aggregate(bytes, &flows),
-                    }),
-                    None => Ok(()),
-                }
-            }
+        let out = match measure(make, group, id, bytes, cfg) {
+            Ok(out) => out,
             Err(e) => {
-                self.note(name, None, group[0].kind, e);
-                Ok(())
+                let (label, path) = match set {
+                    Some(name) => (name, None),
+                    None => (group[0].label.as_str(), group[0].path),
+                };
+                self.note(label, path, group[0].kind, e);
+                return Ok(());
             }
+        };
+        let routes: Option<Vec<_>> = group.iter().map(|p| p.path.map(|path| (path, segments(&path)))).collect();
+        let Some(routes) = routes else { return Ok(()) };
+        let label = Label {
+            id: match set {
+                Some(name) => format!("contended/{name}/{bytes}"),
+                None => format!("solo/{}/{bytes}", routes[0].0),
+            },
+            set: set.map(str::to_string),
+            transport: group[0].kind.to_string(),
+            kv_block: None,
+            started_at,
+            duration_s: t0.elapsed().as_secs_f64(),
+        };
+        match engine::measurement(label, &routes, bytes, &out) {
+            Some(m) => self.keep(m),
+            None => Ok(()),
         }
     }
 
     fn loopback(&mut self, make: Factory, p: &FlowPlan, bytes: u64, cfg: &RunConfig) -> std::io::Result<()> {
         let id = self.ids(1);
-        match solo(make, p, id, bytes, cfg) {
-            Ok(t) => {
-                let g: Vec<f64> = t.times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect();
+        match measure(make, std::slice::from_ref(p), id, bytes, cfg) {
+            Ok(out) => {
+                let times = out.flows.into_iter().next().map(|f| f.times).unwrap_or_default();
+                let g: Vec<f64> = times.iter().map(|s| bytes as f64 / s.max(1e-12)).collect();
                 self.loopback.push(Loopback {
                     probe: p.label.clone(),
                     transport: p.kind.to_string(),
                     payload_bytes: bytes,
                     goodput_Bps: stats::summarize_rate(&g),
-                    transfer_times_s: t.times,
+                    transfer_times_s: times,
                 });
                 crate::model::write_json(&self.out.join("loopback.json"), &self.loopback)
             }
@@ -536,7 +322,7 @@ impl Sink<'_> {
 }
 
 /// Runs the plans at every size, writing results as they finish.
-pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig, out: &Path) -> std::io::Result<Outcome> {
+pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig, out: &Path) -> std::io::Result<LocalRun> {
     std::fs::create_dir_all(out)?;
     let mut provenance = Provenance::now(vec![]);
     provenance.hosts = vec![provenance.host.clone()];
@@ -562,10 +348,10 @@ pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig
     let plans = plans(catalogue);
     for &bytes in &cfg.sizes {
         for p in &plans.solo {
-            sink.solo(make, p, bytes, cfg)?;
+            sink.measure(make, None, std::slice::from_ref(p), bytes, cfg)?;
         }
         for (name, group) in &plans.sets {
-            sink.set(make, name, group, bytes, cfg)?;
+            sink.measure(make, Some(name), group, bytes, cfg)?;
         }
         for p in &plans.loopback {
             sink.loopback(make, p, bytes, cfg)?;
@@ -574,7 +360,7 @@ pub fn run(make: Factory, catalogue: &[Probe], shape: RackShape, cfg: &RunConfig
     let Sink { mut results, writer, loopback, failures, .. } = sink;
     results.provenance.finished_at = Some(rfc3339_now());
     writer.finish(&results).map_err(std::io::Error::other)?;
-    Ok(Outcome { results, loopback, failures })
+    Ok(LocalRun { results, loopback, failures })
 }
 
 /// The files a local run wrote (loopback.json only when a loopback probe ran).

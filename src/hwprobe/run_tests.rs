@@ -1,6 +1,7 @@
 //! The local driver against a stand-in transport that moves no data but keeps the contract:
-//! prepared receiver served on a thread, per-transfer time, finish, receiver's count. Options
-//! `fail_after` and `waive` make it fail or be waived, to check the run goes on.
+//! prepared receiver served on a thread, per-transfer time, finish, receiver's count; its
+//! multi-lane call records each sample's plan (lanes, copies) before running it the default
+//! way. Options `fail_after` and `waive` make it fail or be waived, to check the run goes on.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -10,7 +11,15 @@ use std::time::Duration;
 use super::*;
 use crate::gpu::CudaDevice;
 use crate::hwprobe::{catalogue, Inventory, Nic, Role};
-use crate::transport::{Applicability, PreparedReceiver, Receiver};
+use crate::model::results::StopReason;
+use crate::transport::lanes::{self, LaneRun, MIN_COPIES_PER_SAMPLE};
+use crate::transport::{Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport};
+
+/// Every multi-lane sample the stand-in ran: (first flow id, lanes, copies per lane).
+fn samples() -> &'static Mutex<Vec<(u64, usize, u32)>> {
+    static S: OnceLock<Mutex<Vec<(u64, usize, u32)>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
 
 fn chans() -> &'static Mutex<HashMap<u64, mpsc::Sender<u64>>> {
     static C: OnceLock<Mutex<HashMap<u64, mpsc::Sender<u64>>>> = OnceLock::new();
@@ -19,6 +28,7 @@ fn chans() -> &'static Mutex<HashMap<u64, mpsc::Sender<u64>>> {
 
 struct Fake(TransportKind);
 struct FakeSender {
+    id: u64,
     tx: mpsc::Sender<u64>,
     left: Option<u64>,
 }
@@ -42,7 +52,12 @@ impl Transport for Fake {
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError> {
         assert_eq!(endpoint["id"], flow.id);
         let tx = chans().lock().unwrap().remove(&flow.id).unwrap();
-        Ok(Box::new(FakeSender { tx, left: flow.options.get("fail_after").and_then(|v| v.as_u64()) }))
+        Ok(Box::new(FakeSender { id: flow.id, tx, left: flow.options.get("fail_after").and_then(|v| v.as_u64()) }))
+    }
+    fn run_lanes(&self, senders: &mut [&mut dyn Sender], bytes: u64, copies: u32) -> Result<LaneRun, TransportError> {
+        let first = senders[0].as_any_mut().and_then(|a| a.downcast_mut::<FakeSender>()).unwrap().id;
+        samples().lock().unwrap().push((first, senders.len(), copies));
+        lanes::by_threads(senders, bytes, copies)
     }
 }
 
@@ -62,6 +77,9 @@ impl Sender for FakeSender {
     fn finish(self: Box<Self>) -> Result<(), TransportError> {
         self.tx.send(u64::MAX).unwrap();
         Ok(())
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 }
 
@@ -108,43 +126,43 @@ fn plan(options: serde_json::Value) -> FlowPlan {
 
 #[test]
 fn solo_warms_up_then_stops_by_its_rule_and_the_counts_agree() {
-    let t = solo(fake, &plan(serde_json::json!({})), 101, 1 << 20, &cfg()).unwrap();
+    let out = measure(fake, &[plan(serde_json::json!({}))], 101, 1 << 20, &cfg()).unwrap();
+    let t = &out.flows[0];
     assert_eq!(t.warmup, 2);
     assert_eq!(t.times.len(), 6, "an unreachable CI target runs to the sample cap");
-    assert_eq!(t.stop, StopReason::SampleCap);
+    assert_eq!(out.stop, StopReason::SampleCap);
     let loose = RunConfig { ci_target: 10.0, ..cfg() };
-    let t = solo(fake, &plan(serde_json::json!({})), 102, 1 << 20, &loose).unwrap();
-    assert_eq!((t.times.len(), t.stop), (3, StopReason::Converged));
-    let e = solo(fake, &plan(serde_json::json!({"fail_after": 3})), 103, 1 << 20, &cfg()).unwrap_err();
+    let out = measure(fake, &[plan(serde_json::json!({}))], 102, 1 << 20, &loose).unwrap();
+    assert_eq!((out.flows[0].times.len(), out.stop), (3, StopReason::Converged));
+    let e = measure(fake, &[plan(serde_json::json!({"fail_after": 3}))], 103, 1 << 20, &cfg()).unwrap_err();
     assert!(e.to_string().contains("stand-in failure"));
 }
 
 #[test]
-fn contended_flows_share_rounds_and_a_failure_does_not_deadlock() {
+fn a_contended_set_is_one_multi_lane_operation_per_sample() {
     let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({})), plan(serde_json::json!({}))];
-    let flows = contended(fake, &plans, 200, 1 << 20, &cfg()).unwrap();
-    let rounds = contended_rounds(&cfg()) as usize;
-    assert_eq!(rounds, 6);
-    assert!(flows.iter().all(|f| f.times.len() == rounds && f.starts.len() == rounds));
-    // Every round starts after the previous one ended (one barrier per round).
-    for f in &flows {
-        for r in 1..rounds {
-            assert!(f.starts[r] >= f.starts[r - 1] + f.times[r - 1], "round {r} overlaps the one before");
-        }
+    let out = measure(fake, &plans, 200, 1 << 20, &cfg()).unwrap();
+    let n = out.flows[0].times.len();
+    assert!(out.flows.iter().all(|f| f.times.len() == n && f.warmup == 2));
+    assert_eq!((n, out.stop), (6, StopReason::SampleCap), "the stop rule runs sets too");
+    // One call per sample, every lane in it, at least 8 copies per lane.
+    let mine: Vec<(usize, u32)> = samples().lock().unwrap().iter().filter(|s| s.0 == 200).map(|s| (s.1, s.2)).collect();
+    assert_eq!(mine, vec![(3, MIN_COPIES_PER_SAMPLE); n]);
+    // Each window is one sample: every lane delivers its copies evenly over its own interval,
+    // so over the interval common to all, the set carried the sum of the lanes' rates.
+    assert_eq!(out.sums.len(), n);
+    for (k, sum) in out.sums.iter().enumerate() {
+        let want: f64 = out.flows.iter().map(|f| (1 << 20) as f64 / f.times[k]).sum();
+        assert!((sum - want).abs() <= want * 1e-9, "sample {k}: {sum} vs {want}");
     }
-    let agg = aggregate(1 << 20, &flows).unwrap();
-    assert!(agg.goodput_sum_Bps.p50 > flows[0].times.iter().map(|t| (1 << 20) as f64 / t).fold(0.0, f64::max));
-    // The makespan runs from a round's first start to its last end.
-    let spans: Vec<f64> = (0..rounds)
-        .map(|r| {
-            let first = flows.iter().map(|f| f.starts[r]).fold(f64::MAX, f64::min);
-            flows.iter().map(|f| f.starts[r] + f.times[r]).fold(f64::MIN, f64::max) - first
-        })
-        .collect();
-    let want = spans.iter().sum::<f64>() / spans.len() as f64;
-    assert!((agg.makespan_s.unwrap().mean - want).abs() <= want * 1e-9, "{:?} vs mean {want}", agg.makespan_s);
+    // --loops above the minimum sets the copies per lane.
+    let mut c = cfg();
+    c.options.insert("loops".into(), serde_json::json!(16));
+    measure(fake, &plans[..2], 210, 1 << 20, &c).unwrap();
+    assert!(samples().lock().unwrap().iter().filter(|s| s.0 == 210).all(|s| (s.1, s.2) == (2, 16)));
+    // A lane that fails mid-sample does not hold the others at the gate.
     let plans = vec![plan(serde_json::json!({})), plan(serde_json::json!({"fail_after": 4}))];
-    let e = contended(fake, &plans, 300, 1 << 20, &cfg()).unwrap_err();
+    let e = measure(fake, &plans, 300, 1 << 20, &cfg()).unwrap_err();
     assert!(e.to_string().contains("stand-in failure"));
 }
 
@@ -246,17 +264,4 @@ fn waived_and_failing_flows_are_recorded_and_the_run_goes_on() {
     let out = run(fake, &c, RackShape::new(1, 1, 1).unwrap(), &cfg, dir.path()).unwrap();
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
     assert!(out.failures[0].contains("stand-in failure"));
-}
-
-#[test]
-fn a_round_whose_flows_started_apart_counts_from_the_last_start() {
-    // Two flows of 1 MB: A starts at 0 and takes 10 ms, B starts 4 ms later and takes 10 ms.
-    // While both ran (4..10 ms) each moved at its own rate: the sum is 2 x 100 MB/s; the
-    // round's makespan is 14 ms.
-    let f = |start: f64| FlowTimes { warmup: 0, times: vec![0.010], starts: vec![start], stop: StopReason::SampleCap };
-    let agg = aggregate(1_000_000, &[f(0.0), f(0.004)]).unwrap();
-    assert!((agg.goodput_sum_Bps.p50 - 2e8).abs() < 1.0, "{:?}", agg.goodput_sum_Bps);
-    assert!((agg.makespan_s.unwrap().p50 - 0.014).abs() < 1e-12, "{:?}", agg.makespan_s);
-    // Flows that never overlapped carried nothing together: no aggregate.
-    assert!(aggregate(1_000_000, &[f(0.0), f(0.02)]).is_none());
 }

@@ -36,12 +36,12 @@ pub fn window_aggregate(flows: &[&WindowResult], bytes: u64) -> Option<(f64, f64
         return None;
     }
     let t0 = flows.iter().map(|f| f.starts_s[0]).fold(f64::MIN, f64::max);
-    let t1 = flows.iter().map(|f| f.starts_s.last().unwrap() + f.times_s.last().unwrap()).fold(f64::MAX, f64::min);
+    let t1 = flows.iter().map(|f| f.end_s(f.times_s.len() - 1)).fold(f64::MAX, f64::min);
     if t1 <= t0 {
         return None;
     }
     let first_start = flows.iter().map(|f| f.starts_s[0]).fold(f64::MAX, f64::min);
-    let first_end = flows.iter().map(|f| f.starts_s[0] + f.times_s[0]).fold(f64::MIN, f64::max);
+    let first_end = flows.iter().map(|f| f.end_s(0)).fold(f64::MIN, f64::max);
     let sampled: Option<f64> =
         flows.iter().map(|f| Some(delivered_at(&f.delivered, t1)? - delivered_at(&f.delivered, t0)?)).sum();
     let sum = match sampled {
@@ -65,10 +65,10 @@ fn delivered_at(samples: &[(f64, u64)], t: f64) -> Option<f64> {
 
 /// The aggregate from whole transfers (see [`window_aggregate`]).
 fn transfer_sum(flows: &[&WindowResult], bytes: u64, t0: f64, t1: f64) -> f64 {
-    let b = bytes as f64;
     let mut sum = 0.0;
     for f in flows {
-        let spans: Vec<(f64, f64)> = f.starts_s.iter().zip(&f.times_s).map(|(s, d)| (*s, s + d)).collect();
+        let b = bytes as f64 * f64::from(f.copies.max(1));
+        let spans: Vec<(f64, f64)> = (0..f.times_s.len()).map(|k| (f.starts_s[k], f.end_s(k))).collect();
         let inside: Vec<&(f64, f64)> = spans.iter().filter(|(s, e)| *s >= t0 && *e <= t1).collect();
         let inside_time: f64 = inside.iter().map(|(s, e)| e - s).sum();
         let rate_inside = (inside_time > 0.0).then(|| b * inside.len() as f64 / inside_time);
@@ -90,14 +90,7 @@ mod tests {
     use super::*;
 
     fn w(starts: &[f64], times: &[f64]) -> WindowResult {
-        WindowResult {
-            flow_id: 0,
-            starts_s: starts.to_vec(),
-            times_s: times.to_vec(),
-            warmup_done: 0,
-            go_epoch_s: None,
-            delivered: Vec::new(),
-        }
+        WindowResult { starts_s: starts.to_vec(), times_s: times.to_vec(), ..WindowResult::empty(0) }
     }
 
     #[test]
@@ -138,6 +131,21 @@ mod tests {
         let d = w(&[0.0], &[2.5]);
         let (sum, _) = window_aggregate(&[&c, &d], 10).unwrap();
         assert!((sum - (25.0 / 2.5 + 4.0)).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn a_loop_of_copies_spans_its_copies() {
+        // Two lanes of one sample each: 8 copies of 10 B at 0.1 s per copy (0.8 s in all) and
+        // 8 at 0.2 s (1.6 s), the second starting 0.1 s late. Together for [0.1, 0.8]: 100 +
+        // 50 B/s; the round's makespan runs to the slow lane's end at 1.7 s.
+        let mut a = w(&[0.0], &[0.1]);
+        let mut b = w(&[0.1], &[0.2]);
+        a.copies = 8;
+        b.copies = 8;
+        let (sum, span) = window_aggregate(&[&a, &b], 10).unwrap();
+        assert!((sum - 150.0).abs() < 1e-9, "{sum}");
+        assert!((span - 1.7).abs() < 1e-9, "{span}");
+        assert_eq!(b.end_s(0), 0.1 + 1.6);
     }
 
     #[test]

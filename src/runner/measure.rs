@@ -1,16 +1,16 @@
-//! One measurement: set up the flows, warm up, run barrier-started windows until the stopping
-//! rule says so, tear down, and summarise.
+//! One measurement through the agents: the agents' [`FlowDriver`] (flows set up over the
+//! control plane, barrier-started windows) under the one measurement loop ([`engine`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::control::{Client, Reply, Request, WindowResult, WindowSpec};
-use crate::model::results::{Aggregate, FlowResult, Measurement, MeasurementKind, StopReason, Waiver};
+use crate::model::results::{Measurement, Waiver};
 use crate::spec::Experiment;
-use crate::stats;
 use crate::transport::{Applicability, FlowSpec, TransportKind};
 
 pub use super::aggregate::{align, window_aggregate};
+use super::engine::{self, EngineOptions, FlowDriver, Label, SystemClock, Window};
 use super::fault;
 use super::resolve::{resolve, Resolved};
 use super::{RunError, RunOptions};
@@ -119,8 +119,6 @@ struct Flow {
     id: u64,
     transport: TransportKind,
     r: Resolved,
-    times: Vec<f64>,
-    warmup: u64,
 }
 
 /// The id of `exp`'s measurement at `bytes` per flow: `solo/ROUTE/BYTES` or
@@ -129,6 +127,22 @@ pub fn measurement_id(exp: &Experiment, bytes: u64) -> String {
     match exp.flows.as_slice() {
         [one] => format!("solo/{one}/{bytes}"),
         _ => format!("contended/{}/{bytes}", exp.name),
+    }
+}
+
+impl RunOptions {
+    /// The measurement loop's options: the stop rule, warmup, windows, and burst rounds for
+    /// the makespans of contended sets.
+    pub fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            stop: self.stop_rule(),
+            warmup: self.warmup,
+            warmup_max_bytes: self.warmup_max_bytes,
+            warmup_full: false,
+            window_s: self.window_s,
+            contended_min_count: self.contended_min_count,
+            bursts: BURSTS,
+        }
     }
 }
 
@@ -141,7 +155,7 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
     for p in &exp.flows {
         let r = resolve(ctx.rack, ctx.rack_path, p)?;
         let id = ctx.next_flow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        flows.push(Flow { id, transport: ctx.opts.transport_of(p.kind), r, times: Vec::new(), warmup: 0 });
+        flows.push(Flow { id, transport: ctx.opts.transport_of(p.kind), r });
     }
     ctx.watch = fault::hosts_of(&flows.iter().map(|f| f.r.clone()).collect::<Vec<_>>());
     let mut waivers = Vec::new();
@@ -156,44 +170,25 @@ pub fn measure(ctx: &mut Ctx, exp: &Experiment, bytes: u64) -> Result<Result<Mea
     if !waivers.is_empty() {
         return Ok(Err(waivers));
     }
-    let (stop, aggregates, makespans) = match run_flows(ctx, &mut flows, bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            // Closing could wait on the agent that failed: drop the sessions instead.
-            let hosts = ctx.watch.clone();
-            ctx.forget(&hosts);
-            return Err(e);
-        }
-    };
-    close(ctx, &flows)?;
-    let contended = flows.len() > 1;
-    let flow_results: Vec<FlowResult> =
-        flows.iter().map(|f| flow_result(f, bytes, stop)).collect::<Option<_>>().ok_or_else(|| RunError::Agent {
-            host: flows[0].r.src.name.clone(),
-            message: format!("no transfer finished in {}", exp.name),
-        })?;
-    let aggregate = contended.then(|| {
-        let p50s: Vec<f64> = flow_results.iter().map(|f| f.goodput_Bps.p50).collect();
-        let max = p50s.iter().copied().fold(f64::MIN, f64::max);
-        let min = p50s.iter().copied().fold(f64::MAX, f64::min);
-        stats::summarize_rate(&aggregates).map(|sum| Aggregate {
-            goodput_sum_Bps: sum,
-            makespan_s: stats::summarize_time(&makespans),
-            fairness_max_over_min: (min > 0.0).then(|| max / min),
-        })
-    });
-    Ok(Ok(Measurement {
+    let mut o = ctx.opts.engine();
+    // KV engines move whole KV blocks: warm them up with the payload itself (a multiple of them).
+    o.warmup_full = flows.iter().any(|f| f.transport.is_kv_engine());
+    let kv = kv_block(ctx.opts, &flows);
+    let mut driver = Agents { ctx, flows: &flows, stall_s: 0.0 };
+    let out = engine::measure(&mut driver, &o, bytes, &SystemClock::new())?;
+    let label = Label {
         id: measurement_id(exp, bytes),
-        kind: if contended { MeasurementKind::Contended } else { MeasurementKind::Solo },
-        set: contended.then(|| exp.name.clone()),
+        set: (flows.len() > 1).then(|| exp.name.clone()),
         transport: transport_names(&flows),
-        kv_block_bytes: kv_block(ctx.opts, &flows).map(|b| b.0),
-        kv_block_tokens: kv_block(ctx.opts, &flows).and_then(|b| b.1),
+        kv_block: kv,
         started_at,
         duration_s: t0.elapsed().as_secs_f64(),
-        flows: flow_results,
-        aggregate: aggregate.flatten(),
-    }))
+    };
+    let routes: Vec<_> = flows.iter().map(|f| (f.r.path, f.r.segments.clone())).collect();
+    engine::measurement(label, &routes, bytes, &out).map(Ok).ok_or_else(|| RunError::Agent {
+        host: flows[0].r.src.name.clone(),
+        message: format!("no transfer finished in {}", exp.name),
+    })
 }
 
 /// The KV block (bytes, tokens when known) of a measurement whose flows include a KV engine's.
@@ -212,127 +207,83 @@ fn transport_names(flows: &[Flow]) -> String {
     v.join("+")
 }
 
-fn flow_result(f: &Flow, bytes: u64, stop: StopReason) -> Option<FlowResult> {
-    let goodputs: Vec<f64> = f.times.iter().map(|t| bytes as f64 / t).collect();
-    Some(FlowResult {
-        path: f.r.path,
-        segments: f.r.segments.clone(),
-        payload_bytes: bytes,
-        goodput_Bps: stats::summarize_rate(&goodputs)?,
-        transfer_time_s: stats::summarize_time(&f.times)?,
-        samples: f.times.len() as u64,
-        warmup: f.warmup,
-        stop,
-        transfer_times_s: f.times.clone(),
-    })
+/// The agents' flow driver: flows set up over the control plane, windows armed on every
+/// sender's agent and released together ([`barrier`]), results put on one time line.
+struct Agents<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    flows: &'c [Flow],
+    /// The agents' stall bound of this measurement, seconds.
+    stall_s: f64,
 }
 
-type Outcome = (StopReason, Vec<f64>, Vec<f64>);
+impl FlowDriver for Agents<'_, '_> {
+    type Error = RunError;
 
-fn run_flows(ctx: &mut Ctx, flows: &mut [Flow], bytes: u64) -> Result<Outcome, RunError> {
-    let o = ctx.opts;
-    let stall_s = fault::stall_bound_s(bytes, flows.len(), o.timeout_s);
-    for f in flows.iter() {
-        // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
-        let options = match f.transport {
-            TransportKind::Nixl => crate::transport::routes::nixl_options(&o.nixl, &f.r.path, &ctx.rack.shape),
-            TransportKind::Mooncake => serde_json::json!({"block_bytes": o.nixl.get("block_bytes")}),
-            t => crate::transport::routes::flow_options(t, &f.r.path, &ctx.rack.shape),
-        };
-        let spec = |local: Option<String>| FlowSpec {
-            id: f.id,
-            transport: f.transport,
-            local_addr: local,
-            max_bytes: bytes.max(1),
-            timeout_s: stall_s,
-            options: options.clone(),
-            tcp_congestion: ctx.rack.tcp_congestion_control.clone(),
-        };
-        let endpoint = match ctx.call(&f.r.dst, &Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
-            Reply::Ready { endpoint } => endpoint,
-            other => return Err(ctx.unexpected(&f.r.dst, "ready", &other)),
-        };
-        match ctx.call(&f.r.src, &Request::Connect { flow: spec(f.r.src_addr.clone()), endpoint }, setup_timeout(o))? {
-            Reply::Connected => {}
-            other => return Err(ctx.unexpected(&f.r.src, "connected", &other)),
-        }
+    fn flows(&self) -> usize {
+        self.flows.len()
     }
-    let n = flows.len() as f64;
-    // A window's reply is due after its own length, one more payload per flow at the stall
-    // floor rate, and the agents' stall bound on top (so an agent's own report of a stalled
-    // flow, which names what it waited for, comes first).
-    let window_timeout = |dur: f64| Duration::from_secs_f64(dur + n * bytes as f64 / fault::STALL_FLOOR_BPS + stall_s);
-    if o.warmup > 0 {
-        let mut wb = bytes.min(o.warmup_max_bytes).max(1);
-        // KV engines move whole KV blocks: warm them up with the payload itself (a multiple of them).
-        if flows.iter().any(|f| f.transport.is_kv_engine()) {
-            wb = bytes.max(1);
-        }
-        let windows = flows.iter().map(|f| (f, window(f.id, bytes, o.warmup, wb, 0, 0, 0.0))).collect();
-        let res = barrier(ctx, windows, window_timeout(o.warmup as f64 * wb as f64 * n / 1e6))?;
-        for f in flows.iter_mut() {
-            f.warmup = res.get(&f.id).map(|r| r.warmup_done as u64).unwrap_or(0);
-        }
-    }
-    let start = Instant::now();
-    let (mut aggregates, mut makespans) = (Vec::new(), Vec::new());
-    // Contended: first a few bursts (every flow sends one payload, released together); their
-    // span is the makespan of a round (streaming windows keep the fast flows sending, so their
-    // first transfers measure the split, not a burst). The streaming windows give the rates.
-    let bursts = if flows.len() > 1 { BURSTS } else { 0 };
-    for _ in 0..bursts {
-        let windows = flows.iter().map(|f| (f, window(f.id, bytes, 0, 0, 1, 1, 0.0))).collect();
-        let res = barrier(ctx, windows, window_timeout(0.0))?;
-        let firsts: Vec<(f64, f64)> =
-            res.values().filter_map(|r| Some((*r.starts_s.first()?, r.starts_s[0] + r.times_s.first()?))).collect();
-        if firsts.len() == flows.len() {
-            let first = firsts.iter().map(|x| x.0).fold(f64::MAX, f64::min);
-            makespans.push(firsts.iter().map(|x| x.1).fold(f64::MIN, f64::max) - first);
-        }
-    }
-    loop {
-        let have = flows.iter().map(|f| f.times.len() as u32).min().unwrap_or(0);
-        let left = o.max_samples.saturating_sub(have).max(1);
-        let min_count = if flows.len() > 1 { o.contended_min_count.min(left) } else { 1 };
-        let windows = flows.iter().map(|f| (f, window(f.id, bytes, 0, 0, min_count, left, o.window_s))).collect();
-        let res = barrier(ctx, windows, window_timeout(o.window_s))?;
-        let per_flow: Vec<&WindowResult> = flows.iter().filter_map(|f| res.get(&f.id)).collect();
-        if let Some((sum, span)) = window_aggregate(&per_flow, bytes) {
-            aggregates.push(sum);
-            if bursts == 0 {
-                makespans.push(span);
+
+    fn open(&mut self, bytes: u64) -> Result<(), RunError> {
+        let o = self.ctx.opts;
+        let ctx = &mut *self.ctx;
+        self.stall_s = fault::stall_bound_s(bytes, self.flows.len(), o.timeout_s);
+        for f in self.flows {
+            // Hardware transports name their GPUs and NICs (by bus order) in the flow options.
+            let options = match f.transport {
+                TransportKind::Nixl => crate::transport::routes::nixl_options(&o.nixl, &f.r.path, &ctx.rack.shape),
+                TransportKind::Mooncake => serde_json::json!({"block_bytes": o.nixl.get("block_bytes")}),
+                t => crate::transport::routes::flow_options(t, &f.r.path, &ctx.rack.shape),
+            };
+            let spec = |local: Option<String>| FlowSpec {
+                id: f.id,
+                transport: f.transport,
+                local_addr: local,
+                max_bytes: bytes.max(1),
+                timeout_s: self.stall_s,
+                options: options.clone(),
+                tcp_congestion: ctx.rack.tcp_congestion_control.clone(),
+            };
+            let endpoint =
+                match ctx.call(&f.r.dst, &Request::Prepare { flow: spec(Some(f.r.dst_addr.clone())) }, setup_timeout(o))? {
+                    Reply::Ready { endpoint } => endpoint,
+                    other => return Err(ctx.unexpected(&f.r.dst, "ready", &other)),
+                };
+            match ctx.call(&f.r.src, &Request::Connect { flow: spec(f.r.src_addr.clone()), endpoint }, setup_timeout(o))? {
+                Reply::Connected => {}
+                other => return Err(ctx.unexpected(&f.r.src, "connected", &other)),
             }
         }
-        for f in flows.iter_mut() {
-            if let Some(r) = res.get(&f.id) {
-                f.times.extend(&r.times_s);
-            }
-        }
-        let times: Vec<&[f64]> = flows.iter().map(|f| f.times.as_slice()).collect();
-        let sums = if flows.len() > 1 { aggregates.as_slice() } else { &[] };
-        if let Some(stop) = o.stop_rule().decide(&times, bytes, sums, start.elapsed().as_secs_f64()) {
-            return Ok((stop, aggregates, makespans));
-        }
+        Ok(())
+    }
+
+    /// A window's reply is due after its own length (its warmup at 1 MB/s per flow), one more
+    /// payload per flow at the stall floor rate, and the agents' stall bound on top (so an
+    /// agent's own report of a stalled flow, which names what it waited for, comes first).
+    fn window(&mut self, w: &Window) -> Result<Vec<WindowResult>, RunError> {
+        let n = self.flows.len() as f64;
+        let dur = if w.warmup > 0 { f64::from(w.warmup) * w.warmup_bytes as f64 * n / 1e6 } else { w.duration_s };
+        let timeout = Duration::from_secs_f64(dur + n * w.bytes as f64 / fault::STALL_FLOOR_BPS + self.stall_s);
+        let windows = self.flows.iter().map(|f| (f, w.of_flow(f.id))).collect();
+        let mut res = barrier(self.ctx, windows, timeout)?;
+        Ok(self.flows.iter().map(|f| res.remove(&f.id).unwrap_or_else(|| WindowResult::empty(f.id))).collect())
+    }
+
+    fn close(&mut self) -> Result<(), RunError> {
+        close(self.ctx, self.flows)
+    }
+
+    fn abort(&mut self) {
+        // Closing could wait on the agent that failed: drop the sessions instead.
+        let hosts = self.ctx.watch.clone();
+        self.ctx.forget(&hosts);
     }
 }
 
 /// Burst rounds per contended measurement (each gives one makespan).
-const BURSTS: usize = 3;
+const BURSTS: u32 = 3;
 
 fn setup_timeout(o: &RunOptions) -> Duration {
     Duration::from_secs_f64(o.timeout_s + 5.0)
-}
-
-fn window(
-    flow_id: u64,
-    bytes: u64,
-    warmup: u32,
-    warmup_bytes: u64,
-    min_count: u32,
-    max_count: u32,
-    duration_s: f64,
-) -> WindowSpec {
-    WindowSpec { flow_id, bytes, warmup, warmup_bytes, min_count, max_count, duration_s }
 }
 
 /// Arms every sender, releases them together, collects their results by flow id.

@@ -6,8 +6,11 @@
 //! `results.csv` at the end; `--resume` continues a run there.
 
 pub mod aggregate;
+pub mod engine;
 pub mod fault;
+pub mod local;
 pub mod measure;
+pub mod phases;
 pub mod resolve;
 pub mod waves;
 

@@ -5,9 +5,11 @@
 //! `{"pid": P, "handle": H}`; the sender looks the buffer up, so a sender in another process
 //! is a protocol error, not a crash.
 //!
-//! Each transfer is one copy enqueued behind the start gate and timed by CUDA events: the
-//! time the copy engine took, without enqueue overhead. The copy lands in the receiver's
-//! buffer before the end event completes, which is the completion acknowledgement here.
+//! Each transfer is `loops` copies enqueued behind the start gate and timed by CUDA events:
+//! the time the copy engine took, without enqueue overhead. The copy lands in the receiver's
+//! buffer before the end event completes, which is the completion acknowledgement here. A
+//! contended set runs as one multi-lane operation ([`Transport::run_lanes`]): every lane's
+//! copies behind one gate, released by one host write.
 //!
 //! Flow options: `src_gpu`, `dst_gpu` (CUDA ordinal or PCI bus id; `cuda_d2h` has no
 //! `dst_gpu`, `cuda_h2d` no `src_gpu`), `loops` (copies behind one gate per transfer, 1 to
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use cudarc::driver::CudaContext;
 
+use super::lanes::{LaneGate, LaneRun, LaneSample};
 use super::{
     Applicability, FlowSpec, PreparedReceiver, Receiver, ReceiverStats, Sender, Transport, TransportError, TransportKind,
 };
@@ -230,15 +233,16 @@ impl Transport for CudaCopy {
         let src_side = alloc_side(&ctx, src.is_some(), flow.max_bytes as usize, 0xa5).map_err(&err)?;
         let lane = Lane::new(&ctx, src_side, dst_side).map_err(&err)?;
         let gate = Gate::new(&ctx, flow.timeout_s.max(1.0)).map_err(&err)?;
-        Ok(Box::new(CopySender {
-            kind: self.kind(),
-            flow: flow.id,
-            timeout_s: flow.timeout_s,
-            loops,
-            gates: vec![(ctx, gate)],
-            lane,
-            events,
-        }))
+        Ok(Box::new(CopySender { kind: self.kind(), flow: flow.id, timeout_s: flow.timeout_s, loops, gate, lane, events }))
+    }
+
+    /// All lanes behind one gate ([`gated_lanes`]); senders of another transport fall back to
+    /// the default (threads and a barrier).
+    fn run_lanes(&self, senders: &mut [&mut dyn Sender], bytes: u64, copies: u32) -> Result<LaneRun, TransportError> {
+        match gated_lanes(senders, bytes, copies.clamp(1, crate::gpu::copy::MAX_LOOPS)) {
+            Some(r) => r,
+            None => super::lanes::by_threads(senders, bytes, copies),
+        }
     }
 }
 
@@ -247,7 +251,7 @@ struct CopySender {
     flow: u64,
     timeout_s: f64,
     loops: u32,
-    gates: Vec<(Arc<CudaContext>, Gate)>,
+    gate: Gate,
     lane: Lane,
     events: mpsc::Sender<Event>,
 }
@@ -255,7 +259,7 @@ struct CopySender {
 impl Sender for CopySender {
     fn transfer(&mut self, bytes: u64) -> Result<Duration, TransportError> {
         let opt = CopyOptions { bytes: bytes as usize, loops: self.loops, samples: 1, warmup: 0, timeout_s: self.timeout_s };
-        let t = run_lanes(&self.gates, std::slice::from_ref(&self.lane), &opt).map_err(gpu_err(self.kind, self.flow))?;
+        let t = run_lanes(&self.gate, &[&self.lane], &opt).map_err(gpu_err(self.kind, self.flow))?;
         let _ = self.events.send(Event::Transfer(bytes));
         Ok(Duration::from_secs_f64(t[0][0]))
     }
@@ -264,6 +268,37 @@ impl Sender for CopySender {
         let _ = self.events.send(Event::Finish);
         Ok(())
     }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// One sample of a multi-lane set of copy-engine senders: every lane's `copies` copies are
+/// enqueued behind the FIRST sender's gate (one flag; each lane's stream held by a spin kernel
+/// on its own GPU) and released by one host write, so the lanes start together; each lane's
+/// time is its own event interval. Each lane counts as one transfer for its receiver. None
+/// when a sender is not a CUDA copy sender.
+fn gated_lanes(senders: &mut [&mut dyn Sender], bytes: u64, copies: u32) -> Option<Result<LaneRun, TransportError>> {
+    let mut cs = Vec::with_capacity(senders.len());
+    for s in senders.iter_mut() {
+        cs.push(s.as_any_mut()?.downcast_mut::<CopySender>()?);
+    }
+    let first = cs.first()?;
+    let (kind, flow) = (first.kind, first.flow);
+    let timeout_s = cs.iter().map(|c| c.timeout_s).fold(0.0, f64::max);
+    let opt = CopyOptions { bytes: bytes as usize, loops: copies, samples: 1, warmup: 0, timeout_s };
+    let lanes: Vec<&Lane> = cs.iter().map(|c| &c.lane).collect();
+    let times = match run_lanes(&first.gate, &lanes, &opt) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(gpu_err(kind, flow)(e))),
+    };
+    for c in &cs {
+        let _ = c.events.send(Event::Transfer(bytes));
+    }
+    let lanes =
+        times.iter().map(|t| LaneSample { start_s: 0.0, elapsed_s: t[0] * f64::from(copies), copies, transfers: 1 }).collect();
+    Some(Ok(LaneRun { gate: LaneGate::Device, lanes }))
 }
 
 struct CopyReceiver {
@@ -355,6 +390,16 @@ mod tests {
                 Ok(_) => panic!("prepared a CUDA receiver without CUDA"),
             }
         }
+    }
+
+    #[test]
+    fn senders_of_other_transports_run_as_threaded_lanes_not_behind_the_gate() {
+        // No CUDA sender among them: the copy transport's multi-lane call says it could not
+        // hold them behind one gate (threads and a barrier), and still runs every copy.
+        let (mut a, mut b) = (super::super::lanes::tests::sleepy(1, None), super::super::lanes::tests::sleepy(1, None));
+        let run = CudaCopy(CopyKind::P2p).run_lanes(&mut [&mut a, &mut b], 1, 8).unwrap();
+        assert_eq!(run.gate, LaneGate::Threads);
+        assert_eq!((a.made, b.made), (8, 8));
     }
 
     #[test]

@@ -37,11 +37,13 @@ pub mod gpu_staged_tcp;
 pub mod gpudirect_rdma;
 pub mod hip_copy;
 pub mod host_tcp;
+pub mod lanes;
 pub mod mooncake;
 pub mod net;
 pub mod nixl;
 pub mod routes;
 pub mod staged_tcp;
+pub mod window;
 
 use std::time::Duration;
 
@@ -322,6 +324,13 @@ pub trait Transport: Send + Sync {
     fn prepare_receiver(&self, flow: &FlowSpec) -> Result<PreparedReceiver, TransportError>;
     /// Sender side: connect to the endpoint a receiver described.
     fn connect_sender(&self, flow: &FlowSpec, endpoint: &serde_json::Value) -> Result<Box<dyn Sender>, TransportError>;
+    /// One sample of a multi-lane set ([`lanes`]): every sender (each connected by this
+    /// transport) moves `copies` payloads of `bytes`, all lanes started from one gate. The
+    /// default cannot hold lanes behind a device gate: one thread per lane, released by one
+    /// barrier ([`lanes::by_threads`]).
+    fn run_lanes(&self, senders: &mut [&mut dyn Sender], bytes: u64, copies: u32) -> Result<lanes::LaneRun, TransportError> {
+        lanes::by_threads(senders, bytes, copies)
+    }
 }
 
 /// Reads a flow's cumulative delivered bytes (see [`Sender::delivery_probe`]); None when the
@@ -342,6 +351,11 @@ pub trait Sender: Send {
     }
     /// Tells the receiver no more transfers come and releases the flow.
     fn finish(self: Box<Self>) -> Result<(), TransportError>;
+    /// The sender as `Any`, for a transport's own [`Transport::run_lanes`] to reach its
+    /// senders' devices; None (the default) where the transport has no multi-lane call.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// The receiving end of a flow.
