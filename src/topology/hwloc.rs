@@ -112,10 +112,12 @@ fn first_that_loads(names: &[&'static str]) -> Result<Hwloc, Unavailable> {
 }
 
 impl Hwloc {
-    /// Opens `library` (`RTLD_NOW | RTLD_LOCAL`), checks `hwloc_get_api_version()` is 2.x and
-    /// resolves every call.
+    /// Opens `library` (`RTLD_NOW | RTLD_GLOBAL`), checks `hwloc_get_api_version()` is 2.x and
+    /// resolves every call. Global, as a linked libhwloc is: hwloc's plugins (Debian's
+    /// libhwloc-plugins: `hwloc_pci` for PCI enumeration with libpciaccess, `hwloc_xml_libxml`)
+    /// resolve hwloc's own symbols from the global scope and fail to load without it.
     pub fn load(library: &'static str) -> Result<Hwloc, Unavailable> {
-        let flags = libc::RTLD_NOW | libc::RTLD_LOCAL;
+        let flags = libc::RTLD_NOW | libc::RTLD_GLOBAL;
         // SAFETY: loading runs hwloc's initialisers, which only set up its own state.
         let lib = unsafe { libloading::os::unix::Library::open(Some(library), flags) }.map_err(|e| {
             let m = e.to_string();
