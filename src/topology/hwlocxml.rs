@@ -274,7 +274,7 @@ impl<'a, 'i> Reader<'a, 'i> {
                 .children()
                 .filter(|c| c.is_element() && c.tag_name().name() == "info")
                 .filter(|c| matches!(c.attribute("name"), Some("Type" | "CoProcType")));
-            if let Some(v) = v1.filter_map(|c| c.attribute("value")).last() {
+            if let Some(v) = v1.filter_map(|c| c.attribute("value")).next_back() {
                 subtype = Some(v.to_string());
             }
         }
