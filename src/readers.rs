@@ -4,9 +4,10 @@
 //! they were accepted. None may panic, hang or allocate beyond the input's bounds, whatever
 //! the bytes; bad input is an `Err` naming the field, as the CLI prints it.
 //!
-//! The files are named [`FUZZ_FILE`] in errors. hwloc's own XML loader (C, run in a forked
-//! child by `topology::discover`) is not entered here; the checks before it
-//! ([`crate::topology::xmlcheck`]) and the NCCL and `nvidia-smi` readers are.
+//! The files are named [`FUZZ_FILE`] in errors. Every topology reader is entered: the checks
+//! of an XML file ([`crate::topology::xmlcheck`]), the hwloc XML reader (Rust,
+//! [`crate::topology::hwlocxml`]; hwloc itself only exports the live machine), and the NCCL
+//! and `nvidia-smi` readers.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -156,32 +157,28 @@ pub fn rules(data: &[u8]) -> bool {
     r.check_shape(&shape).is_ok()
 }
 
-/// A topology file: an XML file (hwloc's checks before loading; an NCCL/RCCL `<system>` read
-/// to an inventory and a report), else `nvidia-smi topo -m` text.
+/// A topology file: an XML file (an hwloc export read to its PCI tree, an NCCL/RCCL `<system>`
+/// read to an inventory), else `nvidia-smi topo -m` text; then the report.
 pub fn topology(data: &[u8]) -> bool {
-    use crate::topology::{nccl, report, smi, xmlcheck};
+    use crate::topology::model::{Source, SourceKind};
+    use crate::topology::{hwlocxml, nccl, report, smi, xmlcheck, Inventory, Loaded};
     let p = path();
+    let source = |kind| Source { kind, file: None, reader: None, merged_with: None, hostname: None };
     let loaded = match xmlcheck::root(p, data) {
         Ok(root) if root == "system" => {
             let Some(t) = text(data) else { return false };
             let Ok(parsed) = nccl::parse(p, t) else { return false };
             match nccl::links::inventory(p, parsed) {
-                Ok((inv, notes)) => crate::topology::Loaded {
-                    inv,
-                    source: crate::topology::model::Source {
-                        kind: crate::topology::model::SourceKind::Nccl,
-                        file: None,
-                        reader: None,
-                        merged_with: None,
-                        hostname: None,
-                    },
-                    notes,
-                    disagreements: Vec::new(),
-                },
+                Ok((inv, notes)) => Loaded { inv, source: source(SourceKind::Nccl), notes, disagreements: Vec::new() },
                 Err(_) => return false,
             }
         }
-        Ok(_) => return xmlcheck::check(p, data).is_ok(),
+        Ok(_) => {
+            let (Ok(()), Some(t)) = (xmlcheck::check(p, data), text(data)) else { return false };
+            let Ok(parsed) = hwlocxml::parse(p, t) else { return false };
+            let inv = Inventory::from_tree(parsed.tree);
+            Loaded { inv, source: source(SourceKind::Xml), notes: Vec::new(), disagreements: Vec::new() }
+        }
         Err(_) => {
             let Some(t) = text(data) else { return false };
             let Ok(m) = smi::parse(p, t) else { return false };

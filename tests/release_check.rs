@@ -2,7 +2,9 @@
 //! libibverbs (it must be loaded at run time) and one whose glibc symbols are newer than 2.34.
 //! Both are built here with the host's C compiler (Debian 12: glibc 2.36, so the program needs
 //! `__libc_start_main@GLIBC_2.34` and `stat@GLIBC_2.33`, checked against a 2.31 limit); skipped
-//! without `cc` or `libibverbs-dev`.
+//! without `cc` or `libibverbs-dev`. Likewise a binary that links libhwloc (live discovery loads
+//! it at run time): linked against the run-time library itself (`-l:libhwloc.so.15`, no headers);
+//! skipped without `cc` or libhwloc15, except under CI (which installs both), where it fails.
 
 use std::path::Path;
 use std::process::Command;
@@ -41,4 +43,33 @@ fn release_check_refuses_a_linked_libibverbs_and_a_new_glibc() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(!stderr.contains("RHEL 9") && stderr.contains("links libibverbs.so.1"), "{stderr}");
+}
+
+#[test]
+fn release_check_refuses_a_linked_libhwloc() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("h.c");
+    // The prototype from hwloc.h, so that no -dev package is needed.
+    std::fs::write(
+        &src,
+        "unsigned hwloc_get_api_version(void);\nint main(void) { return hwloc_get_api_version() >> 16 != 2; }\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("h");
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    match Command::new("cc").arg(&src).arg("-o").arg(&exe).arg("-l:libhwloc.so.15").output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) if !ci => return eprintln!("skipped: cc cannot link libhwloc.so.15: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if !ci => return eprintln!("skipped: no cc ({e})"),
+        other => panic!("CI has cc and libhwloc15 (scripts/setup): {other:?}"),
+    }
+    // It runs here (hwloc 2 is installed): what is refused is the link, not a broken program.
+    assert!(Command::new(&exe).status().unwrap().success());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/release-check");
+    let out = Command::new(&script).arg(&exe).env("GLIBC_MAX", "9.99").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("links libhwloc.so.15 (must be loaded at run time)"), "{stderr}");
+    assert!(stdout.contains("  libhwloc.so.15"), "the NEEDED list is printed: {stdout}");
 }

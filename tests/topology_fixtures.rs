@@ -203,7 +203,14 @@ fn hwloc_v1_xml_reads_the_same() {
     for name in FIXTURES {
         let e = expected(name);
         let v1 = dir.path().join(format!("{name}.v1.xml"));
-        topology::discover::export_v1(&fixture(name), &v1).unwrap();
+        match topology::discover::export_v1(&fixture(name), &v1) {
+            Ok(()) => {}
+            // hwloc is loaded at run time; CI installs it (scripts/setup), so there it must load.
+            Err(e @ topology::TopologyError::NoHwloc(_)) if std::env::var("CI").as_deref() != Ok("true") => {
+                return eprintln!("skipped (no hwloc here, and not CI): {e}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
         let text = std::fs::read_to_string(&v1).unwrap();
         assert!(!text.contains("version=\"2.0\""), "{name}: export is not v1");
         let a = discover(&fixture(name), &e);

@@ -488,11 +488,18 @@ layout!(
 );
 layout!(ibv_send_wr_rdma, 16, 8, [remote_addr = 0, rkey = 8]);
 layout!(ibv_recv_wr, 32, 8, [wr_id = 0, next = 8, sg_list = 16, num_sge = 24]);
-layout!(ibv_qp, 160, 8, [context = 0, qp_num = 52, mutex = 64, cond = 104, events_completed = 152]);
-layout!(ibv_cq, 128, 8, [context = 0, mutex = 32, cond = 72, async_events_completed = 124]);
+/// What glibc's `pthread_mutex_t` adds to the x86_64 figures above and below it: 40 bytes on
+/// x86_64, 48 on aarch64 (`pthread_cond_t` is 48 on both), so every field after a mutex, and
+/// the struct, is 8 bytes further on aarch64. Checked for aarch64 by compiling Debian 12's
+/// verbs.h with `zig cc -target aarch64-linux-gnu.2.31` (offsetof/sizeof: ibv_qp cond 112,
+/// events_completed 160, size 168; ibv_cq cond 80, async_events_completed 132, size 136;
+/// ibv_context abi_compat 328, size 336; verbs_context size 656).
+const M: usize = std::mem::size_of::<pthread_mutex_t>() - 40;
+layout!(ibv_qp, 160 + M, 8, [context = 0, qp_num = 52, mutex = 64, cond = 104 + M, events_completed = 152 + M]);
+layout!(ibv_cq, 128 + M, 8, [context = 0, mutex = 32, cond = 72 + M, async_events_completed = 124 + M]);
 layout!(ibv_context_ops, 256, 8, [poll_cq = 88, post_send = 200, post_recv = 208]);
-layout!(ibv_context, 328, 8, [device = 0, ops = 8, cmd_fd = 264, mutex = 280, abi_compat = 320]);
-layout!(verbs_context, 648, 8, [query_port = 0, priv_ = 208, _ABI_placeholder3 = 304, sz = 312, context = 320]);
+layout!(ibv_context, 328 + M, 8, [device = 0, ops = 8, cmd_fd = 264, mutex = 280, abi_compat = 320 + M]);
+layout!(verbs_context, 648 + M, 8, [query_port = 0, priv_ = 208, _ABI_placeholder3 = 304, sz = 312, context = 320]);
 
 #[cfg(test)]
 mod tests {

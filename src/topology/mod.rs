@@ -8,8 +8,9 @@ pub mod assign;
 pub mod conformance;
 pub mod discover;
 pub mod dot;
+pub mod hwloc;
+pub mod hwlocxml;
 pub mod inventory;
-mod isolate;
 pub mod locality;
 pub mod merge;
 pub mod model;
@@ -26,8 +27,8 @@ pub use locality::{Locality, LocalityClass};
 pub use model::{Gpu, GpuLink, GpuVendor, Nic, NicKind, NodeKind, PciNode, PeerFabric, Source, SourceKind, Switch};
 pub use report::{TopologyReport, TOPOLOGY_SCHEMA};
 
-/// Errors of discovery. `Input` and `Selection` are bad input (exit 2); `Hwloc` is a run-time
-/// failure of hwloc itself.
+/// Errors of discovery. `Input` and `Selection` are bad input (exit 2); `Hwloc` (a run-time
+/// failure of hwloc itself) and `NoHwloc` (no hwloc 2.x library for live discovery) are not.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     /// The XML file is missing, unreadable, malformed or not an hwloc export.
@@ -44,6 +45,9 @@ pub enum TopologyError {
     /// hwloc failed on a valid request (live discovery, export).
     #[error("hwloc: {0}")]
     Hwloc(String),
+    /// hwloc 2.x cannot be loaded here (live discovery only: exports are read without it).
+    #[error(transparent)]
+    NoHwloc(#[from] hwloc::Unavailable),
 }
 
 impl TopologyError {
@@ -58,7 +62,7 @@ impl crate::error::Classified for TopologyError {
     fn exit_class(&self) -> crate::error::ExitClass {
         match self {
             TopologyError::Input { .. } | TopologyError::Selection(_) => crate::error::ExitClass::BadInput,
-            TopologyError::Hwloc(_) => crate::error::ExitClass::Runtime,
+            TopologyError::Hwloc(_) | TopologyError::NoHwloc(_) => crate::error::ExitClass::Runtime,
         }
     }
 }
