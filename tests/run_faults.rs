@@ -279,6 +279,9 @@ fn a_coordinator_killed_mid_run_resumes_with_nothing_lost_or_repeated() {
         assert!(Instant::now() < deadline, "fewer than 2 measurements in the journal within 60 s");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The agents hold the run's sessions (threads beyond their idle ones) when it is killed.
+    let busy: Vec<usize> = agents.0.iter().map(|a| threads(a.id())).collect();
+    assert!(busy.iter().zip(&idle).any(|(b, i)| b > i), "no agent busy mid-run: threads {busy:?}, idle {idle:?}");
     run.child.kill().unwrap(); // SIGKILL: no handler runs, nothing is flushed or closed in order.
     run.child.wait().unwrap();
     let killed = Instant::now();
