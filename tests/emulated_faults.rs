@@ -1,16 +1,21 @@
 //! Faults in the middle of a run on the emulated (2,2,1) rack (root, in CI): an agent stopped
-//! (SIGSTOP) for 10 s while its route is being measured, and a segment link set down for 5 s
-//! while a flow crosses it. In both the run names what failed (the stopped agent, or the route
-//! over the flapped link with its hops and what a check of the links found) with the route
-//! and its hops, goes on with the route that does not need it, exits 1 listing the skipped
-//! measurements, and `run --resume` then measures them (nothing twice). Without the handling a
-//! stopped agent held the run until the 30 s data-plane timeout and then ended it (exit 3,
-//! nothing after it measured, nothing named), and a flapped link's routes stayed deleted, so
-//! the resume failed too. Under `CI=true` a missing capability fails the tests.
+//! (SIGSTOP) for 10 s while its route's flow moves data, and a segment link set down for 5 s
+//! under a running flow. In both the run names what failed (the stopped agent; or the route
+//! with its hops and what a check of the rack's links found) with the route and its hops,
+//! goes on with the route that does not need it, exits 1 listing the skipped measurements,
+//! and `run --resume` then measures them, nothing twice.
+//!
+//! How each fails without its handling: without the heartbeat and probes
+//! (`runner::fault`) the stopped agent is not named within 10 s (the run waits on the data
+//! plane); without the skip-and-go-on the run ends at the fault (exit 3, the steady route's
+//! later payloads missing); without the link check no link is named; without re-installing the
+//! routes Linux deleted with the link, `emulate status` stays at "routes missing" and the
+//! resume fails on the same route. Under `CI=true` a missing capability fails the tests.
 //!
 //! Both tests build their own rack under this process's one prefix, so they take turns
 //! ([`SERIAL`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use linkcal::emulate::topo::Node;
 use linkcal::emulate::Plan;
 use linkcal::model::Results;
-use linkcal::runner::fault::{stall_bound_s, HEARTBEAT_S, PROBE_TIMEOUT_S, STALL_MARGIN_S};
+use linkcal::runner::fault::{stall_bound_s, HEARTBEAT_S, PROBE_TIMEOUT_S, STALL_FLOOR_BPS, STALL_MARGIN_S};
 use linkcal::spec::{RackShape, SegmentId};
 
 mod rack_support;
@@ -33,6 +38,9 @@ const STEADY: &str = "prefill_to_decode:0->0";
 /// Payloads of each route, bytes (`--sizes 1MiB,2MiB,4MiB`): the fault comes after the
 /// faulty route's first one, so the second is running.
 const SIZES: [u64; 3] = [1 << 20, 2 << 20, 4 << 20];
+/// Line rate of the faulty route's cable, B/s: 10x the stall floor, so a 2 MiB payload takes
+/// about 0.2 s to move (a fault lands mid-transfer) and is far from counting as stalled.
+const SLOW_BPS: f64 = 10e6;
 /// Longest a run here may take, seconds.
 const RUN_LIMIT_S: u64 = 90;
 
@@ -56,7 +64,11 @@ fn rack_up() -> Rack {
     let prefix = unique_prefix("h12");
     let dir = tempfile::tempdir().unwrap();
     let guard = RackGuard(prefix.clone());
-    let up = emulate_up_221(&prefix, &dir.path().join("rack")).output().unwrap();
+    // The faulty route's cable slowed down so that each of its payloads takes a while to move.
+    let rates = dir.path().join("rates.json");
+    let slow = serde_json::json!({"up_Bps": SLOW_BPS, "down_Bps": SLOW_BPS});
+    std::fs::write(&rates, serde_json::json!({"segments": {"IB_Cable_D[1]": slow}}).to_string()).unwrap();
+    let up = emulate_up_221(&prefix, &dir.path().join("rack")).arg("--rates").arg(&rates).output().unwrap();
     assert!(up.status.success(), "emulate up: {}", text(&up.stderr));
     let plan = Plan::new(&prefix, &RackShape::new(2, 2, 1).unwrap()).unwrap();
     Rack { prefix, rack: dir.path().join("rack/rack.json"), plan, dir, _guard: guard }
@@ -151,11 +163,24 @@ fn id(route: &str, bytes: u64) -> String {
     format!("solo/{route}/{bytes}")
 }
 
-/// Waits until the faulty route's first payload is in the journal: its second is then being
-/// measured.
-fn wait_for_faulty_route(run: &mut Running, out: &Path) {
+/// Waits until the faulty route's second payload is moving: its first is in the journal (the
+/// next starts only after that line is on disk) and gpu_d1 holds a data connection it did
+/// not hold before that line.
+fn wait_for_second_payload(run: &mut Running, out: &Path, plan: &Plan) {
     let first = format!("\"id\":\"{}\"", id(FAULTY, SIZES[0]));
-    run.until(60, "the first measurement of the faulty route", |_| journal(out).contains(&first));
+    let receiver = Node::DecodeGpu(1);
+    // Connections listed before a read of the journal without the line predate the line.
+    let mut before = BTreeSet::new();
+    run.until(60, "the first measurement of the faulty route", |_| {
+        let now = data_connections(plan, receiver);
+        let written = journal(out).contains(&first);
+        if !written {
+            before.extend(now);
+        }
+        written
+    });
+    run.until(30, "the second payload's data connection to gpu_d1", |_| !data_connections(plan, receiver).is_subset(&before));
+    std::thread::sleep(Duration::from_millis(50));
 }
 
 /// What the faulted run must have left: every payload of the steady route measured, the
@@ -199,6 +224,24 @@ fn resume_completes(rack: &Path, out: &Path, skipped: &[String]) {
     assert!(r.skipped.is_empty(), "{:?}", r.skipped);
 }
 
+/// The established TCP connections of `node`'s namespace off its management address (the
+/// data plane), as `LOCAL PEER`.
+fn data_connections(plan: &Plan, node: Node) -> BTreeSet<String> {
+    let mut c = Command::new("ss");
+    c.args(["-Htn", "state", "established"]);
+    let _ns = linkcal::emulate::netns::in_netns(&mut c, &plan.netns(node)).expect("enter namespace");
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "ss: {}", text(&o.stderr));
+    let mgmt = format!("{}:", plan.mgmt_addr(node));
+    text(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && !f[2].starts_with(&mgmt)).then(|| format!("{} {}", f[2], f[3]))
+        })
+        .collect()
+}
+
 fn signal(pids: &[i32], sig: nix::sys::signal::Signal) {
     for p in pids {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig).unwrap();
@@ -217,8 +260,7 @@ fn an_agent_stopped_for_10_s_mid_window_is_named_and_resume_measures_its_route()
     assert!(!pids.is_empty(), "no agent in gpu_d1's namespace");
     let out = rack.dir.path().join("run");
     let mut run = Running::start(&rack.rack, &out);
-    wait_for_faulty_route(&mut run, &out);
-    std::thread::sleep(Duration::from_millis(50));
+    wait_for_second_payload(&mut run, &out, &rack.plan);
     signal(&pids, nix::sys::signal::Signal::SIGSTOP);
     let stopped = Instant::now();
     let named = "agent gpu_d1 is not answering";
@@ -237,6 +279,7 @@ fn an_agent_stopped_for_10_s_mid_window_is_named_and_resume_measures_its_route()
     // PROBE_TIMEOUT_S; a stalled data plane is noticed within the payload's stall bound.
     let bound = HEARTBEAT_S + PROBE_TIMEOUT_S + STALL_MARGIN_S;
     assert!(took < bound, "named {took:.2} s after SIGSTOP, bound {bound} s: {err}");
+    eprintln!("{line}");
     let skipped = check_partial(&out, &err, Some("gpu_d1"));
     resume_completes(&rack.rack, &out, &skipped);
     eprintln!(
@@ -256,8 +299,7 @@ fn a_link_down_mid_flow_is_named_and_resume_completes_after_it_is_up() {
     let cable: SegmentId = "IB_Cable_D[1]".parse().unwrap();
     let out = rack.dir.path().join("run");
     let mut run = Running::start(&rack.rack, &out);
-    wait_for_faulty_route(&mut run, &out);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for_second_payload(&mut run, &out, &rack.plan);
     set_link(&rack.plan, cable, "down");
     let down = Instant::now();
     let named = format!("route {FAULTY}");
@@ -274,13 +316,21 @@ fn a_link_down_mid_flow_is_named_and_resume_completes_after_it_is_up() {
     // The check of the links names the flapped one: down, or (up again) its routes missing.
     let said = [format!("link of segment {cable} is down"), format!("routes missing (via segment {cable})")];
     assert!(said.iter().any(|s| line.contains(s.as_str())), "no link named: {line}");
-    // The 2 MiB payload's stall bound, then the heartbeat and a probe of each agent.
-    let bound = stall_bound_s(SIZES[1], 1, 30.0) + HEARTBEAT_S + PROBE_TIMEOUT_S;
+    // The sender gives up after the 2 MiB payload's stall bound without progress, in each of
+    // its two blocking waits (sending, then the receiver's completion ack); the coordinator
+    // gives the window (under 1 s) the payload at the stall floor rate plus that bound. Then
+    // it probes the agents (a heartbeat, a probe).
+    let stall = stall_bound_s(SIZES[1], 1, 30.0);
+    let coordinator = 1.0 + SIZES[1] as f64 / STALL_FLOOR_BPS + stall;
+    let bound = (2.0 * stall).max(coordinator) + HEARTBEAT_S + PROBE_TIMEOUT_S;
     assert!(took < bound, "named {took:.2} s after the link went down, bound {bound:.1} s: {err}");
+    eprintln!("{line}");
     let skipped = check_partial(&out, &err, None);
     // The link is up, its routes are back (re-installed by `emulate repair` if not yet).
     let status = || linkcal().args(["emulate", "status", "--prefix", &rack.prefix, "--rack"]).arg(&rack.rack).output().unwrap();
-    if status().status.code() != Some(0) {
+    let before = status();
+    eprintln!("emulate status after the run: exit {:?}: {}", before.status.code(), text(&before.stdout).trim());
+    if before.status.code() != Some(0) {
         let o = linkcal().args(["emulate", "repair", "--prefix", &rack.prefix, "--rack"]).arg(&rack.rack).output().unwrap();
         assert_eq!(o.status.code(), Some(0), "repair: {}{}", text(&o.stdout), text(&o.stderr));
     }
