@@ -6,11 +6,12 @@
 //! and `run --resume` then measures them, nothing twice.
 //!
 //! How each fails without its handling: without the heartbeat and probes
-//! (`runner::fault`) the stopped agent is not named within 10 s (the run waits on the data
-//! plane); without the skip-and-go-on the run ends at the fault (exit 3, the steady route's
-//! later payloads missing); without the link check no link is named; without re-installing the
-//! routes Linux deleted with the link, `emulate status` stays at "routes missing" and the
-//! resume fails on the same route. Under `CI=true` a missing capability fails the tests.
+//! (`runner::fault`) the stopped agent is named only after the sender's data plane gives up
+//! (the payload's stall bound, 7.1 s, plus a probe), past the 8 s heartbeat bound asserted;
+//! without the skip-and-go-on the run ends at the fault (exit 3, payloads missing); without
+//! the link check no link is named; without re-installing the routes Linux deleted with the
+//! link (`emulate repair`, or the run's own check before it starts) the resume fails on the
+//! same route. Under `CI=true` a missing capability fails the tests.
 //!
 //! Both tests build their own rack under this process's one prefix, so they take turns
 //! ([`SERIAL`]).
