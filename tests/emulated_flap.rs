@@ -8,7 +8,7 @@
 //! capability fails the test.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use linkcal::emulate::Plan;
 use linkcal::model::Results;
@@ -16,7 +16,7 @@ use linkcal::spec::{RackShape, SegmentId};
 
 mod rack_support;
 
-use rack_support::{can_emulate, emulate_up_221, linkcal, unique_prefix, RackGuard};
+use rack_support::{can_emulate, emulate_up_221, linkcal, set_link, unique_prefix, RackGuard};
 
 /// The route whose link flaps and the one that does not share it, on the (2,2,1) rack.
 const FLAPPING: &str = "prefill_to_decode:1->1";
@@ -24,17 +24,6 @@ const STEADY: &str = "prefill_to_decode:0->0";
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Sets the device end of `segment`'s veth pair down or up.
-fn set_link(plan: &Plan, segment: SegmentId, state: &str) {
-    let l = plan.links.iter().find(|l| l.segment == segment).expect("the segment's link");
-    // linkcal's setns, not `ip -n`: that also needs a mount namespace, which fails in a chroot.
-    let mut c = Command::new("ip");
-    c.args(["link", "set", &l.lower_if, state]);
-    let _ns = linkcal::emulate::netns::in_netns(&mut c, &plan.netns(l.lower)).expect("enter namespace");
-    let ok = c.status().unwrap();
-    assert!(ok.success(), "ip link set {} {state}", l.lower_if);
 }
 
 fn status(prefix: &str, rack: &Path) -> Output {

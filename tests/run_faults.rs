@@ -52,19 +52,21 @@ struct Running {
     stderr: Vec<(Instant, String)>,
 }
 
+/// `linkcal run` of [`ROUTES`] on `rack` over `sizes`, into `out` given by `dest` (`--out`,
+/// `--resume`).
+fn run_cmd(rack: &Path, dest: &str, out: &Path, sizes: &str) -> Command {
+    let mut c = Command::new(cargo_bin("linkcal"));
+    c.args(["run", "--paths", &ROUTES.join(","), "--contention", "none", "--quick", "--no-progress", "--time-cap", "0.3"])
+        .args(["--sizes", sizes, "--rack"])
+        .arg(rack)
+        .arg(dest)
+        .arg(out);
+    c
+}
+
 impl Running {
     fn start(rack: &Path, out: &Path, sizes: &str) -> Running {
-        let routes = ROUTES.join(",");
-        let mut child = Command::new(cargo_bin("linkcal"))
-            .args(["run", "--paths", &routes, "--contention", "none", "--quick", "--no-progress", "--time-cap", "0.3"])
-            .args(["--sizes", sizes, "--rack"])
-            .arg(rack)
-            .arg("--out")
-            .arg(out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = run_cmd(rack, "--out", out, sizes).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -242,4 +244,91 @@ fn an_agent_stopped_mid_run_is_reported_within_the_bound() {
     let (_, skipped) = ids(&results(&out));
     assert!(!skipped.is_empty() && skipped.iter().all(|(i, h)| i.contains(ROUTES[1]) && h == "gpu_d1"), "{skipped:?}");
     eprintln!("stopped mid-run: reported {took:.2} s after SIGSTOP (bound {bound} s)");
+}
+
+/// Threads of process `pid` (its `/proc` task entries).
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The ids of a journal's lines, in order.
+fn journal_ids(journal: &str) -> Vec<String> {
+    journal.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The coordinator SIGKILLed mid-run, then `run --resume`. Without the handling this fails:
+/// a plain re-run into the same `--out` truncated the journal (the prefix check below fails,
+/// and the plain re-run is not refused), and a re-run without resume measures everything again
+/// (ids repeated); a resume that lost the journal's measurements would leave the set short.
+#[test]
+fn a_coordinator_killed_mid_run_resumes_with_nothing_lost_or_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Agents(Vec::new());
+    let rack = rack(dir.path(), &mut agents);
+    let idle: Vec<usize> = agents.0.iter().map(|a| threads(a.id())).collect();
+    let out = dir.path().join("out");
+    let sizes = "64KiB,128KiB,256KiB,512KiB,1MiB,2MiB";
+    let all: Vec<String> =
+        ROUTES.iter().flat_map(|r| [65536u64, 131072, 262144, 524288, 1 << 20, 2 << 20].map(|b| id(r, b))).collect();
+    let t0 = Instant::now();
+    let mut run = Running::start(&rack, &out, sizes);
+    let journal = || std::fs::read_to_string(out.join("journal.jsonl")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while journal().lines().count() < 2 {
+        assert!(run.child.try_wait().unwrap().is_none(), "run ended before 2 measurements: {}", run.text());
+        assert!(Instant::now() < deadline, "fewer than 2 measurements in the journal within 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The agents hold the run's sessions (threads beyond their idle ones) when it is killed.
+    let busy: Vec<usize> = agents.0.iter().map(|a| threads(a.id())).collect();
+    assert!(busy.iter().zip(&idle).any(|(b, i)| b > i), "no agent busy mid-run: threads {busy:?}, idle {idle:?}");
+    run.child.kill().unwrap(); // SIGKILL: no handler runs, nothing is flushed or closed in order.
+    run.child.wait().unwrap();
+    let killed = Instant::now();
+    // Every complete line (a last line cut mid-write may be dropped by the resume).
+    let at_kill = journal();
+    let kept = &at_kill[..at_kill.rfind('\n').map_or(0, |i| i + 1)];
+    let before = journal_ids(kept);
+    assert!(before.len() >= 2 && before.len() < all.len(), "killed after {} of {} measurements", before.len(), all.len());
+
+    // The agents' sessions of the dead coordinator end: each is back to its idle threads.
+    let idle_deadline = killed + Duration::from_secs(20);
+    while agents.0.iter().zip(&idle).any(|(a, n)| threads(a.id()) > *n) {
+        assert!(Instant::now() < idle_deadline, "agents not idle 20 s after the kill (threads {idle:?} at start)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let idle_after = killed.elapsed().as_secs_f64();
+    // And a new run can use them.
+    let o = run_cmd(&rack, "--out", &dir.path().join("other"), "64KiB").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "a run after the kill: {}", String::from_utf8_lossy(&o.stderr));
+
+    // A plain re-run into the killed run's directory is refused and touches nothing.
+    let o = run_cmd(&rack, "--out", &out, sizes).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(journal(), at_kill);
+
+    let o = run_cmd(&rack, "--resume", &out, sizes).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let now = journal();
+    assert!(now.starts_with(kept), "the journal's first lines changed:\nbefore\n{kept}\nafter\n{now}");
+    let after = journal_ids(&now[kept.len()..]);
+    // Before + after = every measurement, once each.
+    let mut both: Vec<String> = before.iter().chain(&after).cloned().collect();
+    both.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(both, want, "before {before:?}, after {after:?}");
+    let r = results(&out);
+    let (mut measured, skipped) = ids(&r);
+    measured.sort();
+    assert_eq!(measured, want);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert!(r["provenance"]["finished_at"].is_string(), "results.json does not record the run's end");
+    eprintln!(
+        "coordinator SIGKILL: {} measurements before, {} after the resume, agents idle {idle_after:.2} s after the kill, {:.1} s in all",
+        before.len(),
+        after.len(),
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -24,7 +24,16 @@ use crate::error::InputError;
 /// Checks a file's `schema` field before parsing the rest, so a file of another kind or
 /// version gets an error that says so instead of a field-level complaint.
 pub fn check_schema(path: &Path, text: &str, want: &str) -> Result<(), InputError> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
+    check_schema_of(path, &json_value(path, text)?, want)
+}
+
+/// The JSON value of `text` read from `path` (named in the error).
+fn json_value(path: &Path, text: &str) -> Result<serde_json::Value, InputError> {
+    serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))
+}
+
+/// [`check_schema`] on a value already parsed.
+fn check_schema_of(path: &Path, v: &serde_json::Value, want: &str) -> Result<(), InputError> {
     match v.get("schema").and_then(|s| s.as_str()) {
         Some(s) if s == want || compatible(want).contains(&s) => Ok(()),
         Some(s) => Err(InputError::field(
@@ -55,9 +64,10 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str) -> Result<T
 
 /// [`load`] on text already read from `path` (named in errors only).
 pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str, want: &str) -> Result<T, InputError> {
-    check_schema(path, text, want)?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| InputError::file(path, format!("not valid JSON: {e}")))?;
+    // One parse to a value serves the schema and number checks; the typed parse below reads
+    // the text again for errors that name the line and column.
+    let value = json_value(path, text)?;
+    check_schema_of(path, &value, want)?;
     check::check_numbers(path, &value)?;
     crate::error::parse_json(path, text)
 }

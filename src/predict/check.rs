@@ -31,6 +31,10 @@ pub fn parse_calibration(path: &Path, text: &str) -> Result<Calibration, InputEr
 /// The first `NaN` / `Infinity` literal (not valid JSON, but what Python's `json` writes for a
 /// non-finite float): the key it belongs to (or `line N`), the token and its line (1-based).
 fn non_finite_literal(text: &str) -> Option<(String, &'static str, usize)> {
+    // Every token holds one of these: most files hold neither, and need no line-by-line scan.
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return None;
+    }
     for (n, line) in text.lines().enumerate() {
         let bare = outside_strings(line);
         let token = ["-Infinity", "Infinity", "NaN"]

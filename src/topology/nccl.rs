@@ -230,8 +230,14 @@ impl<'a, 'd> Builder<'a, 'd> {
             return Err(self.bad(el, "has no busid: a PCI device without a bus id cannot be placed"));
         };
         let b = b.trim().to_ascii_lowercase();
-        let ok = b.len() == 12 && b.char_indices().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit());
-        if !ok || &b[4..5] != ":" || &b[7..8] != ":" || &b[10..11] != "." {
+        // By bytes: a multi-byte character where a separator goes is no char boundary to slice.
+        let ok = b.len() == 12
+            && b.bytes().enumerate().all(|(i, c)| match i {
+                4 | 7 => c == b':',
+                10 => c == b'.',
+                _ => c.is_ascii_hexdigit(),
+            });
+        if !ok {
             return Err(self.bad(el, format!("busid \"{b}\" is not a PCI bus id dddd:bb:dd.f")));
         }
         Ok(b)
@@ -367,6 +373,17 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(Path::new("t.xml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_bus_id_with_a_multibyte_separator_is_refused_not_a_panic() {
+        // 12 bytes: "0000", U+3099 (3 bytes), ":00.0" (found by the topology fuzz target).
+        let text = "<system version=\"1\">\n<cpu numaid=\"0\">\n<pci busid=\"0000\u{3099}:00.0\" class=\"0x060400\"/>\n</cpu>\n</system>";
+        let e = err(text);
+        assert!(e.contains("is not a PCI bus id") && e.contains('\u{3099}'), "{e}");
+        let ok =
+            "<system version=\"1\">\n<cpu numaid=\"0\">\n<pci busid=\"0000:00:01.0\" class=\"0x060400\"/>\n</cpu>\n</system>";
+        assert!(parse(Path::new("t.xml"), ok).is_ok());
     }
 
     #[test]

@@ -120,11 +120,12 @@ impl Sender for TcpSender {
         let start = Instant::now();
         self.buf[..8].copy_from_slice(&bytes.to_le_bytes());
         let first = (bytes as usize).min(chunk);
-        self.stream.write_all(&self.buf[..8 + first]).map_err(|e| io_err(flow, t, "send", e))?;
+        let within = Duration::from_secs_f64(t);
+        net::write_all_within(&mut self.stream, &self.buf[..8 + first], within).map_err(|e| io_err(flow, t, "send", e))?;
         let mut left = bytes - first as u64;
         while left > 0 {
             let n = (left as usize).min(chunk);
-            self.stream.write_all(&self.buf[8..8 + n]).map_err(|e| io_err(flow, t, "send", e))?;
+            net::write_all_within(&mut self.stream, &self.buf[8..8 + n], within).map_err(|e| io_err(flow, t, "send", e))?;
             left -= n as u64;
         }
         await_ack(&mut self.stream, flow, t)?;

@@ -70,7 +70,7 @@ pub enum TransportError {
         source: std::io::Error,
     },
     /// A wait ran past the flow's timeout.
-    #[error("flow {flow}: {what} timed out after {timeout_s} s (is the peer agent alive and its data address reachable?)")]
+    #[error("flow {flow}: {what} timed out after {timeout_s:.1} s (is the peer agent alive and its data address reachable?)")]
     Timeout {
         /// Flow id.
         flow: u64,

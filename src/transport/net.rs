@@ -180,6 +180,34 @@ pub fn acked_probe(stream: &TcpStream) -> Option<crate::transport::DeliveryProbe
     Some(Box::new(move || bytes_acked(&s)))
 }
 
+/// Writes all of `buf` to `stream` within `timeout` from now, the write timeout set to what
+/// is left before each `write` call. `write_all` under a socket write timeout waits the whole
+/// timeout in every call that blocks, and a call that queued a few bytes before blocking
+/// returns them as progress: a link that goes down under a flow then held it for twice its
+/// stall bound. Leaves the socket's write timeout at `timeout` afterwards.
+pub fn write_all_within(stream: &mut TcpStream, buf: &[u8], timeout: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut off = 0;
+    let written = (|| {
+        while off < buf.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no room to send within the timeout"));
+            }
+            stream.set_write_timeout(Some(left))?;
+            match stream.write(&buf[off..]) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })();
+    stream.set_write_timeout(Some(timeout))?;
+    written
+}
+
 /// Writes a transfer header (payload length, or [`FINISH`]).
 pub fn write_header(w: &mut impl Write, len: u64) -> std::io::Result<()> {
     w.write_all(&len.to_le_bytes())
@@ -266,6 +294,23 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(probe(), Some(base + N as u64));
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_stops_a_write_within_its_timeout_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = connect_from(None, l.local_addr().unwrap(), Duration::from_secs(2)).unwrap();
+        let _s = accept_timeout(&l, Duration::from_secs(2)).unwrap(); // never reads
+                                                                      // Far more than both socket buffers hold: the first `write` queues some, then blocks.
+        let buf = vec![7u8; 256 << 20];
+        let timeout = Duration::from_millis(600);
+        let t = Instant::now();
+        let e = write_all_within(&mut c, &buf, timeout).unwrap_err();
+        let took = t.elapsed();
+        assert!(is_timeout(&e), "{e}");
+        // `write_all` would wait the timeout twice (a partial write, then a blocked one).
+        assert!(took >= timeout && took < timeout * 3 / 2, "{took:?}");
+        assert_eq!(c.write_timeout().unwrap(), Some(timeout));
     }
 
     #[test]

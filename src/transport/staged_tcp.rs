@@ -160,7 +160,7 @@ impl<B: DeviceBuffer> Sender for StagedSender<B> {
                     Ok(Err(e)) => return Err(TransportError::protocol(flow, format!("staging copy: {e}"))),
                     Err(_) => return Err(TransportError::protocol(flow, "staging thread stopped")),
                 };
-                stream.write_all(&buf[..n]).map_err(|e| io_err(flow, t, "send", e))?;
+                net::write_all_within(stream, &buf[..n], Duration::from_secs_f64(t)).map_err(|e| io_err(flow, t, "send", e))?;
                 sent += n as u64;
                 let _ = free_tx.send(buf);
             }

@@ -59,3 +59,15 @@ pub fn emulate_up_221(prefix: &str, out: &std::path::Path) -> Command {
     c.args(["emulate", "up", "--pp-prefill", "2", "--pp-decode", "2", "--ib-cards", "1", "--prefix", prefix, "--out"]).arg(out);
     c
 }
+
+/// Sets the device end of `segment`'s veth pair `state` (`down` or `up`), entering its
+/// namespace with linkcal's setns (`ip -n` also needs a mount namespace, which fails in a
+/// chroot).
+pub fn set_link(plan: &linkcal::emulate::Plan, segment: linkcal::spec::SegmentId, state: &str) {
+    let l = plan.links.iter().find(|l| l.segment == segment).expect("the segment's link");
+    let mut c = Command::new("ip");
+    c.args(["link", "set", &l.lower_if, state]);
+    let _ns = linkcal::emulate::netns::in_netns(&mut c, &plan.netns(l.lower)).expect("enter namespace");
+    let ok = c.status().unwrap();
+    assert!(ok.success(), "ip link set {} {state}", l.lower_if);
+}
