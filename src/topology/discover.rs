@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::model::{NodeKind, PciNode, Source, SourceKind};
+use super::model::{PciNode, Source, SourceKind};
 use super::TopologyError;
 use super::{hwloc, hwlocxml, xmlcheck};
 
@@ -50,38 +50,4 @@ pub fn export_v1(input: &Path, output: &Path) -> Result<(), TopologyError> {
     xmlcheck::check(input, text.as_bytes())?;
     let v1 = hwloc::hwloc()?.export_v1(&text).map_err(|e| TopologyError::input(input, format!("hwloc refused the XML: {e}")))?;
     std::fs::write(output, v1).map_err(|e| TopologyError::Hwloc(format!("writing {} failed: {e}", output.display())))
-}
-
-/// hwloc's f32 GB/s as the decimal hwloc prints (15.753846, not 15.753846168518066); 0 = unknown.
-pub(crate) fn round_speed(v: f32) -> Option<f64> {
-    (v.is_finite() && v > 0.0).then(|| v.to_string().parse().unwrap_or(f64::from(v)))
-}
-
-/// Names PCI bridges by their place in the tree. A PCIe link joins a downstream-facing port
-/// (root port, switch downstream port) to an upstream-facing one (switch upstream port,
-/// endpoint): a bridge under a host bridge is a root port; a bridge under a downstream-facing
-/// port is a switch upstream port when bridges hang below it (else a plain bridge, e.g.
-/// PCIe-to-PCI); a bridge under a switch upstream port is a downstream port.
-pub(crate) fn classify_ports(nodes: &mut [PciNode]) {
-    let has_bridge_child: Vec<bool> = {
-        let mut v = vec![false; nodes.len()];
-        for n in nodes.iter() {
-            if let (Some(p), true) = (n.parent, n.kind != NodeKind::Device) {
-                v[p] = true;
-            }
-        }
-        v
-    };
-    for i in 0..nodes.len() {
-        if nodes[i].kind != NodeKind::Bridge {
-            continue;
-        }
-        let parent_kind = nodes[i].parent.map(|p| nodes[p].kind);
-        nodes[i].kind = match parent_kind {
-            None | Some(NodeKind::HostBridge) => NodeKind::RootPort,
-            Some(NodeKind::RootPort) | Some(NodeKind::SwitchDownstream) if has_bridge_child[i] => NodeKind::SwitchUpstream,
-            Some(NodeKind::SwitchUpstream) => NodeKind::SwitchDownstream,
-            Some(_) => NodeKind::Bridge,
-        };
-    }
 }

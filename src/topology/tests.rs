@@ -1,6 +1,6 @@
 //! Unit tests of the tree logic on hand-built PCI trees (no hwloc).
 
-use super::discover::classify_ports;
+use super::hwlocxml::classify_ports;
 use super::locality::{between, LocalityClass};
 use super::model::{NodeKind, OsDevice, OsDeviceKind, PciNode};
 use super::*;
