@@ -74,7 +74,17 @@ impl<'a> Ctx<'a> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let slice = left.min(Duration::from_secs_f64(fault::HEARTBEAT_S));
-            if slice.is_zero() || self.client(h)?.readable(slice) {
+            if slice.is_zero() {
+                // The deadline passed with nothing to read: say how long was waited (a last
+                // recv of 1 ms would report "no reply within 0.0 s").
+                return Err(crate::control::ControlError::Io {
+                    host: h.name.clone(),
+                    what: format!("no reply within {:.1} s", timeout.as_secs_f64()),
+                    source: std::io::ErrorKind::TimedOut.into(),
+                }
+                .into());
+            }
+            if self.client(h)?.readable(slice) {
                 return Ok(self.client(h)?.recv(left.max(Duration::from_millis(1)))?);
             }
             if let Some((host, _, finding)) = fault::first_gone(&self.watch, &self.token) {
