@@ -70,13 +70,24 @@ impl<'a> Ctx<'a> {
     /// within about `HEARTBEAT_S + PROBE_TIMEOUT_S` seconds, not at the end of `timeout`.
     fn await_reply(&mut self, h: &crate::model::rack::HostEntry, timeout: Duration) -> Result<Reply, RunError> {
         let start = Instant::now();
-        let deadline = start + timeout;
+        self.await_reply_by(h, start, start + timeout)
+    }
+
+    /// Awaits agent `h`'s reply to a request sent at `start`, until `deadline`.
+    fn await_reply_by(
+        &mut self,
+        h: &crate::model::rack::HostEntry,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<Reply, RunError> {
+        let timeout = deadline.saturating_duration_since(start);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let slice = left.min(Duration::from_secs_f64(fault::HEARTBEAT_S));
-            if slice.is_zero() {
-                // The deadline passed with nothing to read: say how long was waited (a last
-                // recv of 1 ms would report "no reply within 0.0 s").
+            // Past the deadline a reply already waiting still counts (a barrier's later hosts
+            // share the deadline of the first); with none, say the whole time waited (a recv
+            // of the 1 ms left would report "no reply within 0.0 s").
+            if slice.is_zero() && !self.client(h)?.readable(Duration::from_millis(1)) {
                 return Err(crate::control::ControlError::Io {
                     host: h.name.clone(),
                     what: format!("no reply within {:.1} s", timeout.as_secs_f64()),
@@ -84,7 +95,7 @@ impl<'a> Ctx<'a> {
                 }
                 .into());
             }
-            if self.client(h)?.readable(slice) {
+            if slice.is_zero() || self.client(h)?.readable(slice) {
                 return Ok(self.client(h)?.recv(left.max(Duration::from_millis(1)))?);
             }
             if let Some((host, _, finding)) = fault::first_gone(&self.watch, &self.token) {
@@ -313,10 +324,10 @@ fn barrier(ctx: &mut Ctx, windows: Vec<(&Flow, WindowSpec)>, timeout: Duration) 
         ctx.client(h)?.send(&Request::Go)?;
     }
     let mut out = HashMap::new();
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
     for (h, _) in by_host.values() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let reply = ctx.await_reply(h, left).map_err(|e| match e {
+        let reply = ctx.await_reply_by(h, start, deadline).map_err(|e| match e {
             RunError::Control(source) => RunError::DataPlane { source },
             e => e,
         })?;
